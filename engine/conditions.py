@@ -1,0 +1,182 @@
+"""Condition trees: compiled once from a rule file, evaluated per promotion with every leaf recorded.
+
+The tree language is business-rules' (`all` / `any` / leaf `{name, operator, value}`) and so are
+the operator semantics: numeric comparisons with business-rules' epsilon of 0.000001, strings
+compared as given, select lists compared case-insensitively. The operators are plain functions
+here (the `OPERATORS` registry) so evaluating a leaf is one call, not a wrapper object, a cast
+and a `getattr`; `tests/test_conditions.py` checks them against `business_rules.engine`.
+
+Every leaf is evaluated, not just until the first failure, so the trace can report all failures.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable, Mapping, Union
+
+from business_rules.fields import FIELD_NO_INPUT
+from business_rules.operators import NumericType
+
+from .variables import QUANTITY_VARIABLES, SPEND_VARIABLES, VARIABLE_TYPES
+
+EPSILON = NumericType.EPSILON
+
+
+def _ci_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return a.lower() == b.lower()
+    return a == b
+
+
+def _ci_contains(values: Any, item: Any) -> bool:
+    return any(_ci_equal(v, item) for v in values)
+
+
+def _shares_exactly_one(values: Any, other: Any) -> bool:
+    return sum(1 for o in other if _ci_contains(values, o)) == 1
+
+
+# (field type, operator) -> function(actual, expected) -> bool, with business-rules' semantics.
+OPERATORS: dict[tuple[str, str], Callable[[Any, Any], bool]] = {
+    ("numeric", "equal_to"): lambda a, b: abs(a - b) <= EPSILON,
+    ("numeric", "greater_than"): lambda a, b: (a - b) > EPSILON,
+    ("numeric", "greater_than_or_equal_to"): lambda a, b: (a - b) > EPSILON or abs(a - b) <= EPSILON,
+    ("numeric", "less_than"): lambda a, b: (b - a) > EPSILON,
+    ("numeric", "less_than_or_equal_to"): lambda a, b: (b - a) > EPSILON or abs(a - b) <= EPSILON,
+    ("string", "equal_to"): lambda a, b: (a or "") == (b or ""),
+    ("string", "equal_to_case_insensitive"): lambda a, b: (a or "").lower() == (b or "").lower(),
+    ("string", "starts_with"): lambda a, b: (a or "").startswith(b or ""),
+    ("string", "ends_with"): lambda a, b: (a or "").endswith(b or ""),
+    ("string", "contains"): lambda a, b: (b or "") in (a or ""),
+    ("string", "non_empty"): lambda a, _: bool(a),
+    ("boolean", "is_true"): lambda a, _: bool(a),
+    ("boolean", "is_false"): lambda a, _: not a,
+    ("select", "contains"): lambda a, b: _ci_contains(a, b),
+    ("select", "does_not_contain"): lambda a, b: not _ci_contains(a, b),
+    ("select_multiple", "contains_all"): lambda a, b: all(_ci_contains(a, o) for o in b),
+    ("select_multiple", "is_contained_by"): lambda a, b: all(_ci_contains(b, v) for v in a),
+    ("select_multiple", "shares_at_least_one_element_with"): lambda a, b: any(_ci_contains(a, o) for o in b),
+    ("select_multiple", "shares_exactly_one_element_with"): _shares_exactly_one,
+    ("select_multiple", "shares_no_elements_with"): lambda a, b: not any(_ci_contains(a, o) for o in b),
+}
+
+NO_INPUT_OPERATORS = frozenset({"non_empty", "is_true", "is_false"})
+assert FIELD_NO_INPUT == "none"  # business-rules' marker for operators that take no value
+THRESHOLD_OPERATORS = frozenset({"greater_than", "greater_than_or_equal_to"})
+
+
+@dataclass(frozen=True)
+class Leaf:
+    index: int
+    variable: str
+    operator: str
+    value: Any            # as written in the rule file (for the trace)
+    operand: Any          # as compared (Decimal for numeric variables)
+    test: Callable[[Any, Any], bool]
+
+
+@dataclass(frozen=True)
+class AllOf:
+    children: tuple["Node", ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    children: tuple["Node", ...]
+
+
+Node = Union[Leaf, AllOf, AnyOf]
+
+
+@dataclass(frozen=True)
+class LeafResult:
+    """One leaf as measured: the trace's record of a condition."""
+
+    variable: str
+    operator: str
+    expected: Any
+    actual: Any
+    passed: bool
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A compiled tree. `root` is None for a promotion without eligibility terms."""
+
+    root: Node | None
+    leaves: tuple[Leaf, ...]
+    variables: frozenset[str]
+
+    def measure(self, values: Mapping[str, Any]) -> tuple[bool, tuple[LeafResult, ...]]:
+        """Evaluate every leaf against variable values; return the tree's verdict and all leaves."""
+        if self.root is None:
+            return True, ()
+        outcomes = [leaf.test(values[leaf.variable], leaf.operand) for leaf in self.leaves]
+        results = tuple(LeafResult(leaf.variable, leaf.operator, leaf.value, values[leaf.variable], ok)
+                        for leaf, ok in zip(self.leaves, outcomes))
+        return _decide(self.root, outcomes), results
+
+    def passes_if(self, outcomes: list[bool]) -> bool:
+        """The tree's verdict for given leaf outcomes (used to ask "would it pass if ... were met?")."""
+        return True if self.root is None else _decide(self.root, outcomes)
+
+    def blame(self, outcomes: list[bool]) -> tuple[int, ...]:
+        """Indices of the failed leaves that made the tree fail: none from a branch that passed."""
+        found: list[int] = []
+
+        def walk(node: Node) -> None:
+            if _decide(node, outcomes):
+                return
+            if isinstance(node, Leaf):
+                found.append(node.index)
+                return
+            for child in node.children:
+                walk(child)
+
+        if self.root is not None:
+            walk(self.root)
+        return tuple(sorted(found))
+
+    def threshold_leaves(self) -> tuple[Leaf, ...]:
+        """Leaves a customer can satisfy by adding spend or units: `eligible_subtotal >= 3000`."""
+        return tuple(l for l in self.leaves if l.operator in THRESHOLD_OPERATORS
+                     and l.variable in SPEND_VARIABLES | QUANTITY_VARIABLES)
+
+
+def _decide(node: Node, outcomes: list[bool]) -> bool:
+    if isinstance(node, Leaf):
+        return outcomes[node.index]
+    if isinstance(node, AllOf):
+        return all(_decide(c, outcomes) for c in node.children)
+    return any(_decide(c, outcomes) for c in node.children)
+
+
+def compile_condition(tree: Mapping[str, Any] | None) -> Condition:
+    """Compile a tree that has already passed the schema and the semantic checks."""
+    if tree is None:
+        return Condition(None, (), frozenset())
+    leaves: list[Leaf] = []
+
+    def build(node: Mapping[str, Any]) -> Node:
+        if "all" in node:
+            return AllOf(tuple(build(c) for c in node["all"]))
+        if "any" in node:
+            return AnyOf(tuple(build(c) for c in node["any"]))
+        name, op = node["name"], node["operator"]
+        kind = VARIABLE_TYPES[name]
+        value = node.get("value")
+        leaf = Leaf(len(leaves), name, op, value, operand(kind, value), OPERATORS[(kind, op)])
+        leaves.append(leaf)
+        return leaf
+
+    root = build(tree)
+    return Condition(root, tuple(leaves), frozenset(l.variable for l in leaves))
+
+
+def operand(kind: str, value: Any) -> Any:
+    """The value a leaf compares against, in the form its operator expects."""
+    if kind == "numeric":
+        return Decimal(str(value)) if isinstance(value, (int, str)) and not isinstance(value, bool) else value
+    if kind == "select_multiple" and value is not None:
+        return tuple(value)
+    return value

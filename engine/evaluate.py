@@ -1,0 +1,451 @@
+"""evaluate(): a cart and an account, against a rule set, into a Trace. Pure: no clock, no files,
+no mutation of its inputs; the same inputs give the same trace, byte for byte.
+
+The order of work, which the README states for users:
+1. Check the inputs (a bad cart, account, code list or `now` raises InputError; nothing is decided).
+2. Scope: a promotion is considered when its code was entered, or it is automatic and targets at
+   least one line; the rest are only counted, by reason.
+3. Gates that do not depend on other promotions: status, currency, window, usage limits, budget,
+   targeted lines.
+4. Stages, in order: item, order, shipping; within a stage, priority (higher first), then id.
+   Each promotion measures its conditions on the cart as earlier promotions left it, computes its
+   reward exactly, rounds it once, applies caps, and splits it over its lines.
+5. Exclusive promotions: every eligible exclusive promotion is tried alone, against all the
+   stackable ones together; the outcome that saves the customer most wins (ties: the higher
+   priority, then the smaller id, of the outcome's leading promotion); the others lost to it.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Iterable, Mapping
+from zoneinfo import ZoneInfo
+
+from .conditions import LeafResult
+from .errors import InputError, InvariantError, Problem
+from .inputs import parse_account, parse_cart, parse_codes, parse_now, parse_usage
+from .model import STAGE_ORDER, Account, Cart, Line, Promotion, RuleSet, Stage, Usage
+from .money import allocate, format_money, minor_unit, quantum, round_to_minor
+from .reasons import Reason, hint, message
+from .rewards import REWARDS, Exact, LineState, NextTier, Short
+from .ruleset import normalise_code
+from .trace import (TRACE_FORMAT, Applied, CodeResult, FailedCondition, Hint, LineDiscount, LineShare,
+                    LineTrace, NotApplied, ShippingTrace, Threshold, Totals, Trace)
+from .variables import QUANTITY_VARIABLES, REGION_VARIABLES, SPEND_VARIABLES, WEEKDAYS, Facts, PromotionVariables
+
+ZERO = Decimal(0)
+
+
+def evaluate(ruleset: RuleSet, cart: Cart | Mapping[str, Any], account: Account | Mapping[str, Any], *,
+             codes: Iterable[str] = (), now: datetime | str, usage: Mapping[str, Any] | None = None,
+             preview: Iterable[str] = ()) -> Trace:
+    """Evaluate `cart` for `account` at `now` with the entered `codes`.
+
+    `usage` maps promotion id to its counts so far (`Usage` or a mapping with total_uses,
+    customer_uses, budget_spent); `None` means nothing has been used. `preview` names draft or
+    paused promotions to treat as active, for marketers trying a promotion before it goes live.
+    """
+    when = parse_now(now)
+    the_cart = parse_cart(cart, ruleset)
+    the_account = parse_account(account)
+    entered = parse_codes(codes)
+    used = parse_usage(usage, ruleset)
+    previewed = _parse_preview(preview, ruleset)
+    ctx = _Context.build(ruleset, the_cart, the_account, when, used, previewed)
+
+    code_results, entered_codes = _match_codes(ruleset, entered, ctx)
+    gated: list[NotApplied] = []
+    live: list[Promotion] = []
+    out_of_scope: Counter[str] = Counter()
+    for promotion in ruleset.promotions.values():
+        if promotion.code is not None and promotion.code not in entered_codes:
+            out_of_scope[Reason.CODE_NOT_ENTERED.value] += 1
+        elif promotion.code is None and not ctx.targeted[promotion.id]:
+            out_of_scope[Reason.NO_ELIGIBLE_ITEMS.value] += 1
+        else:
+            refusal = _gate(promotion, ctx)
+            if refusal is None:
+                live.append(promotion)
+            else:
+                gated.append(refusal)
+
+    outcome = _resolve(live, ctx)
+    not_applied = sorted(gated + outcome.not_applied, key=lambda n: _order(ctx.ruleset.promotions[n.promotion]))
+    return _trace(ctx, code_results, outcome, not_applied, out_of_scope)
+
+
+# --- context -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Context:
+    ruleset: RuleSet
+    cart: Cart
+    account: Account
+    now: datetime
+    usage: Mapping[str, Usage]
+    previewed: frozenset[str]
+    targeted: Mapping[str, tuple[Line, ...]]
+    local_date: str
+    local_weekday: str
+    local_hour: int
+
+    @staticmethod
+    def build(ruleset: RuleSet, cart: Cart, account: Account, now: datetime, usage: Mapping[str, Usage],
+              previewed: frozenset[str]) -> "_Context":
+        local = now.astimezone(ZoneInfo(account.time_zone))
+        targeted = {pid: tuple(line for line in cart.lines if p.targets.matches(line))
+                    for pid, p in ruleset.promotions.items()}
+        return _Context(ruleset, cart, account, now, usage, previewed, targeted,
+                        local.date().isoformat(), WEEKDAYS[local.weekday()], local.hour)
+
+    @property
+    def currency(self) -> str:
+        return self.cart.currency
+
+    def money(self, amount: Decimal) -> str:
+        return format_money(amount, self.currency, self.ruleset.locale)
+
+
+def _parse_preview(preview: Iterable[str], ruleset: RuleSet) -> frozenset[str]:
+    if isinstance(preview, str):
+        preview = (preview,)
+    names = frozenset(preview)
+    unknown = sorted(n for n in names if n not in ruleset.promotions)
+    if unknown:
+        raise InputError([Problem("preview", 0, 0, "$", f"no promotion with id {n!r}") for n in unknown], "preview")
+    return names
+
+
+def _order(promotion: Promotion) -> tuple:
+    return (STAGE_ORDER.index(promotion.stage), -promotion.priority, promotion.id)
+
+
+# --- codes and gates -----------------------------------------------------------------------------
+
+def _match_codes(ruleset: RuleSet, entered: tuple[str, ...], ctx: _Context) -> tuple[tuple[CodeResult, ...], set[str]]:
+    results: list[CodeResult] = []
+    seen: set[str] = set()
+    for raw in entered:
+        code = normalise_code(raw)
+        if not code:
+            raise InputError([Problem("codes", 0, 0, "$", "an entered code is empty")], "codes")
+        if code in seen:
+            continue
+        seen.add(code)
+        owners = ruleset.codes.get(code, ())
+        if owners:
+            results.append(CodeResult(raw, code, "matched", owners, None))
+        else:
+            results.append(CodeResult(raw, code, Reason.UNKNOWN_CODE.value, (),
+                                      message(Reason.UNKNOWN_CODE, code=code)))
+    return tuple(results), seen
+
+
+def _refuse(promotion: Promotion, reason: Reason, **values: Any) -> NotApplied:
+    return NotApplied(promotion=promotion.id, name=promotion.name, stage=promotion.stage.value, reason=reason,
+                      message=message(reason, name=promotion.name, **values), code=promotion.code,
+                      **{k: v for k, v in values.items() if k in ("failed_conditions", "thresholds", "lost_to")})
+
+
+def _gate(p: Promotion, ctx: _Context) -> NotApplied | None:
+    """The checks that do not depend on other promotions, in a fixed order; the first failure is the reason."""
+    if p.status != "active" and p.id not in ctx.previewed:
+        return _refuse(p, Reason.NOT_ACTIVE, status=p.status)
+    if p.currency is not None and p.currency != ctx.currency:
+        return _refuse(p, Reason.CURRENCY_MISMATCH, promotion_currency=p.currency, currency=ctx.currency)
+    if p.starts is not None and ctx.now < p.starts:
+        return _refuse(p, Reason.NOT_STARTED, starts=p.starts.isoformat())
+    if p.ends is not None and ctx.now >= p.ends:
+        return _refuse(p, Reason.EXPIRED, ends=p.ends.isoformat())
+    used = ctx.usage.get(p.id, Usage())
+    if p.limits.total_uses is not None and used.total_uses >= p.limits.total_uses:
+        return _refuse(p, Reason.USAGE_LIMIT_REACHED, limit=f"{p.limits.total_uses} uses in all")
+    if p.limits.uses_per_customer is not None and used.customer_uses >= p.limits.uses_per_customer:
+        return _refuse(p, Reason.USAGE_LIMIT_REACHED, limit=f"{p.limits.uses_per_customer} per customer")
+    if p.limits.budget is not None and used.budget_spent >= p.limits.budget:
+        return _refuse(p, Reason.BUDGET_EXHAUSTED, budget=ctx.money(p.limits.budget))
+    if not ctx.targeted[p.id]:
+        return _refuse(p, Reason.NO_ELIGIBLE_ITEMS)
+    return None
+
+
+# --- running promotions in order -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _State:
+    """What is left to pay on each line and on shipping."""
+
+    lines: Mapping[str, Decimal]
+    shipping: Decimal
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    applied: tuple[Applied, ...]
+    not_applied: list[NotApplied]
+    hints: tuple[Hint, ...]
+    total: Decimal
+
+    def lead(self) -> tuple:
+        """Tie-break between outcomes saving the same: the leading promotion's priority, then id."""
+        if not self.applied:
+            return (1, 0, "")
+        top = min(self.applied, key=lambda a: (-a.priority, a.promotion))
+        return (0, -top.priority, top.promotion)
+
+
+def _initial_state(cart: Cart) -> _State:
+    return _State(lines={line.id: line.subtotal for line in cart.lines},
+                  shipping=cart.shipping.price if cart.shipping else ZERO)
+
+
+def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
+    state = _initial_state(ctx.cart)
+    applied: list[Applied] = []
+    failed: list[NotApplied] = []
+    hints: list[Hint] = []
+    for promotion in sorted(promotions, key=_order):
+        result = _apply(promotion, state, ctx)
+        if isinstance(result, NotApplied):
+            failed.append(result)
+            hints.extend(_near_miss_hints(promotion, result, ctx))
+        else:
+            done, state, next_tier = result
+            applied.append(done)
+            if next_tier is not None:
+                hints.extend(_next_tier_hint(promotion, next_tier, ctx))
+    total = sum((a.amount for a in applied), ZERO)
+    return _Outcome(tuple(applied), failed, tuple(hints), total)
+
+
+def _resolve(live: list[Promotion], ctx: _Context) -> _Outcome:
+    """Stackable promotions together, against each exclusive one alone: the customer gets the best."""
+    stackable = [p for p in live if not p.exclusive]
+    exclusives = [p for p in live if p.exclusive]
+    together = _run(stackable, ctx)
+    if not exclusives:
+        return together
+    alone = {x.id: _run([x], ctx) for x in exclusives}
+    contenders = [(together, None)] + [(alone[x.id], x) for x in exclusives if alone[x.id].applied]
+    best, winner = min(contenders, key=lambda c: (-c[0].total, c[0].lead()))
+    names = ctx.ruleset.promotions
+    not_applied: list[NotApplied] = []
+    if winner is None:
+        winner_ids = tuple(a.promotion for a in together.applied)
+        not_applied.extend(together.not_applied)
+        hints = list(together.hints)
+    else:
+        winner_ids = (winner.id,)
+        hints = list(best.hints) + [h for x in exclusives if x is not winner for h in alone[x.id].hints]
+        for a in together.applied:
+            not_applied.append(_lost(names[a.promotion], winner_ids, ctx))
+        not_applied.extend(together.not_applied)
+    for x in exclusives:
+        if x is winner:
+            continue
+        if alone[x.id].applied:
+            not_applied.append(_lost(x, winner_ids, ctx))
+        else:
+            not_applied.extend(alone[x.id].not_applied)
+            if winner is None:
+                hints.extend(alone[x.id].hints)
+    return _Outcome(best.applied, not_applied, tuple(hints), best.total)
+
+
+def _lost(p: Promotion, winners: tuple[str, ...], ctx: _Context) -> NotApplied:
+    names = ", ".join(ctx.ruleset.promotions[w].name for w in winners)
+    return _refuse(p, Reason.LOST_TO_EXCLUSIVE, winner=names, lost_to=winners)
+
+
+def _facts(p: Promotion, state: _State, ctx: _Context) -> Facts:
+    targeted = ctx.targeted[p.id]
+    return Facts(region=ctx.account.region, customer_tier=ctx.account.tier,
+                 customer_segments=ctx.account.segments, order_count=ctx.account.order_count,
+                 sales_channel=ctx.cart.channel,
+                 cart_subtotal=sum(state.lines.values(), ZERO),
+                 cart_quantity=sum(line.quantity for line in ctx.cart.lines),
+                 eligible_subtotal=sum((state.lines[line.id] for line in targeted), ZERO),
+                 eligible_quantity=sum(line.quantity for line in targeted),
+                 local_date=ctx.local_date, local_weekday=ctx.local_weekday, local_hour=ctx.local_hour)
+
+
+def _apply(p: Promotion, state: _State, ctx: _Context) -> NotApplied | tuple[Applied, _State, NextTier | None]:
+    variables = PromotionVariables(_facts(p, state, ctx))
+    values = {name: getattr(variables, name)() for name in p.condition.variables}
+    passed, leaves = p.condition.measure(values)
+    if not passed:
+        return _condition_failure(p, leaves, ctx)
+    targeted = ctx.targeted[p.id]
+    lines = [LineState(line.id, line.quantity, state.lines[line.id]) for line in targeted]
+    result = REWARDS[p.reward.type](p.reward, lines, state.shipping)
+    if isinstance(result, Short):
+        return _short(p, result.variable, result.measured, result.required, "greater_than_or_equal_to", ctx)
+    amount, capped_by = _capped(p, round_to_minor(result.total(), ctx.currency, ctx.ruleset.rounding), ctx)
+    if amount == 0:
+        return _refuse(p, Reason.NOTHING_LEFT_TO_DISCOUNT)
+    return _split(p, result, amount, capped_by, state, ctx) + (result.next_tier,)
+
+
+def _capped(p: Promotion, amount: Decimal, ctx: _Context) -> tuple[Decimal, tuple[str, ...]]:
+    """Apply the reward's cap, the per-order cap and what is left of the budget, in that order."""
+    capped_by: list[str] = []
+    caps = [("reward.max_discount", p.reward.max_discount), ("limits.max_discount", p.limits.max_discount)]
+    if p.limits.budget is not None:
+        caps.append(("limits.budget", p.limits.budget - ctx.usage.get(p.id, Usage()).budget_spent))
+    for name, cap in caps:
+        if cap is not None and amount > cap:
+            amount = cap
+            capped_by.append(name)
+    return amount, tuple(capped_by)
+
+
+def _split(p: Promotion, result: Exact, amount: Decimal, capped_by: tuple[str, ...], state: _State,
+           ctx: _Context) -> tuple[Applied, _State]:
+    """Put the rounded amount on lines (largest remainder) or on shipping, and check nothing goes below zero."""
+    if result.shipping > 0:
+        if amount > state.shipping or any(raw for _, raw in result.lines):
+            raise InvariantError(f"{p.id}: shipping discount {amount} exceeds shipping {state.shipping}")
+        applied = Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, amount, (), amount, capped_by,
+                          p.exclusive, p.priority)
+        return applied, _State(state.lines, state.shipping - amount)
+    ids = [line_id for line_id, _ in result.lines]
+    parts = allocate(amount, [raw for _, raw in result.lines], ids, ctx.currency)
+    lines = dict(state.lines)
+    shares: list[LineShare] = []
+    for line_id, part in zip(ids, parts):
+        if part > lines[line_id]:
+            raise InvariantError(f"{p.id}: {part} on line {line_id} exceeds what is left ({lines[line_id]})")
+        if part:
+            lines[line_id] -= part
+            shares.append(LineShare(line_id, part))
+    if sum((s.amount for s in shares), ZERO) != amount:
+        raise InvariantError(f"{p.id}: line shares do not add up to {amount}")
+    applied = Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, amount, tuple(shares), None, capped_by,
+                      p.exclusive, p.priority)
+    return applied, _State(lines, state.shipping)
+
+
+# --- why not, and how close ----------------------------------------------------------------------
+
+def _condition_failure(p: Promotion, leaves: tuple[LeafResult, ...], ctx: _Context) -> NotApplied:
+    outcomes = [leaf.passed for leaf in leaves]
+    failed = set(p.condition.blame(outcomes))
+    thresholds = failed & {leaf.index for leaf in p.condition.threshold_leaves()}
+    regions = {i for i in failed if leaves[i].variable in REGION_VARIABLES}
+
+    def passes_with(forced: set[int]) -> bool:
+        return p.condition.passes_if([ok or i in forced for i, ok in enumerate(outcomes)])
+
+    failed_conditions = tuple(FailedCondition(leaves[i].variable, leaves[i].operator, _plain_value(leaves[i].expected),
+                                              _plain_value(leaves[i].actual)) for i in sorted(failed))
+    if thresholds and passes_with(thresholds):
+        measured = [_threshold(leaves[i], ctx) for i in sorted(thresholds)]
+        spend = any(t.variable in SPEND_VARIABLES for t in measured)
+        return _threshold_refusal(p, Reason.MIN_SPEND_NOT_MET if spend else Reason.MIN_QUANTITY_NOT_MET,
+                                  tuple(measured), failed_conditions, ctx)
+    if regions and passes_with(regions | thresholds):
+        return _refuse(p, Reason.REGION_NOT_ELIGIBLE, region=ctx.account.region, failed_conditions=failed_conditions)
+    return _refuse(p, Reason.CONDITION_FAILED, failed_conditions=failed_conditions)
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return value
+
+
+def _threshold(leaf: LeafResult, ctx: _Context) -> Threshold:
+    measured, required = Decimal(leaf.actual), Decimal(leaf.expected)
+    step = quantum(ctx.currency) if leaf.variable in SPEND_VARIABLES else Decimal(1)
+    # "greater than" needs one step more than the threshold: one minor unit of money, or one unit.
+    shortfall = required - measured + (step if leaf.operator == "greater_than" else 0)
+    return Threshold(leaf.variable, measured, required, shortfall)
+
+
+def _short(p: Promotion, variable: str, measured: Decimal, required: Decimal, operator: str,
+           ctx: _Context) -> NotApplied:
+    leaf = LeafResult(variable, operator, required, measured, False)
+    threshold = _threshold(leaf, ctx)
+    reason = Reason.MIN_SPEND_NOT_MET if variable in SPEND_VARIABLES else Reason.MIN_QUANTITY_NOT_MET
+    return _threshold_refusal(p, reason, (threshold,), (), ctx)
+
+
+def _shown(t: Threshold, value: Decimal, ctx: _Context) -> str:
+    return ctx.money(value) if t.variable in SPEND_VARIABLES else f"{value:f}"
+
+
+def _threshold_refusal(p: Promotion, reason: Reason, thresholds: tuple[Threshold, ...],
+                       failed_conditions: tuple[FailedCondition, ...], ctx: _Context) -> NotApplied:
+    first = thresholds[0]
+    return _refuse(p, reason, required=_shown(first, first.required, ctx), measured=_shown(first, first.measured, ctx),
+                   shortfall=_shown(first, first.shortfall, ctx), thresholds=thresholds,
+                   failed_conditions=failed_conditions)
+
+
+def _near_miss_hints(p: Promotion, refusal: NotApplied, ctx: _Context) -> list[Hint]:
+    if refusal.reason not in (Reason.MIN_SPEND_NOT_MET, Reason.MIN_QUANTITY_NOT_MET):
+        return []
+    return [_hint(p, t.variable, t.shortfall, ctx, next_tier=False) for t in refusal.thresholds]
+
+
+def _next_tier_hint(p: Promotion, next_tier: NextTier, ctx: _Context) -> list[Hint]:
+    shortfall = next_tier.required - next_tier.measured
+    return [_hint(p, next_tier.variable, shortfall, ctx, next_tier=True)]
+
+
+def _hint(p: Promotion, variable: str, shortfall: Decimal, ctx: _Context, next_tier: bool) -> Hint:
+    if variable in QUANTITY_VARIABLES:
+        kind = "next_tier_quantity" if next_tier else "quantity"
+        shown = f"{shortfall:f}"
+        text = hint(kind, shortfall=shown, plural="" if shortfall == 1 else "s", name=p.name)
+        return Hint(p.id, "quantity", shortfall, text)
+    kind = "next_tier_spend" if next_tier else ("cart_spend" if variable == "cart_subtotal" else "spend")
+    return Hint(p.id, "spend", shortfall, hint(kind, shortfall=ctx.money(shortfall), name=p.name))
+
+
+# --- the trace -----------------------------------------------------------------------------------
+
+def _trace(ctx: _Context, codes: tuple[CodeResult, ...], outcome: _Outcome, not_applied: list[NotApplied],
+           out_of_scope: Counter[str]) -> Trace:
+    per_line: dict[str, list[LineDiscount]] = {line.id: [] for line in ctx.cart.lines}
+    shipping_discounts: list[LineDiscount] = []
+    by_stage: dict[str, Decimal] = {stage.value: ZERO for stage in Stage}
+    for a in outcome.applied:
+        by_stage[a.stage] += a.amount
+        for share in a.lines:
+            per_line[share.line].append(LineDiscount(a.promotion, a.stage, share.amount))
+        if a.shipping is not None:
+            shipping_discounts.append(LineDiscount(a.promotion, a.stage, a.shipping))
+    lines = []
+    for line in ctx.cart.lines:
+        discount = sum((d.amount for d in per_line[line.id]), ZERO)
+        total = line.subtotal - discount
+        if total < 0:
+            raise InvariantError(f"line {line.id} went below zero")
+        lines.append(LineTrace(line.id, line.sku, line.name, line.category, line.seller, line.product_type,
+                               line.unit_price, line.quantity, line.subtotal, tuple(per_line[line.id]), discount, total))
+    shipping = None
+    shipping_price = ZERO
+    shipping_discount = sum((d.amount for d in shipping_discounts), ZERO)
+    if ctx.cart.shipping is not None:
+        shipping_price = ctx.cart.shipping.price
+        if shipping_discount > shipping_price:
+            raise InvariantError("shipping went below zero")
+        shipping = ShippingTrace(ctx.cart.shipping.method, shipping_price, tuple(shipping_discounts),
+                                 shipping_discount, shipping_price - shipping_discount)
+    subtotal = sum((line.subtotal for line in ctx.cart.lines), ZERO)
+    discount = by_stage["item"] + by_stage["order"] + by_stage["shipping"]
+    if discount > subtotal + shipping_price or discount != outcome.total:
+        raise InvariantError("total discount does not match the applied promotions or exceeds the order")
+    totals = Totals(subtotal, by_stage["item"], by_stage["order"], shipping_price, by_stage["shipping"], discount,
+                    subtotal + shipping_price - discount)
+    hints = tuple(sorted(outcome.hints, key=lambda h: (_order(ctx.ruleset.promotions[h.promotion]), h.kind,
+                                                       h.shortfall)))
+    return Trace(format=TRACE_FORMAT, ruleset_version=ctx.ruleset.version, now=ctx.now.isoformat(),
+                 currency=ctx.currency, minor_unit=minor_unit(ctx.currency), rounding=ctx.ruleset.rounding,
+                 cart_id=ctx.cart.id, account_id=ctx.account.id, codes=codes, lines=tuple(lines), shipping=shipping,
+                 applied=outcome.applied, not_applied=tuple(not_applied),
+                 out_of_scope=tuple(sorted(out_of_scope.items())), hints=hints, totals=totals)

@@ -1,0 +1,168 @@
+"""Checking what a checkout hands to evaluate(): the cart, the account, codes, usage and `now`.
+
+Mappings (decoded JSON) are checked against `schemas/cart.schema.json` and
+`schemas/account.schema.json`, then semantically against the rule set (a known currency, prices
+that fit its minor unit, unique line ids, a real IANA time zone). Any problem raises `InputError`
+listing all of them; nothing is evaluated.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from . import schemas
+from .errors import InputError, Problem
+from .model import Account, Cart, Line, RuleSet, Shipping, Usage
+from .money import MoneyError, parse_money
+from .yamlsafe import json_path
+
+MAX_CODES = 20
+MAX_CODE_LENGTH = 64
+
+
+def read_json(path: str | Path) -> Any:
+    """Decode a JSON file strictly: NaN and Infinity are refused; floats stay floats so the schema
+    can refuse them where money is expected."""
+    def refuse(token: str) -> Any:
+        raise InputError([Problem(str(path), 0, 0, "$", f"{token} is not a number promo-engine accepts")])
+    try:
+        return json.loads(Path(path).read_text("utf-8"), parse_constant=refuse)
+    except json.JSONDecodeError as exc:
+        raise InputError([Problem(str(path), exc.lineno, exc.colno, "$", f"not valid JSON: {exc.msg}")]) from None
+    except OSError as exc:
+        raise InputError([Problem(str(path), 0, 0, "$", f"cannot read: {exc.strerror}")]) from None
+
+
+def _schema_problems(kind: str, data: Any, source: str) -> list[Problem]:
+    return [Problem(source, 0, 0, json_path(where), message) for where, message in schemas.check(kind, data)]
+
+
+def parse_cart(data: Mapping[str, Any] | Cart, ruleset: RuleSet, source: str = "cart") -> Cart:
+    if isinstance(data, Cart):
+        _check_currency(data.currency, ruleset, source)
+        return data
+    problems = _schema_problems("cart", data, source)
+    if problems:
+        raise InputError(problems, source)
+    _check_currency(data["currency"], ruleset, source)
+    currency = data["currency"]
+    lines: list[Line] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(data["lines"]):
+        if raw["id"] in seen:
+            problems.append(Problem(source, 0, 0, f"$.lines[{i}].id", f"duplicate line id {raw['id']!r}"))
+        seen.add(raw["id"])
+        price = _money(raw["unit_price"], currency, f"$.lines[{i}].unit_price", source, problems)
+        lines.append(Line(id=raw["id"], sku=raw["sku"], name=raw.get("name", raw["sku"]), category=raw["category"],
+                          brand=raw.get("brand"), seller=raw["seller"], product_type=raw["product_type"],
+                          unit_price=price or Decimal(0), quantity=raw["quantity"]))
+    shipping = None
+    if "shipping" in data:
+        price = _money(data["shipping"]["price"], currency, "$.shipping.price", source, problems)
+        shipping = Shipping(method=data["shipping"]["method"], price=price or Decimal(0))
+    if problems:
+        raise InputError(problems, source)
+    return Cart(id=data.get("id"), currency=currency, channel=data["channel"], lines=tuple(lines), shipping=shipping)
+
+
+def _check_currency(currency: str, ruleset: RuleSet, source: str) -> None:
+    if currency not in ruleset.currencies:
+        raise InputError([Problem(source, 0, 0, "$.currency",
+                                  f"currency {currency!r} is not one the rule set knows "
+                                  f"({', '.join(sorted(ruleset.currencies))})")], source)
+
+
+def _money(text: str, currency: str, where: str, source: str, problems: list[Problem]) -> Decimal | None:
+    try:
+        return parse_money(text, currency, where)
+    except MoneyError as exc:
+        problems.append(Problem(source, 0, 0, where, str(exc)))
+        return None
+
+
+def parse_account(data: Mapping[str, Any] | Account, source: str = "account") -> Account:
+    if isinstance(data, Account):
+        return data
+    problems = _schema_problems("account", data, source)
+    if not problems:
+        try:
+            ZoneInfo(data["time_zone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(Problem(source, 0, 0, "$.time_zone",
+                                    f"unknown time zone {data['time_zone']!r}; use an IANA name such as Asia/Tokyo"))
+    if problems:
+        raise InputError(problems, source)
+    return Account(id=data["id"], region=data["region"], tier=data["tier"], segments=tuple(data.get("segments", ())),
+                   order_count=data["order_count"], time_zone=data["time_zone"])
+
+
+def parse_now(now: datetime | str) -> datetime:
+    """The evaluation moment. Naive times are refused: a promotion window is an instant, not a wall clock."""
+    if isinstance(now, str):
+        try:
+            now = datetime.fromisoformat(now.replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError([Problem("now", 0, 0, "$", f"{now!r} is not an ISO 8601 date and time")], "now") from None
+    if not isinstance(now, datetime):
+        raise InputError([Problem("now", 0, 0, "$", "now must be a datetime with a UTC offset")], "now")
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise InputError([Problem("now", 0, 0, "$", f"{now.isoformat()} has no UTC offset; naive times are refused")],
+                         "now")
+    return now
+
+
+def parse_codes(codes: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(codes, str):
+        raise InputError([Problem("codes", 0, 0, "$", "codes must be a list of strings, not one string")], "codes")
+    out = tuple(codes)
+    problems = [Problem("codes", 0, 0, f"$[{i}]", "a code must be text of at most "
+                        f"{MAX_CODE_LENGTH} characters")
+                for i, code in enumerate(out) if not isinstance(code, str) or len(code) > MAX_CODE_LENGTH]
+    if len(out) > MAX_CODES:
+        problems.append(Problem("codes", 0, 0, "$", f"at most {MAX_CODES} codes may be entered"))
+    if problems:
+        raise InputError(problems, "codes")
+    return out
+
+
+def parse_usage(usage: Mapping[str, Usage | Mapping[str, Any]] | None, ruleset: RuleSet) -> dict[str, Usage]:
+    """Usage counts as the ledger reports them. Counts for promotions no longer in the rule set are
+    ignored (a retired promotion keeps its history); malformed or negative counts are refused."""
+    if usage is None:
+        return {}
+    out: dict[str, Usage] = {}
+    problems: list[Problem] = []
+    for pid, value in usage.items():
+        where = f"$.{pid}"
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"total_uses", "customer_uses", "budget_spent"}
+            if unknown:
+                problems.append(Problem("usage", 0, 0, where, f"unknown keys {sorted(unknown)}"))
+                continue
+            spent = value.get("budget_spent", "0")
+            promotion = ruleset.promotions.get(pid)
+            try:
+                spent_value = parse_money(spent, promotion.currency, where + ".budget_spent") \
+                    if promotion is not None and promotion.currency else Decimal(0)
+            except MoneyError as exc:
+                problems.append(Problem("usage", 0, 0, where + ".budget_spent", str(exc)))
+                continue
+            value = Usage(total_uses=value.get("total_uses", 0), customer_uses=value.get("customer_uses", 0),
+                          budget_spent=spent_value)
+        if not isinstance(value, Usage):
+            problems.append(Problem("usage", 0, 0, where, "usage must be a mapping or a Usage"))
+            continue
+        for name in ("total_uses", "customer_uses"):
+            count = getattr(value, name)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                problems.append(Problem("usage", 0, 0, f"{where}.{name}", "must be a whole number, 0 or more"))
+        if not isinstance(value.budget_spent, Decimal) or value.budget_spent < 0:
+            problems.append(Problem("usage", 0, 0, f"{where}.budget_spent", "must be a non-negative Decimal"))
+        out[pid] = value
+    if problems:
+        raise InputError(problems, "usage")
+    return out

@@ -1,0 +1,184 @@
+"""The engine's value types: promotions, rule sets, carts and accounts. All frozen; built only by
+`ruleset.load_ruleset()` and `inputs.parse_cart()` / `parse_account()`, which validate first."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Mapping
+
+from .conditions import Condition
+
+
+class Stage(str, Enum):
+    """Stages run in this order; a later stage sees what earlier ones took off."""
+
+    ITEM = "item"
+    ORDER = "order"
+    SHIPPING = "shipping"
+
+
+STAGE_ORDER = (Stage.ITEM, Stage.ORDER, Stage.SHIPPING)
+
+
+@dataclass(frozen=True)
+class Targets:
+    include_all: bool
+    categories: frozenset[str] = frozenset()
+    skus: frozenset[str] = frozenset()
+    brands: frozenset[str] = frozenset()
+    exclude_categories: frozenset[str] = frozenset()
+    exclude_skus: frozenset[str] = frozenset()
+    exclude_brands: frozenset[str] = frozenset()
+    exclude_sellers: frozenset[str] = frozenset()
+    exclude_product_types: frozenset[str] = frozenset()
+
+    def matches(self, line: "Line") -> bool:
+        included = self.include_all or line.category in self.categories or line.sku in self.skus \
+            or (line.brand is not None and line.brand in self.brands)
+        if not included:
+            return False
+        return not (line.category in self.exclude_categories or line.sku in self.exclude_skus
+                    or (line.brand is not None and line.brand in self.exclude_brands)
+                    or line.seller in self.exclude_sellers or line.product_type in self.exclude_product_types)
+
+
+@dataclass(frozen=True)
+class Tier:
+    at: Decimal                    # inclusive threshold on the reward's basis
+    percent: Decimal | None = None
+    amount: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Reward:
+    """One reward. Which fields are set depends on `type`; the loader guarantees the combination."""
+
+    type: str
+    percent: Decimal | None = None
+    amount: Decimal | None = None
+    scope: str | None = None                 # amount_off: per_unit | per_line | per_order
+    max_discount: Decimal | None = None      # percent_off
+    quantity: int | None = None              # fixed_price: units per set
+    price: Decimal | None = None             # fixed_price: price of a set
+    buy: int | None = None                   # buy_x_get_y
+    get: int | None = None
+    discounted_units: str = "cheapest"
+    max_sets: int | None = None
+    basis: str | None = None                 # tiered: eligible_subtotal | eligible_quantity
+    tiers: tuple[Tier, ...] = ()
+
+    @property
+    def stage(self) -> Stage:
+        return REWARD_STAGES[(self.type, self.scope)] if self.type == "amount_off" else REWARD_STAGES[self.type]
+
+
+# Each reward type belongs to exactly one stage (amount_off by its scope).
+REWARD_STAGES: dict = {
+    "percent_off": Stage.ITEM,
+    ("amount_off", "per_unit"): Stage.ITEM,
+    ("amount_off", "per_line"): Stage.ITEM,
+    "fixed_price": Stage.ITEM,
+    "buy_x_get_y": Stage.ITEM,
+    ("amount_off", "per_order"): Stage.ORDER,
+    "tiered": Stage.ORDER,
+    "free_shipping": Stage.SHIPPING,
+    "shipping_amount_off": Stage.SHIPPING,
+    "shipping_percent_off": Stage.SHIPPING,
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_discount: Decimal | None = None
+    total_uses: int | None = None
+    uses_per_customer: int | None = None
+    budget: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Promotion:
+    id: str
+    name: str
+    status: str
+    currency: str | None
+    starts: datetime | None
+    ends: datetime | None
+    code: str | None          # normalised: trimmed, upper case
+    condition: Condition
+    targets: Targets
+    reward: Reward
+    priority: int
+    exclusive: bool
+    limits: Limits
+    source: str               # the rule file, for messages
+
+    @property
+    def stage(self) -> Stage:
+        return self.reward.stage
+
+    def order_key(self) -> tuple:
+        """Within a stage: higher priority first, then id."""
+        return (-self.priority, self.id)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    promotions: Mapping[str, Promotion]
+    currencies: frozenset[str]
+    rounding: str
+    locale: str
+    version: str              # sha256 over the rule files' names and bytes
+    codes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # normalised code -> promotion ids
+
+
+@dataclass(frozen=True)
+class Line:
+    id: str
+    sku: str
+    name: str
+    category: str
+    brand: str | None
+    seller: str
+    product_type: str
+    unit_price: Decimal
+    quantity: int
+
+    @property
+    def subtotal(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+
+@dataclass(frozen=True)
+class Shipping:
+    method: str
+    price: Decimal
+
+
+@dataclass(frozen=True)
+class Cart:
+    id: str | None
+    currency: str
+    channel: str
+    lines: tuple[Line, ...]
+    shipping: Shipping | None
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    region: str
+    tier: str
+    segments: tuple[str, ...]
+    order_count: int
+    time_zone: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a promotion has used so far, as the ledger reports it."""
+
+    total_uses: int = 0
+    customer_uses: int = 0
+    budget_spent: Decimal = Decimal(0)

@@ -1,0 +1,135 @@
+"""Money: currencies and their minor units, exact parsing, the one rounding point, and splitting.
+
+Every amount in promo-engine is a `Decimal` read from a string and held at the currency's minor
+unit (ISO 4217, via Babel: JPY 0 decimals, USD 2, KWD 3). Intermediate shares (a percentage of
+a line, a line's part of an order amount) are exact `Fraction`s; they become money in exactly one
+place, `round_to_minor()`, and are split across lines by `allocate()` so the parts always add up.
+"""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from fractions import Fraction
+from functools import lru_cache
+from typing import Sequence
+
+from babel.numbers import format_currency, get_currency_precision, list_currencies
+
+# Rounding modes a rule set may declare, by the name written in `_settings.yaml` and the trace.
+ROUNDING_MODES = ("half_up", "half_even", "half_down", "down", "up")
+DEFAULT_ROUNDING = "half_up"
+
+_DECIMAL_TEXT = re.compile(r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,6})?$")
+ZERO = Decimal(0)
+
+
+class MoneyError(ValueError):
+    """A value that is not acceptable money: a float, a malformed string, too fine for its currency."""
+
+
+@lru_cache(maxsize=None)
+def known_currency(code: str) -> bool:
+    return isinstance(code, str) and len(code) == 3 and code in list_currencies()
+
+
+@lru_cache(maxsize=None)
+def minor_unit(code: str) -> int:
+    """Decimal places of the currency's minor unit; unknown currencies are an error, never a default."""
+    if not known_currency(code):
+        raise MoneyError(f"unknown currency {code!r}: use an ISO 4217 code such as JPY, USD or KWD")
+    return get_currency_precision(code)
+
+
+@lru_cache(maxsize=None)
+def quantum(code: str) -> Decimal:
+    """The smallest amount of the currency: 1 for JPY, 0.01 for USD, 0.001 for KWD."""
+    return Decimal(1).scaleb(-minor_unit(code))
+
+
+def parse_decimal(text: object, what: str = "value") -> Decimal:
+    """A non-negative decimal from its string form. Floats, NaN, exponents and signs are refused."""
+    if isinstance(text, bool) or not isinstance(text, str):
+        raise MoneyError(f"{what} must be a decimal string such as \"12.50\", not {type(text).__name__} {text!r}")
+    if not _DECIMAL_TEXT.match(text):
+        raise MoneyError(f"{what} {text!r} is not a plain non-negative decimal such as \"12.50\"")
+    return Decimal(text)
+
+
+def parse_money(text: object, currency: str, what: str = "amount") -> Decimal:
+    """A money amount in `currency`, refused if it has more decimals than the currency's minor unit."""
+    value = parse_decimal(text, what)
+    places = minor_unit(currency)
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if -exponent > places:
+        unit = "no decimals" if places == 0 else f"at most {places} decimal place{'s' if places > 1 else ''}"
+        raise MoneyError(f"{what} {text!r} is finer than {currency} allows ({unit})")
+    return value.quantize(quantum(currency))
+
+
+def round_to_minor(amount: Fraction, currency: str, rounding: str) -> Decimal:
+    """The one rounding point: an exact amount becomes money in `currency` with the rule set's mode.
+
+    Works on exact fractions of the minor unit, so half-way cases are decided exactly, never by
+    a binary or a truncated decimal approximation.
+    """
+    if rounding not in ROUNDING_MODES:
+        raise MoneyError(f"unknown rounding mode {rounding!r}; known: {', '.join(ROUNDING_MODES)}")
+    if amount < 0:
+        raise ValueError("round_to_minor: amounts here are never negative")
+    units = amount / Fraction(quantum(currency))
+    whole = units.__floor__()
+    rest = units - whole
+    half = Fraction(1, 2)
+    up = {
+        "down": False,
+        "up": rest > 0,
+        "half_up": rest >= half,
+        "half_down": rest > half,
+        "half_even": rest > half or (rest == half and whole % 2 == 1),
+    }[rounding]
+    return _units_to_money(whole + int(up), currency)
+
+
+def _units_to_money(units: int, currency: str) -> Decimal:
+    q = quantum(currency)
+    return (Decimal(units) * q).quantize(q)
+
+
+def allocate(total: Decimal, weights: Sequence[Fraction], keys: Sequence[str], currency: str) -> list[Decimal]:
+    """Split `total` across parts in proportion to `weights` (exact amounts), by largest remainder.
+
+    When `total` is the weights' sum rounded, each part is its weight rounded down to the minor unit
+    and the units left over go one each to the parts with the largest remainders; when `total` is
+    smaller (a cap applied), the weights are first scaled down to it. Ties go to the smallest key
+    (a line id), so the result does not depend on the order of lines in the cart. The parts sum to
+    `total` exactly and each is its (scaled) weight rounded down or up, never more: a line is never
+    given more than its exact share, rounded up to the minor unit.
+    """
+    if len(weights) != len(keys):
+        raise ValueError("allocate: weights and keys differ in length")
+    q = Fraction(quantum(currency))
+    units_total = Fraction(total) / q
+    if units_total.denominator != 1 or units_total < 0:
+        raise ValueError(f"allocate: {total} is not a whole, non-negative number of minor units")
+    exact = [w / q for w in weights]
+    exact_sum = sum(exact, Fraction(0))
+    if exact_sum == 0:
+        if units_total != 0:
+            raise ValueError("allocate: a positive amount cannot be split over zero weight")
+        return [_units_to_money(0, currency)] * len(weights)
+    shares = exact if units_total >= exact_sum else [e * units_total / exact_sum for e in exact]
+    floors = [s.__floor__() for s in shares]
+    left = int(units_total) - sum(floors)
+    order = sorted((i for i in range(len(shares)) if shares[i] != floors[i]),
+                   key=lambda i: (-(shares[i] - floors[i]), keys[i]))
+    if left > len(order):
+        raise ValueError(f"allocate: {total} is more than the weights' sum rounded up")
+    for i in order[:left]:
+        floors[i] += 1
+    return [_units_to_money(units, currency) for units in floors]
+
+
+def format_money(amount: Decimal, currency: str, locale: str = "en_US") -> str:
+    """Amount for people, in the currency's own digits: ¥500, $3.50, KWD1.500."""
+    return format_currency(amount, currency, locale=locale)

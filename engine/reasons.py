@@ -1,0 +1,60 @@
+"""Why a promotion did not apply: the closed set of reason codes, and the one table of messages.
+
+Messages are rendered from these templates only; amounts arrive already formatted for the currency.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Reason(str, Enum):
+    NOT_ACTIVE = "not_active"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    NOT_STARTED = "not_started"
+    EXPIRED = "expired"
+    CODE_NOT_ENTERED = "code_not_entered"
+    USAGE_LIMIT_REACHED = "usage_limit_reached"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    NO_ELIGIBLE_ITEMS = "no_eligible_items"
+    REGION_NOT_ELIGIBLE = "region_not_eligible"
+    CONDITION_FAILED = "condition_failed"
+    MIN_SPEND_NOT_MET = "min_spend_not_met"
+    MIN_QUANTITY_NOT_MET = "min_quantity_not_met"
+    LOST_TO_EXCLUSIVE = "lost_to_exclusive"
+    NOTHING_LEFT_TO_DISCOUNT = "nothing_left_to_discount"
+    UNKNOWN_CODE = "unknown_code"
+
+
+MESSAGES: dict[Reason, str] = {
+    Reason.NOT_ACTIVE: "{name} is {status}, not active.",
+    Reason.CURRENCY_MISMATCH: "{name} is for carts in {promotion_currency}; this cart is in {currency}.",
+    Reason.NOT_STARTED: "{name} starts at {starts}.",
+    Reason.EXPIRED: "{name} ended at {ends}.",
+    Reason.CODE_NOT_ENTERED: "{name} needs a promo code.",
+    Reason.USAGE_LIMIT_REACHED: "{name} has reached its usage limit ({limit}).",
+    Reason.BUDGET_EXHAUSTED: "{name} has used up its budget of {budget}.",
+    Reason.NO_ELIGIBLE_ITEMS: "Nothing in the cart is eligible for {name}.",
+    Reason.REGION_NOT_ELIGIBLE: "{name} is not available in {region}.",
+    Reason.CONDITION_FAILED: "The cart or account does not meet the terms of {name}.",
+    Reason.MIN_SPEND_NOT_MET: "{name} needs {required} of eligible items; the cart has {measured} ({shortfall} short).",
+    Reason.MIN_QUANTITY_NOT_MET: "{name} needs {required} eligible items; the cart has {measured} ({shortfall} short).",
+    Reason.LOST_TO_EXCLUSIVE: "{name} cannot be combined: {winner} saves more and was applied instead.",
+    Reason.NOTHING_LEFT_TO_DISCOUNT: "{name} has nothing left to discount after earlier promotions.",
+    Reason.UNKNOWN_CODE: "The code {code} is not valid.",
+}
+
+HINTS: dict[str, str] = {
+    "spend": "Add {shortfall} more of eligible items to get {name}.",
+    "cart_spend": "Add {shortfall} more to your cart to get {name}.",
+    "quantity": "Add {shortfall} more eligible item{plural} to get {name}.",
+    "next_tier_spend": "Add {shortfall} more of eligible items to get the next tier of {name}.",
+    "next_tier_quantity": "Add {shortfall} more eligible item{plural} to get the next tier of {name}.",
+}
+
+
+def message(reason: Reason, **values: object) -> str:
+    return MESSAGES[reason].format(**values)
+
+
+def hint(kind: str, **values: object) -> str:
+    return HINTS[kind].format(**values)

@@ -1,0 +1,290 @@
+"""Loading a rule set: a directory of promotion files plus `_settings.yaml`, checked as a whole.
+
+Each file passes safe YAML reading, the JSON Schema, then the checks a schema cannot express
+(the id is the file name, ends after starts, amounts fit the currency, tiers ascend, codes are
+unique among active promotions). Every problem in every file is collected; if there is any, the
+rule set does not load and `RuleFileError` lists them all as `file:line:column: path: message`.
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable
+
+from . import schemas
+from .conditions import compile_condition
+from .errors import Problem, RuleFileError
+from .model import Limits, Promotion, Reward, RuleSet, Targets, Tier
+from .money import DEFAULT_ROUNDING, MoneyError, known_currency, parse_decimal, parse_money
+from .variables import MONEY_VARIABLES
+from .yamlsafe import Positions, YamlProblems, json_path, load
+
+SETTINGS_FILE = "_settings.yaml"
+MAX_FILES = 50_000
+MAX_CONDITION_DEPTH = 8
+MAX_CONDITION_LEAVES = 200
+
+
+def normalise_code(code: str) -> str:
+    """Codes match after trimming, case-insensitively."""
+    return code.strip().upper()
+
+
+def load_ruleset(directory: str | Path) -> RuleSet:
+    """Read and check every rule file in `directory`; raise RuleFileError listing all problems."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise RuleFileError([Problem(str(root), 1, 1, "$", "rule directory not found")])
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml"))
+    if len(files) > MAX_FILES:
+        raise RuleFileError([Problem(str(root), 1, 1, "$", f"more than {MAX_FILES} rule files")])
+    problems: list[Problem] = []
+    settings_path = root / SETTINGS_FILE
+    digest = hashlib.sha256()
+    raw: dict[Path, bytes] = {}
+    for path in files:
+        raw[path] = path.read_bytes()
+        digest.update(path.name.encode() + b"\0" + raw[path] + b"\0")
+
+    settings = _load_settings(settings_path, raw.get(settings_path), problems)
+    promotions: dict[str, Promotion] = {}
+    seen_ids: dict[str, str] = {}
+    for path in files:
+        if path == settings_path:
+            continue
+        if path.name.startswith("_"):
+            problems.append(Problem(str(path), 1, 1, "$", f"unknown settings file; the only one is {SETTINGS_FILE}"))
+            continue
+        promotion = _load_promotion(path, raw[path], settings, problems)
+        if promotion is None:
+            continue
+        if promotion.id in seen_ids:
+            problems.append(Problem(str(path), 1, 1, "$.id",
+                                    f"duplicate id {promotion.id!r}: also {seen_ids[promotion.id]}"))
+            continue
+        seen_ids[promotion.id] = str(path)
+        promotions[promotion.id] = promotion
+
+    active_codes: dict[str, str] = {}
+    codes: dict[str, tuple[str, ...]] = {}
+    for promotion in sorted(promotions.values(), key=lambda p: p.id):
+        if promotion.code is None:
+            continue
+        codes[promotion.code] = codes.get(promotion.code, ()) + (promotion.id,)
+        if promotion.status != "active":
+            continue
+        if promotion.code in active_codes:
+            problems.append(Problem(promotion.source, 1, 1, "$.code",
+                                    f"code {promotion.code!r} is already used by active promotion "
+                                    f"{active_codes[promotion.code]!r}; a code names one active promotion"))
+        else:
+            active_codes[promotion.code] = promotion.id
+    if problems:
+        raise RuleFileError(problems)
+    assert settings is not None
+    return RuleSet(promotions=dict(sorted(promotions.items())), currencies=frozenset(settings["currencies"]),
+                   rounding=settings.get("rounding", DEFAULT_ROUNDING), locale=settings.get("locale", "en_US"),
+                   version="sha256:" + digest.hexdigest(), codes=codes)
+
+
+def _load_settings(path: Path, data: bytes | None, problems: list[Problem]) -> dict | None:
+    if data is None:
+        problems.append(Problem(str(path), 1, 1, "$",
+                                f"{SETTINGS_FILE} is missing: it names the currencies the rule set accepts"))
+        return None
+    doc, positions = _read(path, data, "ruleset", problems)
+    if doc is None:
+        return None
+    ok = True
+    for i, code in enumerate(doc["currencies"]):
+        if not known_currency(code):
+            problems.append(_problem(path, positions, ("currencies", i), f"unknown ISO 4217 currency {code!r}"))
+            ok = False
+    return doc if ok else None
+
+
+def _read(path: Path, data: bytes, kind: str, problems: list[Problem]) -> tuple[Any, Positions]:
+    try:
+        doc, positions = load(data, str(path))
+    except YamlProblems as exc:
+        problems.extend(exc.problems)
+        return None, Positions()
+    errors = schemas.check(kind, doc)
+    for where, message in errors:
+        problems.append(_problem(path, positions, where, message))
+    return (None if errors else doc), positions
+
+
+def _problem(path: Path, positions: Positions, where: tuple, message: str) -> Problem:
+    spot = positions.locate(where)
+    hint = ""
+    if spot.source is not None and spot.source.lower() in ("yes", "no", "on", "off", "y", "n") \
+            and "quote" not in message:
+        hint = f" (YAML reads the bare word {spot.source} as true/false: put it in quotes)"
+    return Problem(str(path), spot.line, spot.column, json_path(where), message + hint)
+
+
+class _Checker:
+    """The semantic checks of one promotion file; records problems against YAML positions."""
+
+    def __init__(self, path: Path, positions: Positions, problems: list[Problem]):
+        self.path, self.positions, self.problems = path, positions, problems
+        self.failed = False
+
+    def fail(self, where: tuple, message: str) -> None:
+        self.failed = True
+        self.problems.append(_problem(self.path, self.positions, where, message))
+
+    def convert(self, where: tuple, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except MoneyError as exc:
+            self.fail(where, str(exc))
+            return None
+
+
+def _load_promotion(path: Path, data: bytes, settings: dict | None, problems: list[Problem]) -> Promotion | None:
+    doc, positions = _read(path, data, "promotion", problems)
+    if doc is None:
+        return None
+    c = _Checker(path, positions, problems)
+    if doc["id"] != path.stem:
+        c.fail(("id",), f"id {doc['id']!r} must equal the file name {path.stem!r}")
+
+    currency = doc.get("currency")
+    if currency is not None:
+        if not known_currency(currency):
+            c.fail(("currency",), f"unknown ISO 4217 currency {currency!r}")
+            currency = None
+        elif settings is not None and currency not in settings["currencies"]:
+            c.fail(("currency",), f"{currency} is not one of the rule set's currencies "
+                                  f"({', '.join(settings['currencies'])}) in {SETTINGS_FILE}")
+
+    def money(where: tuple, text: str) -> Decimal | None:
+        if doc.get("currency") is None:
+            c.fail(where, "this file has a money amount, so it must say its 'currency' (e.g. currency: JPY)")
+            return None
+        if currency is None:
+            return None
+        return c.convert(where, lambda: parse_money(text, currency, json_path(where)))
+
+    def percent(where: tuple, value: Any) -> Decimal | None:
+        number = Decimal(value) if isinstance(value, int) else c.convert(where, lambda: parse_decimal(value, "percent"))
+        if number is not None and not (0 < number <= 100):
+            c.fail(where, f"percent {value!r} is out of range: must be above 0 and at most 100")
+            return None
+        return number
+
+    starts = _when(c, doc, "starts")
+    ends = _when(c, doc, "ends")
+    if starts and ends and ends <= starts:
+        c.fail(("window", "ends"), f"ends ({doc['window']['ends']}) must be after starts ({doc['window']['starts']})")
+
+    _check_condition(c, doc.get("eligibility"), ("eligibility",), money)
+    reward = _reward(c, doc["reward"], money, percent)
+    limits_doc = doc.get("limits", {})
+    limits = Limits(
+        max_discount=money(("limits", "max_discount"), limits_doc["max_discount"]) if "max_discount" in limits_doc else None,
+        total_uses=limits_doc.get("total_uses"), uses_per_customer=limits_doc.get("uses_per_customer"),
+        budget=money(("limits", "budget"), limits_doc["budget"]) if "budget" in limits_doc else None)
+    if c.failed:
+        return None
+    return Promotion(
+        id=doc["id"], name=doc["name"], status=doc["status"], currency=currency, starts=starts, ends=ends,
+        code=normalise_code(doc["code"]) if "code" in doc else None,
+        condition=compile_condition(doc.get("eligibility")), targets=_targets(doc["targets"]), reward=reward,
+        priority=doc["stacking"]["priority"], exclusive=doc["stacking"]["exclusive"], limits=limits,
+        source=str(path))
+
+
+def _when(c: _Checker, doc: dict, key: str) -> datetime | None:
+    text = doc.get("window", {}).get(key)
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        c.fail(("window", key), f"{text!r} is not a valid date and time ({exc})")
+        return None
+    if moment.tzinfo is None:  # the schema requires an offset; kept as a second line of defence
+        c.fail(("window", key), f"{text!r} has no UTC offset; write e.g. {text}+09:00")
+        return None
+    return moment
+
+
+def _check_condition(c: _Checker, node: Any, where: tuple, money: Callable) -> None:
+    leaves = 0
+
+    def walk(n: dict, at: tuple, depth: int) -> None:
+        nonlocal leaves
+        if depth > MAX_CONDITION_DEPTH:
+            c.fail(at, f"condition tree is nested deeper than {MAX_CONDITION_DEPTH} levels")
+            return
+        for key in ("all", "any"):
+            if key in n:
+                for i, child in enumerate(n[key]):
+                    walk(child, at + (key, i), depth + 1)
+                return
+        leaves += 1
+        if n["name"] in MONEY_VARIABLES:
+            money(at + ("value",), n["value"])
+
+    if node is not None:
+        walk(node, where, 1)
+        if leaves > MAX_CONDITION_LEAVES:
+            c.fail(where, f"condition tree has {leaves} leaves; at most {MAX_CONDITION_LEAVES} are allowed")
+
+
+def _reward(c: _Checker, doc: dict, money: Callable, percent: Callable) -> Reward:
+    kind = doc["type"]
+    at = ("reward",)
+    fields: dict[str, Any] = {"type": kind}
+    if "percent" in doc:
+        fields["percent"] = percent(at + ("percent",), doc["percent"])
+    for key in ("amount", "max_discount", "price"):
+        if key in doc:
+            fields[key] = money(at + (key,), doc[key])
+    for key in ("scope", "quantity", "buy", "get", "discounted_units", "max_sets", "basis"):
+        if key in doc:
+            fields[key] = doc[key]
+    if kind == "tiered":
+        fields["tiers"] = _tiers(c, doc, money, percent)
+    return Reward(**fields)
+
+
+def _tiers(c: _Checker, doc: dict, money: Callable, percent: Callable) -> tuple[Tier, ...]:
+    tiers: list[Tier] = []
+    for i, tier in enumerate(doc["tiers"]):
+        at = ("reward", "tiers", i)
+        if doc["basis"] == "eligible_subtotal":
+            if not isinstance(tier["at"], str):
+                c.fail(at + ("at",), "a spend threshold is money: write it as quoted text, e.g. \"3000\"")
+                continue
+            threshold = money(at + ("at",), tier["at"])
+        else:
+            if not isinstance(tier["at"], int) or tier["at"] < 1:
+                c.fail(at + ("at",), "a quantity threshold is a whole number of units, at least 1")
+                continue
+            threshold = Decimal(tier["at"])
+        if threshold is None:
+            continue
+        if tiers and threshold <= tiers[-1].at:
+            c.fail(at + ("at",), "tiers must be listed from the lowest threshold up, each higher than the last")
+        tiers.append(Tier(at=threshold,
+                          percent=percent(at + ("percent",), tier["percent"]) if "percent" in tier else None,
+                          amount=money(at + ("amount",), tier["amount"]) if "amount" in tier else None))
+    return tuple(tiers)
+
+
+def _targets(doc: dict) -> Targets:
+    include, exclude = doc["include"], doc.get("exclude", {})
+    selector = {} if include == "all" else include
+    return Targets(
+        include_all=include == "all",
+        categories=frozenset(selector.get("categories", ())), skus=frozenset(selector.get("skus", ())),
+        brands=frozenset(selector.get("brands", ())),
+        exclude_categories=frozenset(exclude.get("categories", ())), exclude_skus=frozenset(exclude.get("skus", ())),
+        exclude_brands=frozenset(exclude.get("brands", ())), exclude_sellers=frozenset(exclude.get("sellers", ())),
+        exclude_product_types=frozenset(exclude.get("product_types", ())))

@@ -1,0 +1,170 @@
+"""Reading rule files: safe YAML, bounded, with the line and column of every value.
+
+Rule files are data, never code. On top of PyYAML's safe loader this refuses anchors, aliases
+(so an alias bomb cannot expand), explicit tags and duplicate keys, bounds the file size and the
+nesting depth, and keeps ISO dates as text so that the engine, not YAML, decides what a valid
+time is. `load()` returns the plain data and a `Positions` map from JSON path to (line, column).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml.events import AliasEvent
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .errors import Problem
+
+MAX_FILE_BYTES = 64 * 1024
+MAX_DEPTH = 24
+
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
+}
+_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+# YAML 1.1 reads these bare words as booleans; a country code "NO" silently becoming False is the
+# classic trap, so a type error on such a value tells the author to quote it.
+YAML11_BOOL_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false"}
+
+Path = tuple  # of str | int
+
+
+@dataclass(frozen=True)
+class Spot:
+    line: int
+    column: int
+    source: str | None  # the scalar as written, when the value is a scalar
+
+
+class Positions(dict):
+    """JSON path tuple -> Spot. `locate()` falls back to the nearest enclosing value."""
+
+    def locate(self, path: Path) -> Spot:
+        path = tuple(path)
+        while path not in self and path:
+            path = path[:-1]
+        return self.get(path, Spot(1, 1, None))
+
+
+class _Loader(yaml.SafeLoader):
+    yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        if self.check_event(AliasEvent):
+            mark = self.peek_event().start_mark
+            raise _Refused("YAML aliases (*name) are not allowed in rule files; write the value out", mark)
+        event = self.peek_event()
+        if getattr(event, "anchor", None):
+            raise _Refused("YAML anchors (&name) are not allowed in rule files; write the value out",
+                           event.start_mark)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _Refused(Exception):
+    def __init__(self, message: str, mark: Any):
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+
+
+def load(text: str | bytes, filename: str) -> tuple[Any, Positions]:
+    """Parse one YAML document. Raises a list of Problems (as `YamlProblems`) on any refusal."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_FILE_BYTES:
+            raise YamlProblems([Problem(filename, 1, 1, "$", f"file is larger than {MAX_FILE_BYTES // 1024} KiB")])
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise YamlProblems([Problem(filename, 1, 1, "$", f"file is not UTF-8 text ({exc.reason})")]) from None
+    if len(text.encode("utf-8")) > MAX_FILE_BYTES:
+        raise YamlProblems([Problem(filename, 1, 1, "$", f"file is larger than {MAX_FILE_BYTES // 1024} KiB")])
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise YamlProblems([Problem(filename, 1, 1, "$", "file is empty")])
+        positions = Positions()
+        problems: list[Problem] = []
+        data = _build(loader, node, (), positions, problems, filename)
+        if problems:
+            raise YamlProblems(problems)
+        return data, positions
+    except _Refused as exc:
+        raise YamlProblems([_at(filename, exc.mark, "$", exc.message)]) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        raise YamlProblems([_at(filename, mark, "$", f"not valid YAML: {message}")]) from None
+    except yaml.YAMLError as exc:
+        raise YamlProblems([Problem(filename, 1, 1, "$", f"not valid YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+
+
+class YamlProblems(Exception):
+    def __init__(self, problems: list[Problem]):
+        super().__init__("; ".join(map(str, problems)))
+        self.problems = problems
+
+
+def json_path(path: Path) -> str:
+    out = "$"
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _at(filename: str, mark: Any, path: str, message: str) -> Problem:
+    if mark is None:
+        return Problem(filename, 1, 1, path, message)
+    return Problem(filename, mark.line + 1, mark.column + 1, path, message)
+
+
+def _build(loader: _Loader, node: Node, path: Path, positions: Positions,
+           problems: list[Problem], filename: str) -> Any:
+    mark = node.start_mark
+    if isinstance(node, ScalarNode):
+        positions[path] = Spot(mark.line + 1, mark.column + 1, node.value)
+        if node.tag not in _PLAIN_TAGS:
+            problems.append(_at(filename, mark, json_path(path), f"YAML tag {node.tag!r} is not allowed"))
+            return None
+        return loader.construct_object(node, deep=True)
+    positions[path] = Spot(mark.line + 1, mark.column + 1, None)
+    if node.tag not in _COLLECTION_TAGS:
+        problems.append(_at(filename, mark, json_path(path), f"YAML tag {node.tag!r} is not allowed"))
+        return None
+    if isinstance(node, SequenceNode):
+        return [_build(loader, item, path + (i,), positions, problems, filename)
+                for i, item in enumerate(node.value)]
+    assert isinstance(node, MappingNode)
+    out: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
+            problems.append(_at(filename, key_node.start_mark, json_path(path),
+                                f"keys must be plain words, not {key_node.value!r}"))
+            continue
+        key = key_node.value
+        if key == "<<":
+            problems.append(_at(filename, key_node.start_mark, json_path(path), "YAML merge keys (<<) are not allowed"))
+            continue
+        if key in out:
+            problems.append(_at(filename, key_node.start_mark, json_path(path + (key,)),
+                                f"duplicate key {key!r}; each key may appear once"))
+            continue
+        out[key] = _build(loader, value_node, path + (key,), positions, problems, filename)
+    return out
