@@ -1,0 +1,68 @@
+"""Golden cases: tests/golden/<case>/ holds case.json, cart.json, account.json, optionally its own
+rules/, and expected.json, the trace QA reviewed. `make golden` rewrites expected.json; the diff is
+then read line by line before it is committed."""
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+import pytest
+
+from engine import evaluate, load_ruleset, read_json
+from engine.model import REWARD_STAGES
+from engine.reasons import Reason
+from engine.schemas import validator
+
+from .invariants import check_invariants
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "golden"
+CASES = sorted(p for p in GOLDEN.iterdir() if (p / "case.json").exists())
+
+
+def run_case(case: Path):
+    spec = json.loads((case / "case.json").read_text("utf-8"))
+    rules = case / "rules" if (case / "rules").is_dir() else ROOT / "rules"
+    return evaluate(load_ruleset(rules), read_json(case / "cart.json"), read_json(case / "account.json"),
+                    codes=spec.get("codes", []), now=spec["now"], usage=spec.get("usage"),
+                    preview=spec.get("preview", []))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_golden_case(case: Path, update_golden: bool) -> None:
+    trace = run_case(case)
+    produced = trace.to_json()
+    errors = [e.message for e in validator("trace").iter_errors(json.loads(produced))]
+    assert not errors, errors
+    check_invariants(trace)
+    expected_path = case / "expected.json"
+    if update_golden:
+        expected_path.write_text(produced, "utf-8")
+        return
+    assert expected_path.exists(), f"{case.name} has no expected.json; run `make golden` and review it"
+    expected = expected_path.read_text("utf-8")
+    if produced != expected:
+        diff = "".join(difflib.unified_diff(expected.splitlines(True), produced.splitlines(True),
+                                            "expected.json", "produced", n=2))
+        pytest.fail(f"{case.name}: trace differs from expected.json\n{diff}")
+
+
+def _all_expected() -> list[dict]:
+    return [json.loads((c / "expected.json").read_text("utf-8")) for c in CASES if (c / "expected.json").exists()]
+
+
+def test_golden_cases_cover_every_reason_code_and_reward_type() -> None:
+    traces = _all_expected()
+    assert len(traces) >= 40
+    reasons = {n["reason"] for t in traces for n in t["not_applied"]}
+    reasons |= {r for t in traces for r in t["out_of_scope"]}
+    reasons |= {c["status"] for t in traces for c in t["codes"]}
+    assert {r.value for r in Reason} - reasons == set()
+    rewards = {a["reward"] for t in traces for a in t["applied"]}
+    all_rewards = {k if isinstance(k, str) else k[0] for k in REWARD_STAGES}
+    assert all_rewards - rewards == set()
+
+
+def test_golden_cases_cover_jpy_usd_and_kwd() -> None:
+    assert {"JPY", "USD", "KWD"} <= {t["currency"] for t in _all_expected()}
