@@ -11,7 +11,7 @@ import hashlib
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from . import schemas
 from .conditions import compile_condition
@@ -37,35 +37,45 @@ def load_ruleset(directory: str | Path) -> RuleSet:
     root = Path(directory)
     if not root.is_dir():
         raise RuleFileError([Problem(str(root), 1, 1, "$", "rule directory not found")])
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml"))
-    if len(files) > MAX_FILES:
+    paths = sorted(p for p in root.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml"))
+    if len(paths) > MAX_FILES:
         raise RuleFileError([Problem(str(root), 1, 1, "$", f"more than {MAX_FILES} rule files")])
+    return build_ruleset({str(path): path.read_bytes() for path in paths})
+
+
+def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
+    """Check rule files given as {path: bytes} (one folder's worth) and build the RuleSet.
+
+    The same checks as `load_ruleset`, for callers that hold rule files in memory (tests, a service
+    receiving an upload). The settings file is the one named `_settings.yaml`."""
     problems: list[Problem] = []
-    settings_path = root / SETTINGS_FILE
+    paths = sorted(Path(name) for name in files)
+    raw = {path: files[str(path)] for path in paths}
     digest = hashlib.sha256()
-    raw: dict[Path, bytes] = {}
-    for path in files:
-        raw[path] = path.read_bytes()
+    for path in paths:
         digest.update(path.name.encode() + b"\0" + raw[path] + b"\0")
+    settings_path = next((p for p in paths if p.name == SETTINGS_FILE), Path(SETTINGS_FILE))
 
     settings = _load_settings(settings_path, raw.get(settings_path), problems)
     promotions: dict[str, Promotion] = {}
+    where: dict[str, Positions] = {}
     seen_ids: dict[str, str] = {}
-    for path in files:
+    for path in paths:
         if path == settings_path:
             continue
         if path.name.startswith("_"):
             problems.append(Problem(str(path), 1, 1, "$", f"unknown settings file; the only one is {SETTINGS_FILE}"))
             continue
-        promotion = _load_promotion(path, raw[path], settings, problems)
+        promotion, positions = _load_promotion(path, raw[path], settings, problems)
         if promotion is None:
             continue
         if promotion.id in seen_ids:
-            problems.append(Problem(str(path), 1, 1, "$.id",
-                                    f"duplicate id {promotion.id!r}: also {seen_ids[promotion.id]}"))
+            problems.append(_problem(path, positions, ("id",),
+                                     f"duplicate id {promotion.id!r}: also {seen_ids[promotion.id]}"))
             continue
         seen_ids[promotion.id] = str(path)
         promotions[promotion.id] = promotion
+        where[promotion.id] = positions
 
     active_codes: dict[str, str] = {}
     codes: dict[str, tuple[str, ...]] = {}
@@ -76,9 +86,9 @@ def load_ruleset(directory: str | Path) -> RuleSet:
         if promotion.status != "active":
             continue
         if promotion.code in active_codes:
-            problems.append(Problem(promotion.source, 1, 1, "$.code",
-                                    f"code {promotion.code!r} is already used by active promotion "
-                                    f"{active_codes[promotion.code]!r}; a code names one active promotion"))
+            problems.append(_problem(Path(promotion.source), where[promotion.id], ("code",),
+                                     f"code {promotion.code!r} is already used by active promotion "
+                                     f"{active_codes[promotion.code]!r}; a code names one active promotion"))
         else:
             active_codes[promotion.code] = promotion.id
     if problems:
@@ -145,10 +155,11 @@ class _Checker:
             return None
 
 
-def _load_promotion(path: Path, data: bytes, settings: dict | None, problems: list[Problem]) -> Promotion | None:
+def _load_promotion(path: Path, data: bytes, settings: dict | None,
+                    problems: list[Problem]) -> tuple[Promotion | None, Positions]:
     doc, positions = _read(path, data, "promotion", problems)
     if doc is None:
-        return None
+        return None, positions
     c = _Checker(path, positions, problems)
     if doc["id"] != path.stem:
         c.fail(("id",), f"id {doc['id']!r} must equal the file name {path.stem!r}")
@@ -190,13 +201,13 @@ def _load_promotion(path: Path, data: bytes, settings: dict | None, problems: li
         total_uses=limits_doc.get("total_uses"), uses_per_customer=limits_doc.get("uses_per_customer"),
         budget=money(("limits", "budget"), limits_doc["budget"]) if "budget" in limits_doc else None)
     if c.failed:
-        return None
+        return None, positions
     return Promotion(
         id=doc["id"], name=doc["name"], status=doc["status"], currency=currency, starts=starts, ends=ends,
         code=normalise_code(doc["code"]) if "code" in doc else None,
         condition=compile_condition(doc.get("eligibility")), targets=_targets(doc["targets"]), reward=reward,
         priority=doc["stacking"]["priority"], exclusive=doc["stacking"]["exclusive"], limits=limits,
-        source=str(path))
+        source=str(path)), positions
 
 
 def _when(c: _Checker, doc: dict, key: str) -> datetime | None:
