@@ -154,17 +154,20 @@ def _build(loader: _Loader, node: Node, path: Path, positions: Positions,
     assert isinstance(node, MappingNode)
     out: dict[str, Any] = {}
     for key_node, value_node in node.value:
+        if isinstance(key_node, ScalarNode) and key_node.value == "<<":
+            problems.append(_at(filename, key_node.start_mark, json_path(path), "YAML merge keys (<<) are not allowed"))
+            continue
         if not isinstance(key_node, ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
             problems.append(_at(filename, key_node.start_mark, json_path(path),
                                 f"keys must be plain words, not {key_node.value!r}"))
             continue
         key = key_node.value
-        if key == "<<":
-            problems.append(_at(filename, key_node.start_mark, json_path(path), "YAML merge keys (<<) are not allowed"))
-            continue
         if key in out:
             problems.append(_at(filename, key_node.start_mark, json_path(path + (key,)),
                                 f"duplicate key {key!r}; each key may appear once"))
             continue
         out[key] = _build(loader, value_node, path + (key,), positions, problems, filename)
+        if not isinstance(value_node, ScalarNode):  # a block starts on the next line; point at its key
+            mark = key_node.start_mark
+            positions[path + (key,)] = Spot(mark.line + 1, mark.column + 1, None)
     return out

@@ -1,0 +1,92 @@
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, strategies as st
+
+from engine.money import (MoneyError, allocate, format_money, minor_unit, parse_decimal, parse_money, quantum,
+                          round_to_minor)
+
+
+def test_minor_units_come_from_iso_4217():
+    assert (minor_unit("JPY"), minor_unit("USD"), minor_unit("KWD")) == (0, 2, 3)
+    assert quantum("KWD") == Decimal("0.001")
+
+
+def test_unknown_currency_is_an_error_not_a_default():
+    with pytest.raises(MoneyError, match="unknown currency"):
+        minor_unit("XYZ")
+
+
+@pytest.mark.parametrize("bad", [12.5, 1, None, True, "1e3", "-1", "NaN", "Infinity", " 1", "1.", ".5", "01", "1,000"])
+def test_parse_decimal_refuses_anything_but_a_plain_decimal_string(bad):
+    with pytest.raises(MoneyError):
+        parse_decimal(bad)
+
+
+def test_parse_money_refuses_amounts_finer_than_the_currency():
+    assert parse_money("12.50", "USD") == Decimal("12.50")
+    assert parse_money("5", "KWD") == Decimal("5.000")
+    with pytest.raises(MoneyError, match="finer than JPY"):
+        parse_money("0.5", "JPY")
+    with pytest.raises(MoneyError, match="finer than USD"):
+        parse_money("1.234", "USD")
+
+
+@pytest.mark.parametrize("mode, half_2, half_3", [
+    ("half_up", "3", "4"), ("half_even", "2", "4"), ("half_down", "2", "3"), ("down", "2", "3"), ("up", "3", "4")])
+def test_each_rounding_mode_decides_exact_halves_exactly(mode, half_2, half_3):
+    assert round_to_minor(Fraction(5, 2), "JPY", mode) == Decimal(half_2)
+    assert round_to_minor(Fraction(7, 2), "JPY", mode) == Decimal(half_3)
+
+
+def test_rounding_uses_the_currency_minor_unit():
+    assert round_to_minor(Fraction("1.2345"), "KWD", "half_up") == Decimal("1.235")
+    assert round_to_minor(Fraction("1.2345"), "USD", "half_up") == Decimal("1.23")
+    assert round_to_minor(Fraction(1, 3), "USD", "up") == Decimal("0.34")
+
+
+def test_allocate_gives_leftover_units_to_largest_remainders_then_smallest_id():
+    # 100 over three equal weights: 33.33 each, one unit left, the tie goes to the smallest id.
+    parts = allocate(Decimal(100), [Fraction(300)] * 3, ["c", "a", "b"], "JPY")
+    assert parts == [Decimal(33), Decimal(34), Decimal(33)]
+
+
+def test_allocate_never_gives_a_part_more_than_its_weight_rounded_up():
+    weights = [Fraction(100), Fraction("0.5")]
+    assert allocate(Decimal(101), weights, ["a", "b"], "JPY") == [Decimal(100), Decimal(1)]
+
+
+def test_allocate_refuses_more_than_the_weights_can_take():
+    with pytest.raises(ValueError):
+        allocate(Decimal(5), [Fraction(1), Fraction(1)], ["a", "b"], "JPY")
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=12), st.data())
+def test_allocate_parts_sum_to_the_total_and_stay_within_weights(weights, data):
+    fractions = [Fraction(w, 1000) for w in weights]  # KWD-like exact weights
+    cap = sum(fractions, Fraction(0))
+    total_units = data.draw(st.integers(min_value=0, max_value=int(cap * 1000)))
+    total = Decimal(total_units) / 1000
+    keys = [f"k{i:02d}" for i in range(len(weights))]
+    parts = allocate(total, fractions, keys, "KWD")
+    assert sum(parts) == total
+    for part, weight in zip(parts, fractions):
+        assert Decimal(0) <= part <= Decimal(-(-weight * 1000 // 1)) / 1000
+
+
+@given(st.lists(st.integers(min_value=1, max_value=10**5), min_size=2, max_size=8), st.randoms())
+def test_allocate_does_not_depend_on_the_order_of_parts(weights, rnd):
+    keys = [f"L{i}" for i in range(len(weights))]
+    total = Decimal(sum(weights) // 3)
+    first = dict(zip(keys, allocate(total, [Fraction(w) for w in weights], keys, "JPY")))
+    order = list(range(len(weights)))
+    rnd.shuffle(order)
+    second = dict(zip([keys[i] for i in order],
+                      allocate(total, [Fraction(weights[i]) for i in order], [keys[i] for i in order], "JPY")))
+    assert first == second
+
+
+def test_format_money_uses_the_currency_digits():
+    assert format_money(Decimal("3500"), "JPY") == "¥3,500"
+    assert format_money(Decimal("1.5"), "KWD") == "KWD1.500"

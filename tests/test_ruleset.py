@@ -1,0 +1,239 @@
+"""Every mistake a marketer can make in a rule file is caught, with file, line and a plain message,
+and a rule set with any problem does not load at all."""
+from pathlib import Path
+
+import pytest
+
+from engine import RuleFileError, load_ruleset
+from engine.ruleset import MAX_CONDITION_LEAVES, build_ruleset
+
+SETTINGS = "currencies: [JPY, USD, KWD]\nrounding: half_up\n"
+GOOD = """\
+id: books-500-off
+name: 500 off books
+status: active
+currency: JPY
+eligibility:
+  all:
+    - name: eligible_subtotal
+      operator: greater_than_or_equal_to
+      value: "3000"
+targets:
+  include:
+    categories: [books]
+reward:
+  type: amount_off
+  scope: per_order
+  amount: "500"
+stacking:
+  priority: 10
+  exclusive: false
+"""
+
+
+def write(tmp_path: Path, files: dict[str, str], settings: str = SETTINGS) -> Path:
+    if settings is not None:
+        (tmp_path / "_settings.yaml").write_text(settings)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def problems(tmp_path, files, settings=SETTINGS):
+    with pytest.raises(RuleFileError) as exc:
+        load_ruleset(write(tmp_path, files, settings))
+    return exc.value.problems
+
+
+def one(tmp_path, text, name="books-500-off.yaml"):
+    found = problems(tmp_path, {name: text})
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_a_good_file_loads_with_its_content_hash(tmp_path):
+    rules = load_ruleset(write(tmp_path, {"books-500-off.yaml": GOOD}))
+    assert list(rules.promotions) == ["books-500-off"]
+    assert rules.version.startswith("sha256:") and rules.rounding == "half_up"
+
+
+def test_the_bundled_catalogue_is_valid_and_has_every_reward_type():
+    rules = load_ruleset(Path(__file__).resolve().parent.parent / "rules")
+    kinds = {p.reward.type for p in rules.promotions.values()}
+    assert kinds == {"percent_off", "amount_off", "fixed_price", "buy_x_get_y", "tiered", "free_shipping",
+                     "shipping_amount_off", "shipping_percent_off"}
+
+
+def test_rule_set_errors_are_value_errors_of_our_own_type(tmp_path):
+    with pytest.raises(ValueError):
+        load_ruleset(write(tmp_path, {"books-500-off.yaml": "id: [\n"}))
+
+
+def test_malformed_yaml_points_at_the_line(tmp_path):
+    p = one(tmp_path, GOOD.replace("  priority: 10", "  priority: [10"))
+    assert p.file.endswith("books-500-off.yaml") and p.line >= 18 and "not valid YAML" in p.message
+
+
+def test_an_unknown_key_is_named_with_the_closest_valid_one(tmp_path):
+    p = one(tmp_path, GOOD.replace("stacking:", "stacknig:") + "stacking: {priority: 1, exclusive: false}\n")
+    assert p.path == "$.stacknig" and "did you mean 'stacking'" in p.message and p.line == 17
+
+
+def test_money_written_as_a_bare_number_is_refused(tmp_path):
+    p = one(tmp_path, GOOD.replace('amount: "500"', "amount: 500.5"))
+    assert p.path == "$.reward.amount" and "quoted" in p.message and p.line == 16
+
+
+def test_money_finer_than_the_currency_is_refused_not_rounded(tmp_path):
+    p = one(tmp_path, GOOD.replace('amount: "500"', 'amount: "500.5"'))
+    assert p.path == "$.reward.amount" and "finer than JPY" in p.message
+
+
+def test_money_without_a_currency_is_refused(tmp_path):
+    found = problems(tmp_path, {"books-500-off.yaml": GOOD.replace("currency: JPY\n", "")})
+    assert {p.path for p in found} == {"$.eligibility.all[0].value", "$.reward.amount"}
+    assert all("must say its 'currency'" in p.message for p in found)
+
+
+def test_a_currency_the_rule_set_does_not_list_is_refused(tmp_path):
+    p = one(tmp_path, GOOD.replace("currency: JPY", "currency: EUR"))
+    assert p.path == "$.currency" and "not one of the rule set's currencies" in p.message
+
+
+def test_an_unknown_variable_gets_the_closest_name(tmp_path):
+    p = one(tmp_path, GOOD.replace("name: eligible_subtotal", "name: eligible_subtotl"))
+    assert p.path == "$.eligibility.all[0].name" and "did you mean 'eligible_subtotal'" in p.message and p.line == 7
+
+
+def test_an_unknown_operator_gets_the_closest_name(tmp_path):
+    p = one(tmp_path, GOOD.replace("operator: greater_than_or_equal_to", "operator: greater_then_or_equal_to"))
+    assert p.path == "$.eligibility.all[0].operator" and "did you mean 'greater_than_or_equal_to'" in p.message
+
+
+def test_an_operator_of_another_type_is_refused(tmp_path):
+    text = GOOD.replace("name: eligible_subtotal", "name: region").replace('value: "3000"', "value: JP")
+    p = one(tmp_path, text)
+    assert p.path == "$.eligibility.all[0].operator" and "unknown operator" in p.message
+
+
+def test_matches_regex_is_not_offered(tmp_path):
+    text = GOOD.replace("name: eligible_subtotal", "name: region").replace(
+        "operator: greater_than_or_equal_to", "operator: matches_regex").replace('value: "3000"', 'value: "(a+)+$"')
+    found = problems(tmp_path, {"books-500-off.yaml": text})
+    assert any(p.path == "$.eligibility.all[0].operator" and "unknown operator 'matches_regex'" in p.message
+               for p in found)
+
+
+def test_an_operator_without_input_must_not_have_a_value(tmp_path):
+    text = GOOD.replace("name: eligible_subtotal", "name: first_order").replace(
+        "operator: greater_than_or_equal_to", "operator: is_true")
+    p = one(tmp_path, text)
+    assert "takes no value" in p.message
+
+
+def test_a_country_code_no_read_as_false_is_explained(tmp_path):
+    text = GOOD.replace("name: eligible_subtotal", "name: region").replace(
+        "operator: greater_than_or_equal_to", "operator: equal_to").replace('value: "3000"', "value: NO")
+    p = one(tmp_path, text)
+    assert "quotes" in p.message and p.path == "$.eligibility.all[0].value"
+
+
+def test_naive_times_and_windows_that_end_before_they_start_are_refused(tmp_path):
+    naive = GOOD + 'window:\n  starts: "2026-11-27T00:00:00"\n'
+    assert "UTC offset" in one(tmp_path, naive).message
+    backwards = GOOD + 'window:\n  starts: "2026-11-28T00:00:00+09:00"\n  ends: "2026-11-27T00:00:00+09:00"\n'
+    p = one(tmp_path, backwards, name="books-500-off.yaml")
+    assert p.path == "$.window.ends" and "must be after starts" in p.message
+
+
+@pytest.mark.parametrize("percent, message", [(0, "out of range"), (101, "out of range"), ('"100.5"', "out of range"),
+                                              (12.5, "quoted")])
+def test_percent_bounds(tmp_path, percent, message):
+    text = GOOD.replace("  type: amount_off\n  scope: per_order\n  amount: \"500\"",
+                        f"  type: percent_off\n  percent: {percent}")
+    assert message in one(tmp_path, text).message
+
+
+def test_tiers_must_ascend(tmp_path):
+    text = GOOD.replace("  type: amount_off\n  scope: per_order\n  amount: \"500\"",
+                        "  type: tiered\n  basis: eligible_quantity\n  tiers:\n    - {at: 5, percent: 10}\n"
+                        "    - {at: 3, percent: 5}")
+    p = one(tmp_path, text)
+    assert p.path == "$.reward.tiers[1].at" and "lowest threshold up" in p.message
+
+
+def test_a_tier_needs_exactly_one_of_percent_or_amount(tmp_path):
+    text = GOOD.replace("  type: amount_off\n  scope: per_order\n  amount: \"500\"",
+                        "  type: tiered\n  basis: eligible_quantity\n  tiers:\n    - {at: 3, percent: 5, amount: \"100\"}")
+    assert "exactly one of 'percent' or 'amount'" in one(tmp_path, text).message
+
+
+def test_amount_off_needs_a_scope(tmp_path):
+    p = one(tmp_path, GOOD.replace("  scope: per_order\n", ""))
+    assert p.path == "$.reward" and "missing required key 'scope'" in p.message
+
+
+def test_the_id_must_be_the_file_name(tmp_path):
+    p = one(tmp_path, GOOD, name="other-name.yaml")
+    assert p.path == "$.id" and "must equal the file name 'other-name'" in p.message
+
+
+def test_duplicate_codes_among_active_promotions_are_refused(tmp_path):
+    a = GOOD + "code: SAVE10\n"
+    b = GOOD.replace("id: books-500-off", "id: books-other") + "code: ' save10 '\n"
+    [p] = problems(tmp_path, {"books-500-off.yaml": a, "books-other.yaml": b})
+    assert p.file.endswith("books-other.yaml") and p.line == 20 and "already used" in p.message
+
+
+def test_a_paused_promotion_may_reuse_a_code(tmp_path):
+    a = GOOD + "code: SAVE10\n"
+    b = GOOD.replace("id: books-500-off", "id: books-other").replace("status: active", "status: paused") + "code: SAVE10\n"
+    rules = load_ruleset(write(tmp_path, {"books-500-off.yaml": a, "books-other.yaml": b}))
+    assert rules.codes["SAVE10"] == ("books-500-off", "books-other")
+
+
+def test_the_same_id_in_yaml_and_yml_is_refused(tmp_path):
+    found = problems(tmp_path, {"books-500-off.yaml": GOOD, "books-500-off.yml": GOOD})
+    assert any("duplicate id" in p.message for p in found)
+
+
+def test_a_missing_settings_file_stops_the_load(tmp_path):
+    found = problems(tmp_path, {"books-500-off.yaml": GOOD}, settings=None)
+    assert any("_settings.yaml is missing" in p.message for p in found)
+
+
+def test_an_unknown_currency_in_settings_is_refused(tmp_path):
+    found = problems(tmp_path, {"books-500-off.yaml": GOOD.replace("JPY", "USD")}, settings="currencies: [USD, ABC]\n")
+    assert any("unknown ISO 4217 currency 'ABC'" in p.message for p in found)
+
+
+def test_deep_and_huge_condition_trees_are_refused(tmp_path):
+    leaf = '{name: order_count, operator: less_than, value: 3}'
+    deep = leaf
+    for _ in range(10):
+        deep = "{all: [" + deep + "]}"
+    assert "nested deeper" in one(tmp_path, GOOD.replace("eligibility:\n  all:\n    - name: eligible_subtotal\n"
+                                                         "      operator: greater_than_or_equal_to\n"
+                                                         "      value: \"3000\"\n", f"eligibility: {deep}\n")).message
+    wide = "{any: [" + ", ".join("{all: [" + ", ".join([leaf] * 50) + "]}" for _ in range(5)) + "]}"
+    assert f"at most {MAX_CONDITION_LEAVES}" in one(tmp_path, GOOD.replace(
+        "eligibility:\n  all:\n    - name: eligible_subtotal\n      operator: greater_than_or_equal_to\n"
+        "      value: \"3000\"\n", f"eligibility: {wide}\n")).message
+
+
+def test_every_problem_in_every_file_is_reported_at_once(tmp_path):
+    bad1 = GOOD.replace('amount: "500"', "amount: 500.5").replace("priority: 10", "priority: high")
+    bad2 = GOOD.replace("id: books-500-off", "id: second").replace("status: active", "status: live")
+    found = problems(tmp_path, {"books-500-off.yaml": bad1, "second.yaml": bad2})
+    assert {(Path(p.file).name, p.path) for p in found} == {
+        ("books-500-off.yaml", "$.reward.amount"), ("books-500-off.yaml", "$.stacking.priority"),
+        ("second.yaml", "$.status")}
+    text = str(RuleFileError(found))
+    assert "nothing was loaded" in text and "books-500-off.yaml:16:" in text
+
+
+def test_build_ruleset_checks_in_memory_files_the_same_way():
+    rules = build_ruleset({"r/_settings.yaml": SETTINGS.encode(), "r/books-500-off.yaml": GOOD.encode()})
+    assert "books-500-off" in rules.promotions
+    with pytest.raises(RuleFileError):
+        build_ruleset({"r/books-500-off.yaml": GOOD.encode()})
