@@ -1,0 +1,182 @@
+"""Properties of evaluate() over generated rule sets and carts: money invariants, independence from
+line order, untargeted lines change nothing, exclusivity, determinism."""
+from __future__ import annotations
+
+import json
+import random
+from decimal import Decimal
+
+import yaml
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from engine import evaluate
+from engine.ruleset import build_ruleset
+
+from .invariants import check_invariants
+
+NOW = "2026-11-21T10:00:00+09:00"
+ACCOUNT = {"id": "c1", "region": "JP", "tier": "standard", "order_count": 0, "time_zone": "Asia/Tokyo"}
+CATEGORIES = ["a", "b", "c"]
+DIGITS = {"JPY": 0, "USD": 2, "KWD": 3}
+
+
+def money(draw, currency, low, high):
+    units = draw(st.integers(low * 10 ** DIGITS[currency], high * 10 ** DIGITS[currency]))
+    text = str(Decimal(units).scaleb(-DIGITS[currency]))
+    return text
+
+
+@st.composite
+def rewards(draw, currency):
+    kind = draw(st.sampled_from(["percent_off", "amount_off", "fixed_price", "buy_x_get_y", "tiered",
+                                 "free_shipping", "shipping_amount_off", "shipping_percent_off"]))
+    percent = draw(st.sampled_from([5, 10, 33, 50, 100, "12.5", "33.33"]))
+    if kind == "percent_off":
+        reward = {"type": kind, "percent": percent}
+        if draw(st.booleans()):
+            reward["max_discount"] = money(draw, currency, 1, 50)
+        return reward
+    if kind == "amount_off":
+        return {"type": kind, "scope": draw(st.sampled_from(["per_unit", "per_line", "per_order"])),
+                "amount": money(draw, currency, 1, 80)}
+    if kind == "fixed_price":
+        return {"type": kind, "quantity": draw(st.integers(2, 4)), "price": money(draw, currency, 1, 100)}
+    if kind == "buy_x_get_y":
+        return {"type": kind, "buy": draw(st.integers(1, 3)), "get": draw(st.integers(1, 2)), "percent": percent,
+                "discounted_units": draw(st.sampled_from(["cheapest", "most_expensive"]))}
+    if kind == "tiered":
+        if draw(st.booleans()):
+            return {"type": kind, "basis": "eligible_quantity",
+                    "tiers": [{"at": 2, "percent": 5}, {"at": 4, "amount": money(draw, currency, 1, 30)}]}
+        return {"type": kind, "basis": "eligible_subtotal",
+                "tiers": [{"at": money(draw, currency, 10, 40), "percent": 10},
+                          {"at": money(draw, currency, 41, 200), "percent": 20}]}
+    if kind == "shipping_amount_off":
+        return {"type": kind, "amount": money(draw, currency, 1, 20)}
+    if kind == "shipping_percent_off":
+        return {"type": kind, "percent": percent}
+    return {"type": kind}
+
+
+@st.composite
+def promotions(draw, currency, index):
+    doc = {"id": f"p{index}", "name": f"Promotion {index}", "status": "active", "currency": currency,
+           "targets": {"include": {"categories": draw(st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=2,
+                                                               unique=True))}},
+           "reward": draw(rewards(currency)),
+           "stacking": {"priority": draw(st.integers(0, 2)), "exclusive": draw(st.sampled_from([False, False, True]))}}
+    if draw(st.booleans()):
+        exclusions = draw(st.sampled_from([{"sellers": ["third_party"]}, {"product_types": ["digital"]}]))
+        doc["targets"]["exclude"] = exclusions
+    condition = draw(st.sampled_from([None, "spend", "quantity"]))
+    if condition == "spend":
+        doc["eligibility"] = {"all": [{"name": "eligible_subtotal", "operator": "greater_than_or_equal_to",
+                                       "value": money(draw, currency, 5, 60)}]}
+    elif condition == "quantity":
+        doc["eligibility"] = {"all": [{"name": "eligible_quantity", "operator": "greater_than", "value": 2}]}
+    if draw(st.booleans()):
+        doc["limits"] = {"max_discount": money(draw, currency, 1, 40)}
+    return doc
+
+
+@st.composite
+def scenarios(draw):
+    currency = draw(st.sampled_from(sorted(DIGITS)))
+    rounding = draw(st.sampled_from(["half_up", "half_even", "down", "up"]))
+    count = draw(st.integers(1, 6))
+    docs = [draw(promotions(currency, i)) for i in range(count)]
+    files = {"r/_settings.yaml": f"currencies: [JPY, USD, KWD]\nrounding: {rounding}\n".encode()}
+    for doc in docs:
+        files[f"r/{doc['id']}.yaml"] = yaml.safe_dump(doc, sort_keys=False).encode()
+    lines = []
+    for i in range(draw(st.integers(1, 7))):
+        lines.append({"id": f"L{i}", "sku": f"SKU-{i}", "category": draw(st.sampled_from(CATEGORIES)),
+                      "seller": draw(st.sampled_from(["first_party", "third_party"])),
+                      "product_type": draw(st.sampled_from(["physical", "digital"])),
+                      "unit_price": money(draw, currency, 1, 40), "quantity": draw(st.integers(1, 5))})
+    cart = {"currency": currency, "channel": "web", "lines": lines}
+    if draw(st.booleans()):
+        cart["shipping"] = {"method": "standard", "price": money(draw, currency, 0, 15)}
+    return build_ruleset(files), cart
+
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def line_discounts(trace):
+    return {line.id: [(d.promotion, d.amount) for d in line.discounts] for line in trace.lines}
+
+
+def applied_summary(trace):
+    return [(a.promotion, a.amount, sorted((s.line, s.amount) for s in a.lines), a.shipping) for a in trace.applied]
+
+
+@SETTINGS
+@given(scenarios())
+def test_every_evaluation_keeps_the_money_invariants(scenario):
+    rules, cart = scenario
+    check_invariants(evaluate(rules, cart, ACCOUNT, now=NOW))
+
+
+@SETTINGS
+@given(scenarios(), st.randoms())
+def test_permuting_lines_changes_nothing(scenario, rnd):
+    rules, cart = scenario
+    shuffled = dict(cart, lines=rnd.sample(cart["lines"], len(cart["lines"])))
+    a, b = evaluate(rules, cart, ACCOUNT, now=NOW), evaluate(rules, shuffled, ACCOUNT, now=NOW)
+    assert line_discounts(a) == line_discounts(b)
+    assert applied_summary(a) == applied_summary(b)
+    assert a.totals == b.totals
+
+
+@SETTINGS
+@given(scenarios(), st.integers(1, 5))
+def test_adding_an_untargeted_line_does_not_change_other_lines(scenario, quantity):
+    rules, cart = scenario
+    extra = {"id": "ZZ", "sku": "OTHER", "category": "z", "seller": "first_party", "product_type": "physical",
+             "unit_price": cart["lines"][0]["unit_price"], "quantity": quantity}
+    before = evaluate(rules, cart, ACCOUNT, now=NOW)
+    after = evaluate(rules, dict(cart, lines=cart["lines"] + [extra]), ACCOUNT, now=NOW)
+    assert line_discounts(after) == {**line_discounts(before), "ZZ": []}
+    assert applied_summary(after) == applied_summary(before)
+
+
+@SETTINGS
+@given(scenarios())
+def test_an_applied_exclusive_promotion_is_alone(scenario):
+    rules, cart = scenario
+    trace = evaluate(rules, cart, ACCOUNT, now=NOW)
+    if any(a.exclusive for a in trace.applied):
+        assert len(trace.applied) == 1
+        winner = trace.applied[0].promotion
+        assert all(n.lost_to == (winner,) for n in trace.not_applied if n.reason.value == "lost_to_exclusive")
+
+
+@SETTINGS
+@given(scenarios())
+def test_evaluation_is_deterministic_to_the_byte(scenario):
+    rules, cart = scenario
+    assert evaluate(rules, cart, ACCOUNT, now=NOW).to_json() == evaluate(rules, cart, ACCOUNT, now=NOW).to_json()
+
+
+@SETTINGS
+@given(scenarios())
+def test_every_promotion_is_accounted_for_exactly_once(scenario):
+    rules, cart = scenario
+    trace = evaluate(rules, cart, ACCOUNT, now=NOW)
+    listed = [a.promotion for a in trace.applied] + [n.promotion for n in trace.not_applied]
+    assert len(listed) + sum(count for _, count in trace.out_of_scope) == len(rules.promotions)
+
+
+def test_the_trace_json_has_sorted_keys_and_amounts_as_strings():
+    files = {"r/_settings.yaml": b"currencies: [USD]\n", "r/p.yaml": yaml.safe_dump({
+        "id": "p", "name": "P", "status": "active", "targets": {"include": "all"},
+        "reward": {"type": "percent_off", "percent": "12.5"}, "stacking": {"priority": 1, "exclusive": False}}).encode()}
+    cart = {"currency": "USD", "channel": "web", "lines": [
+        {"id": "L1", "sku": "S", "category": "a", "seller": "first_party", "product_type": "physical",
+         "unit_price": "9.99", "quantity": 3}]}
+    text = evaluate(build_ruleset(files), cart, ACCOUNT, now=NOW).to_json()
+    data = json.loads(text)
+    assert list(data) == sorted(data)
+    assert data["applied"][0]["amount"] == "3.75"  # 29.97 * 12.5% = 3.74625 -> half_up 3.75
+    assert data["totals"]["total"] == "26.22"

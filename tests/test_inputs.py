@@ -1,0 +1,128 @@
+"""Bad carts, accounts, codes, usage and times get a clear InputError naming the place, and nothing
+is evaluated; good ones are never mutated."""
+import copy
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from engine import InputError, evaluate, load_ruleset, read_json
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = load_ruleset(ROOT / "rules")
+NOW = "2026-11-21T10:00:00+09:00"
+
+
+def cart(**changes):
+    base = {"currency": "JPY", "channel": "web", "lines": [
+        {"id": "L1", "sku": "BOOK-1", "category": "books", "seller": "first_party", "product_type": "physical",
+         "unit_price": "1500", "quantity": 2}], "shipping": {"method": "standard", "price": "500"}}
+    base.update(changes)
+    return base
+
+
+def line(**changes):
+    base = dict(cart()["lines"][0])
+    base.update(changes)
+    return base
+
+
+ACCOUNT = {"id": "c1", "region": "JP", "tier": "standard", "order_count": 3, "time_zone": "Asia/Tokyo"}
+
+
+def refused(c=None, account=None, **kwargs):
+    with pytest.raises(InputError) as exc:
+        evaluate(RULES, c if c is not None else cart(), account if account is not None else ACCOUNT,
+                 now=kwargs.pop("now", NOW), **kwargs)
+    return exc.value.problems
+
+
+@pytest.mark.parametrize("price, fragment", [
+    (1500.0, "quoted"), ("-1", "is not valid"), ("0", "is not valid"), ("1500.5", "finer than JPY"),
+    ("1e3", "is not valid"), ("NaN", "is not valid")])
+def test_bad_prices_are_refused_with_their_path(price, fragment):
+    [p] = refused(cart(lines=[line(unit_price=price)]))
+    assert p.path == "$.lines[0].unit_price" and fragment in p.message
+
+
+@pytest.mark.parametrize("quantity", [0, -1, 10_000, 1.5, "2"])
+def test_bad_quantities_are_refused(quantity):
+    [p] = refused(cart(lines=[line(quantity=quantity)]))
+    assert p.path == "$.lines[0].quantity"
+
+
+def test_a_cart_in_a_currency_the_rule_set_does_not_know_is_refused():
+    [p] = refused(cart(currency="EUR", lines=[]))
+    assert p.path == "$.currency" and "not one the rule set knows" in p.message
+
+
+def test_a_kwd_price_with_four_decimals_is_refused():
+    [p] = refused(cart(currency="KWD", lines=[line(unit_price="1.2345")], shipping={"method": "x", "price": "1.000"}))
+    assert "finer than KWD" in p.message
+
+
+def test_duplicate_line_ids_unknown_keys_and_missing_fields_are_all_reported():
+    problems = refused(cart(lines=[line(), line(), {**line(id="L2"), "colour": "red"}]))
+    assert any("colour" in p.message for p in problems)
+    problems = refused(cart(lines=[line(), line()]))
+    assert [p.path for p in problems] == ["$.lines[1].id"]
+    bad = line()
+    del bad["seller"]
+    [p] = refused(cart(lines=[bad]))
+    assert "missing required key 'seller'" in p.message
+
+
+def test_account_problems_name_the_field():
+    [p] = refused(account={**ACCOUNT, "time_zone": "Mars/Olympus"})
+    assert p.path == "$.time_zone" and "unknown time zone" in p.message
+    [p] = refused(account={**ACCOUNT, "region": "jp"})
+    assert p.path == "$.region"
+    [p] = refused(account={**ACCOUNT, "order_count": -1})
+    assert p.path == "$.order_count"
+
+
+def test_naive_or_malformed_now_is_refused():
+    assert "naive" in refused(now="2026-11-21T10:00:00")[0].message
+    assert "naive" in refused(now=datetime(2026, 11, 21, 10))[0].message
+    assert "ISO 8601" in refused(now="tomorrow")[0].message
+
+
+def test_codes_must_be_a_list_of_short_non_empty_strings():
+    assert "list of strings" in refused(codes="WELCOME")[0].message
+    assert "at most" in refused(codes=["X" * 100])[0].message
+    assert "empty" in refused(codes=["   "])[0].message
+
+
+def test_usage_must_be_well_formed():
+    assert refused(usage={"welcome-first-order-jp": {"total_uses": -1}})[0].path.endswith("total_uses")
+    assert "unknown keys" in refused(usage={"welcome-first-order-jp": {"uses": 1}})[0].message
+    assert "finer than JPY" in refused(usage={"welcome-first-order-jp": {"budget_spent": "0.5"}})[0].message
+
+
+def test_previewing_an_unknown_promotion_is_refused():
+    assert "no promotion with id" in refused(preview=["no-such-promo"])[0].message
+
+
+def test_evaluate_never_mutates_its_inputs():
+    c, a = cart(), dict(ACCOUNT)
+    usage = {"welcome-first-order-jp": {"total_uses": 1}}
+    before = copy.deepcopy((c, a, usage))
+    evaluate(RULES, c, a, codes=["WELCOME"], now=NOW, usage=usage)
+    assert (c, a, usage) == before
+
+
+def test_read_json_refuses_nan_and_reports_bad_json_with_a_line(tmp_path):
+    path = tmp_path / "cart.json"
+    path.write_text('{"currency": NaN}')
+    with pytest.raises(InputError, match="NaN"):
+        read_json(path)
+    path.write_text('{"currency": "JPY",\n "lines": [}')
+    with pytest.raises(InputError) as exc:
+        read_json(path)
+    assert exc.value.problems[0].line == 2
+
+
+def test_a_huge_cart_is_refused_by_the_schema():
+    [p] = refused(cart(lines=[line(id=f"L{i}") for i in range(1001)]))
+    assert p.path == "$.lines" and "at most 1000" in p.message
