@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,9 @@ def _explain(error: ValidationError) -> tuple[tuple, str]:
             msgs.append(f"unknown key {extra!r}{hint}")
         return (path + (extras[0],) if extras else path), " / ".join(msgs)
     if kind == "required":
-        missing = [k for k in expected if isinstance(found, dict) and k not in found]
-        return path, f"missing required key {missing[0]!r}" if missing else error.message
+        # jsonschema reports each missing key as its own error: "'status' is a required property".
+        match = re.match(r"^'(.+)' is a required property$", error.message)
+        return path, f"missing required key {match.group(1)!r}" if match else error.message
     if kind == "enum":
         options = [str(o) for o in expected]
         close = difflib.get_close_matches(str(found), options, n=1)

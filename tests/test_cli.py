@@ -1,0 +1,52 @@
+import json
+from pathlib import Path
+
+from engine import evaluate, load_ruleset, read_json
+from engine.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "jp-mixed-cart"
+
+
+def test_validate_exits_zero_on_the_bundled_rules(capsys):
+    assert main(["validate", str(ROOT / "rules")]) == 0
+    assert "all valid" in capsys.readouterr().out
+
+
+def test_validate_exits_one_and_lists_every_problem(tmp_path, capsys):
+    (tmp_path / "_settings.yaml").write_text("currencies: [JPY]\n")
+    (tmp_path / "x.yaml").write_text("id: y\nname: X\n")
+    assert main(["validate", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "x.yaml:1:1: $: missing required key 'reward'" in err or "missing required key" in err
+    assert err.count("x.yaml:") >= 3
+
+
+def test_evaluate_json_is_the_trace_of_evaluate(capsys):
+    args = ["evaluate", "--rules", str(ROOT / "rules"), "--cart", str(EXAMPLE / "cart.json"),
+            "--account", str(EXAMPLE / "account.json"), "--code", "welcome", "--now", "2026-11-21T10:00:00+09:00",
+            "--json"]
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    direct = evaluate(load_ruleset(ROOT / "rules"), read_json(EXAMPLE / "cart.json"),
+                      read_json(EXAMPLE / "account.json"), codes=["welcome"], now="2026-11-21T10:00:00+09:00")
+    assert printed == direct.to_dict()
+
+
+def test_evaluate_table_shows_lines_reasons_and_totals(capsys):
+    args = ["evaluate", "--rules", str(ROOT / "rules"), "--cart", str(EXAMPLE / "cart.json"),
+            "--code", "NOPE", "--now", "2026-11-21T10:00:00+09:00"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Applied, in order" in out and "Not applied" in out and "total due" in out
+    assert "Code NOPE" in out and "not valid" in out
+
+
+def test_evaluate_rejects_a_bad_cart_with_exit_one(tmp_path, capsys):
+    cart = json.loads((EXAMPLE / "cart.json").read_text())
+    cart["lines"][0]["unit_price"] = 12.5
+    (tmp_path / "cart.json").write_text(json.dumps(cart))
+    args = ["evaluate", "--rules", str(ROOT / "rules"), "--cart", str(tmp_path / "cart.json"),
+            "--account", str(EXAMPLE / "account.json"), "--now", "2026-11-21T10:00:00+09:00"]
+    assert main(args) == 1
+    assert "$.lines[0].unit_price" in capsys.readouterr().err
