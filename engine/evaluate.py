@@ -34,10 +34,8 @@ from .rewards import REWARDS, Exact, LineState, NextTier, Short
 from .ruleset import normalise_code
 from .trace import (TRACE_FORMAT, Applied, CodeResult, FailedCondition, Hint, LineDiscount, LineShare,
                     LineTrace, NotApplied, ShippingTrace, Threshold, Totals, Trace)
-from .variables import QUANTITY_VARIABLES, REGION_VARIABLES, SPEND_VARIABLES, WEEKDAYS, Facts, PromotionVariables
-
-ZERO = Decimal(0)
-
+from .variables import (MONEY_VARIABLES, QUANTITY_VARIABLES, REGION_VARIABLES, SPEND_VARIABLES, WEEKDAYS, Facts,
+                        PromotionVariables)
 
 def evaluate(ruleset: RuleSet, cart: Cart | Mapping[str, Any], account: Account | Mapping[str, Any], *,
              codes: Iterable[str] = (), now: datetime | str, usage: Mapping[str, Any] | None = None,
@@ -104,6 +102,11 @@ class _Context:
     @property
     def currency(self) -> str:
         return self.cart.currency
+
+    @property
+    def zero(self) -> Decimal:
+        """Zero written in the currency's minor unit ("0.00" for USD), for sums that may be empty."""
+        return quantum(self.currency) * 0
 
     def money(self, amount: Decimal) -> str:
         return format_money(amount, self.currency, self.ruleset.locale)
@@ -197,13 +200,14 @@ class _Outcome:
         return (0, -top.priority, top.promotion)
 
 
-def _initial_state(cart: Cart) -> _State:
+def _initial_state(ctx: "_Context") -> _State:
+    cart = ctx.cart
     return _State(lines={line.id: line.subtotal for line in cart.lines},
-                  shipping=cart.shipping.price if cart.shipping else ZERO)
+                  shipping=cart.shipping.price if cart.shipping else ctx.zero)
 
 
 def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
-    state = _initial_state(ctx.cart)
+    state = _initial_state(ctx)
     applied: list[Applied] = []
     failed: list[NotApplied] = []
     hints: list[Hint] = []
@@ -217,7 +221,7 @@ def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
             applied.append(done)
             if next_tier is not None:
                 hints.extend(_next_tier_hint(promotion, next_tier, ctx))
-    total = sum((a.amount for a in applied), ZERO)
+    total = sum((a.amount for a in applied), ctx.zero)
     return _Outcome(tuple(applied), failed, tuple(hints), total)
 
 
@@ -265,9 +269,9 @@ def _facts(p: Promotion, state: _State, ctx: _Context) -> Facts:
     return Facts(region=ctx.account.region, customer_tier=ctx.account.tier,
                  customer_segments=ctx.account.segments, order_count=ctx.account.order_count,
                  sales_channel=ctx.cart.channel,
-                 cart_subtotal=sum(state.lines.values(), ZERO),
+                 cart_subtotal=sum(state.lines.values(), ctx.zero),
                  cart_quantity=sum(line.quantity for line in ctx.cart.lines),
-                 eligible_subtotal=sum((state.lines[line.id] for line in targeted), ZERO),
+                 eligible_subtotal=sum((state.lines[line.id] for line in targeted), ctx.zero),
                  eligible_quantity=sum(line.quantity for line in targeted),
                  local_date=ctx.local_date, local_weekday=ctx.local_weekday, local_hour=ctx.local_hour)
 
@@ -321,7 +325,7 @@ def _split(p: Promotion, result: Exact, amount: Decimal, capped_by: tuple[str, .
         if part:
             lines[line_id] -= part
             shares.append(LineShare(line_id, part))
-    if sum((s.amount for s in shares), ZERO) != amount:
+    if sum((s.amount for s in shares), ctx.zero) != amount:
         raise InvariantError(f"{p.id}: line shares do not add up to {amount}")
     applied = Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, amount, tuple(shares), None, capped_by,
                       p.exclusive, p.priority)
@@ -340,7 +344,7 @@ def _condition_failure(p: Promotion, leaves: tuple[LeafResult, ...], ctx: _Conte
         return p.condition.passes_if([ok or i in forced for i, ok in enumerate(outcomes)])
 
     failed_conditions = tuple(FailedCondition(leaves[i].variable, leaves[i].operator, _plain_value(leaves[i].expected),
-                                              _plain_value(leaves[i].actual)) for i in sorted(failed))
+                                              _measured_value(leaves[i])) for i in sorted(failed))
     if thresholds and passes_with(thresholds):
         measured = [_threshold(leaves[i], ctx) for i in sorted(thresholds)]
         spend = any(t.variable in SPEND_VARIABLES for t in measured)
@@ -349,6 +353,13 @@ def _condition_failure(p: Promotion, leaves: tuple[LeafResult, ...], ctx: _Conte
     if regions and passes_with(regions | thresholds):
         return _refuse(p, Reason.REGION_NOT_ELIGIBLE, region=ctx.account.region, failed_conditions=failed_conditions)
     return _refuse(p, Reason.CONDITION_FAILED, failed_conditions=failed_conditions)
+
+
+def _measured_value(leaf: LeafResult) -> Any:
+    """The measured value in the form the rule file writes it: counts as whole numbers, money as text."""
+    if isinstance(leaf.actual, Decimal) and leaf.variable not in MONEY_VARIABLES:
+        return int(leaf.actual)
+    return _plain_value(leaf.actual)
 
 
 def _plain_value(value: Any) -> Any:
@@ -362,6 +373,8 @@ def _threshold(leaf: LeafResult, ctx: _Context) -> Threshold:
     step = quantum(ctx.currency) if leaf.variable in SPEND_VARIABLES else Decimal(1)
     # "greater than" needs one step more than the threshold: one minor unit of money, or one unit.
     shortfall = required - measured + (step if leaf.operator == "greater_than" else 0)
+    if leaf.variable in SPEND_VARIABLES:
+        measured, required, shortfall = (v.quantize(step) for v in (measured, required, shortfall))
     return Threshold(leaf.variable, measured, required, shortfall)
 
 
@@ -412,7 +425,7 @@ def _trace(ctx: _Context, codes: tuple[CodeResult, ...], outcome: _Outcome, not_
            out_of_scope: Counter[str]) -> Trace:
     per_line: dict[str, list[LineDiscount]] = {line.id: [] for line in ctx.cart.lines}
     shipping_discounts: list[LineDiscount] = []
-    by_stage: dict[str, Decimal] = {stage.value: ZERO for stage in Stage}
+    by_stage: dict[str, Decimal] = {stage.value: ctx.zero for stage in Stage}
     for a in outcome.applied:
         by_stage[a.stage] += a.amount
         for share in a.lines:
@@ -421,22 +434,22 @@ def _trace(ctx: _Context, codes: tuple[CodeResult, ...], outcome: _Outcome, not_
             shipping_discounts.append(LineDiscount(a.promotion, a.stage, a.shipping))
     lines = []
     for line in ctx.cart.lines:
-        discount = sum((d.amount for d in per_line[line.id]), ZERO)
+        discount = sum((d.amount for d in per_line[line.id]), ctx.zero)
         total = line.subtotal - discount
         if total < 0:
             raise InvariantError(f"line {line.id} went below zero")
         lines.append(LineTrace(line.id, line.sku, line.name, line.category, line.seller, line.product_type,
                                line.unit_price, line.quantity, line.subtotal, tuple(per_line[line.id]), discount, total))
     shipping = None
-    shipping_price = ZERO
-    shipping_discount = sum((d.amount for d in shipping_discounts), ZERO)
+    shipping_price = ctx.zero
+    shipping_discount = sum((d.amount for d in shipping_discounts), ctx.zero)
     if ctx.cart.shipping is not None:
         shipping_price = ctx.cart.shipping.price
         if shipping_discount > shipping_price:
             raise InvariantError("shipping went below zero")
         shipping = ShippingTrace(ctx.cart.shipping.method, shipping_price, tuple(shipping_discounts),
                                  shipping_discount, shipping_price - shipping_discount)
-    subtotal = sum((line.subtotal for line in ctx.cart.lines), ZERO)
+    subtotal = sum((line.subtotal for line in ctx.cart.lines), ctx.zero)
     discount = by_stage["item"] + by_stage["order"] + by_stage["shipping"]
     if discount > subtotal + shipping_price or discount != outcome.total:
         raise InvariantError("total discount does not match the applied promotions or exceeds the order")

@@ -99,12 +99,13 @@ def _units_to_money(units: int, currency: str) -> Decimal:
 def allocate(total: Decimal, weights: Sequence[Fraction], keys: Sequence[str], currency: str) -> list[Decimal]:
     """Split `total` across parts in proportion to `weights` (exact amounts), by largest remainder.
 
-    When `total` is the weights' sum rounded, each part is its weight rounded down to the minor unit
-    and the units left over go one each to the parts with the largest remainders; when `total` is
-    smaller (a cap applied), the weights are first scaled down to it. Ties go to the smallest key
-    (a line id), so the result does not depend on the order of lines in the cart. The parts sum to
-    `total` exactly and each is its (scaled) weight rounded down or up, never more: a line is never
-    given more than its exact share, rounded up to the minor unit.
+    Each part is its exact weight rounded down to the minor unit; the units still missing go one
+    each to the parts with the largest remainders, ties to the smallest key (a line id), so the
+    result does not depend on the order of lines in the cart. Any rounding of the weights' sum lies
+    between the sum of their floors and of their ceilings, so every part ends up as its exact weight
+    rounded down or up: never more, and so never more than a line has left. Only when a cap makes
+    `total` smaller than the sum of the floors are the weights first scaled down to it.
+    The parts always sum to `total` exactly.
     """
     if len(weights) != len(keys):
         raise ValueError("allocate: weights and keys differ in length")
@@ -118,7 +119,9 @@ def allocate(total: Decimal, weights: Sequence[Fraction], keys: Sequence[str], c
         if units_total != 0:
             raise ValueError("allocate: a positive amount cannot be split over zero weight")
         return [_units_to_money(0, currency)] * len(weights)
-    shares = exact if units_total >= exact_sum else [e * units_total / exact_sum for e in exact]
+    shares = exact
+    if sum(e.__floor__() for e in exact) > units_total:  # capped below the rounded-down shares
+        shares = [e * units_total / exact_sum for e in exact]
     floors = [s.__floor__() for s in shares]
     left = int(units_total) - sum(floors)
     order = sorted((i for i in range(len(shares)) if shares[i] != floors[i]),

@@ -39,7 +39,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.MIN_SPEND_NOT_MET: "{name} needs {required} of eligible items; the cart has {measured} ({shortfall} short).",
     Reason.MIN_QUANTITY_NOT_MET: "{name} needs {required} eligible items; the cart has {measured} ({shortfall} short).",
     Reason.LOST_TO_EXCLUSIVE: "{name} cannot be combined: {winner} saves more and was applied instead.",
-    Reason.NOTHING_LEFT_TO_DISCOUNT: "{name} has nothing left to discount after earlier promotions.",
+    Reason.NOTHING_LEFT_TO_DISCOUNT: "{name} would take nothing off: its items are already at or below what it offers.",
     Reason.UNKNOWN_CODE: "The code {code} is not valid.",
 }
 

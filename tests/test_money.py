@@ -90,3 +90,14 @@ def test_allocate_does_not_depend_on_the_order_of_parts(weights, rnd):
 def test_format_money_uses_the_currency_digits():
     assert format_money(Decimal("3500"), "JPY") == "¥3,500"
     assert format_money(Decimal("1.5"), "KWD") == "KWD1.500"
+
+
+def test_when_rounding_lowers_the_total_lines_keep_their_exact_share_rounded_down():
+    # 33.8 + 33.8 + 31.8 = 99.4 -> 99: floors 33, 33, 31 and the two yen left go to L1, L2 (tied .8s).
+    parts = allocate(Decimal(99), [Fraction("33.8"), Fraction("33.8"), Fraction("31.8")], ["L1", "L2", "L3"], "JPY")
+    assert parts == [Decimal(34), Decimal(34), Decimal(31)]
+
+
+def test_a_cap_below_the_rounded_down_shares_scales_them_first():
+    parts = allocate(Decimal(50), [Fraction(60), Fraction(40)], ["a", "b"], "JPY")
+    assert parts == [Decimal(30), Decimal(20)]
