@@ -33,10 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--rules", default="rules", help="rule directory (default: rules)")
     run.add_argument("--cart", required=True, help="cart JSON file")
     run.add_argument("--account", help="account JSON file (default: account.json beside the cart)")
-    run.add_argument("--code", action="append", default=[], help="an entered promo code; repeat for several")
+    run.add_argument("--code", action="extend", nargs="+", default=[], help="entered promo codes (one or more)")
     run.add_argument("--now", help="ISO 8601 time with offset (default: the current time)")
     run.add_argument("--usage", help="usage JSON file: {promotion id: {total_uses, customer_uses, budget_spent}}")
-    run.add_argument("--preview", action="append", default=[], help="treat this draft or paused promotion as active")
+    run.add_argument("--preview", action="extend", nargs="+", default=[],
+                     help="treat these draft or paused promotions as active")
     run.add_argument("--json", action="store_true", help="print the trace as JSON")
 
     args = parser.parse_args(argv)

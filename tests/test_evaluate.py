@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine import evaluate
 from engine.ruleset import build_ruleset
+from engine.schemas import validator
 
 from .invariants import check_invariants
 
@@ -113,9 +114,11 @@ def applied_summary(trace):
 
 @SETTINGS
 @given(scenarios())
-def test_every_evaluation_keeps_the_money_invariants(scenario):
+def test_every_evaluation_keeps_the_money_invariants_and_the_trace_schema(scenario):
     rules, cart = scenario
-    check_invariants(evaluate(rules, cart, ACCOUNT, now=NOW))
+    trace = evaluate(rules, cart, ACCOUNT, now=NOW)
+    check_invariants(trace)
+    assert [e.message for e in validator("trace").iter_errors(trace.to_dict())] == []
 
 
 @SETTINGS

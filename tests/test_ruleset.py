@@ -84,6 +84,12 @@ def test_money_written_as_a_bare_number_is_refused(tmp_path):
     assert p.path == "$.reward.amount" and "quoted" in p.message and p.line == 16
 
 
+@pytest.mark.parametrize("value", [".nan", ".inf", "-500", "'5e2'", "'-500'"])
+def test_nan_infinite_negative_and_exponent_money_is_refused(tmp_path, value):
+    p = one(tmp_path, GOOD.replace('amount: "500"', f"amount: {value}"))
+    assert p.path == "$.reward.amount"
+
+
 def test_money_finer_than_the_currency_is_refused_not_rounded(tmp_path):
     p = one(tmp_path, GOOD.replace('amount: "500"', 'amount: "500.5"'))
     assert p.path == "$.reward.amount" and "finer than JPY" in p.message
