@@ -8,12 +8,12 @@
 from .errors import InputError, InvariantError, Problem, PromoError, RuleFileError
 from .evaluate import evaluate
 from .inputs import parse_account, parse_cart, read_json
-from .model import Account, Cart, RuleSet, Usage
+from .model import RuleSet, Usage
 from .reasons import Reason
 from .ruleset import load_ruleset
 from .trace import Trace
 
 __all__ = [
-    "Account", "Cart", "InputError", "InvariantError", "Problem", "PromoError", "Reason", "RuleFileError", "RuleSet",
+    "InputError", "InvariantError", "Problem", "PromoError", "Reason", "RuleFileError", "RuleSet",
     "Trace", "Usage", "evaluate", "load_ruleset", "parse_account", "parse_cart", "read_json",
 ]

@@ -17,10 +17,9 @@ The order of work, which the README states for users:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
@@ -37,7 +36,7 @@ from .trace import (TRACE_FORMAT, Applied, CodeResult, FailedCondition, Hint, Li
 from .variables import (MONEY_VARIABLES, QUANTITY_VARIABLES, REGION_VARIABLES, SPEND_VARIABLES, WEEKDAYS, Facts,
                         PromotionVariables)
 
-def evaluate(ruleset: RuleSet, cart: Cart | Mapping[str, Any], account: Account | Mapping[str, Any], *,
+def evaluate(ruleset: RuleSet, cart: Mapping[str, Any], account: Mapping[str, Any], *,
              codes: Iterable[str] = (), now: datetime | str, usage: Mapping[str, Any] | None = None,
              preview: Iterable[str] = ()) -> Trace:
     """Evaluate `cart` for `account` at `now` with the entered `codes`.
@@ -115,6 +114,8 @@ class _Context:
 def _parse_preview(preview: Iterable[str], ruleset: RuleSet) -> frozenset[str]:
     if isinstance(preview, str):
         preview = (preview,)
+    if not isinstance(preview, Iterable) or not all(isinstance(n, str) for n in preview):
+        raise InputError([Problem("preview", 0, 0, "$", "preview must be a list of promotion ids")], "preview")
     names = frozenset(preview)
     unknown = sorted(n for n in names if n not in ruleset.promotions)
     if unknown:

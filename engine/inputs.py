@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from . import schemas
 from .errors import InputError, Problem
 from .model import Account, Cart, Line, RuleSet, Shipping, Usage
-from .money import MoneyError, parse_money
+from .money import MoneyError, parse_money, quantum
 from .yamlsafe import json_path
 
 MAX_CODES = 20
@@ -41,10 +41,9 @@ def _schema_problems(kind: str, data: Any, source: str) -> list[Problem]:
     return [Problem(source, 0, 0, json_path(where), message) for where, message in schemas.check(kind, data)]
 
 
-def parse_cart(data: Mapping[str, Any] | Cart, ruleset: RuleSet, source: str = "cart") -> Cart:
-    if isinstance(data, Cart):
-        _check_currency(data.currency, ruleset, source)
-        return data
+def parse_cart(data: Mapping[str, Any], ruleset: RuleSet, source: str = "cart") -> Cart:
+    """A checked Cart from decoded JSON. Only mappings are accepted: a Cart built by hand would skip
+    every check below, so there is no such shortcut."""
     problems = _schema_problems("cart", data, source)
     if problems:
         raise InputError(problems, source)
@@ -84,9 +83,7 @@ def _money(text: str, currency: str, where: str, source: str, problems: list[Pro
         return None
 
 
-def parse_account(data: Mapping[str, Any] | Account, source: str = "account") -> Account:
-    if isinstance(data, Account):
-        return data
+def parse_account(data: Mapping[str, Any], source: str = "account") -> Account:
     problems = _schema_problems("account", data, source)
     if not problems:
         try:
@@ -116,8 +113,8 @@ def parse_now(now: datetime | str) -> datetime:
 
 
 def parse_codes(codes: Iterable[str]) -> tuple[str, ...]:
-    if isinstance(codes, str):
-        raise InputError([Problem("codes", 0, 0, "$", "codes must be a list of strings, not one string")], "codes")
+    if isinstance(codes, (str, bytes, Mapping)) or not isinstance(codes, Iterable):
+        raise InputError([Problem("codes", 0, 0, "$", "codes must be a list of strings")], "codes")
     out = tuple(codes)
     problems = [Problem("codes", 0, 0, f"$[{i}]", "a code must be text of at most "
                         f"{MAX_CODE_LENGTH} characters")
@@ -134,6 +131,8 @@ def parse_usage(usage: Mapping[str, Usage | Mapping[str, Any]] | None, ruleset: 
     ignored (a retired promotion keeps its history); malformed or negative counts are refused."""
     if usage is None:
         return {}
+    if not isinstance(usage, Mapping):
+        raise InputError([Problem("usage", 0, 0, "$", "usage must map promotion ids to their counts")], "usage")
     out: dict[str, Usage] = {}
     problems: list[Problem] = []
     for pid, value in usage.items():
@@ -160,8 +159,13 @@ def parse_usage(usage: Mapping[str, Usage | Mapping[str, Any]] | None, ruleset: 
             count = getattr(value, name)
             if isinstance(count, bool) or not isinstance(count, int) or count < 0:
                 problems.append(Problem("usage", 0, 0, f"{where}.{name}", "must be a whole number, 0 or more"))
-        if not isinstance(value.budget_spent, Decimal) or value.budget_spent < 0:
+        promotion = ruleset.promotions.get(pid)
+        if not isinstance(value.budget_spent, Decimal) or not value.budget_spent.is_finite() or value.budget_spent < 0:
             problems.append(Problem("usage", 0, 0, f"{where}.budget_spent", "must be a non-negative Decimal"))
+        elif promotion is not None and promotion.currency is not None and \
+                value.budget_spent != value.budget_spent.quantize(quantum(promotion.currency)):
+            problems.append(Problem("usage", 0, 0, f"{where}.budget_spent",
+                                    f"{value.budget_spent} is finer than {promotion.currency} allows"))
         out[pid] = value
     if problems:
         raise InputError(problems, "usage")

@@ -19,7 +19,7 @@ from .errors import Problem, RuleFileError
 from .model import Limits, Promotion, Reward, RuleSet, Targets, Tier
 from .money import DEFAULT_ROUNDING, MoneyError, known_currency, parse_decimal, parse_money
 from .variables import MONEY_VARIABLES
-from .yamlsafe import Positions, YamlProblems, json_path, load
+from .yamlsafe import YAML11_BOOL_WORDS, Positions, YamlProblems, json_path, load
 
 SETTINGS_FILE = "_settings.yaml"
 MAX_FILES = 50_000
@@ -40,7 +40,16 @@ def load_ruleset(directory: str | Path) -> RuleSet:
     paths = sorted(p for p in root.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml"))
     if len(paths) > MAX_FILES:
         raise RuleFileError([Problem(str(root), 1, 1, "$", f"more than {MAX_FILES} rule files")])
-    return build_ruleset({str(path): path.read_bytes() for path in paths})
+    files: dict[str, bytes] = {}
+    unreadable: list[Problem] = []
+    for path in paths:
+        try:
+            files[str(path)] = path.read_bytes()
+        except OSError as exc:
+            unreadable.append(Problem(str(path), 1, 1, "$", f"cannot read the file: {exc.strerror}"))
+    if unreadable:
+        raise RuleFileError(unreadable)
+    return build_ruleset(files)
 
 
 def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
@@ -130,7 +139,7 @@ def _read(path: Path, data: bytes, kind: str, problems: list[Problem]) -> tuple[
 def _problem(path: Path, positions: Positions, where: tuple, message: str) -> Problem:
     spot = positions.locate(where)
     hint = ""
-    if spot.source is not None and spot.source.lower() in ("yes", "no", "on", "off", "y", "n") \
+    if spot.source is not None and spot.source.lower() in YAML11_BOOL_WORDS - {"true", "false"} \
             and "quote" not in message:
         hint = f" (YAML reads the bare word {spot.source} as true/false: put it in quotes)"
     return Problem(str(path), spot.line, spot.column, json_path(where), message + hint)

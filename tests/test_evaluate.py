@@ -3,7 +3,6 @@ line order, untargeted lines change nothing, exclusivity, determinism."""
 from __future__ import annotations
 
 import json
-import random
 from decimal import Decimal
 
 import yaml

@@ -1,7 +1,6 @@
 """Bad carts, accounts, codes, usage and times get a clear InputError naming the place, and nothing
 is evaluated; good ones are never mutated."""
 import copy
-import json
 from datetime import datetime
 from pathlib import Path
 
@@ -98,6 +97,28 @@ def test_usage_must_be_well_formed():
     assert refused(usage={"welcome-first-order-jp": {"total_uses": -1}})[0].path.endswith("total_uses")
     assert "unknown keys" in refused(usage={"welcome-first-order-jp": {"uses": 1}})[0].message
     assert "finer than JPY" in refused(usage={"welcome-first-order-jp": {"budget_spent": "0.5"}})[0].message
+
+
+@pytest.mark.parametrize("kwargs, where", [
+    ({"codes": None}, "codes"), ({"codes": 5}, "codes"), ({"usage": [1]}, "usage"),
+    ({"preview": [["x"]]}, "preview"), ({"preview": None}, "preview")])
+def test_wrong_shapes_of_codes_usage_and_preview_are_input_errors_not_crashes(kwargs, where):
+    assert refused(**kwargs)[0].file == where
+
+
+def test_a_usage_object_finer_than_the_currency_is_refused():
+    from decimal import Decimal
+    from engine import Usage
+    [p] = refused(usage={"welcome-first-order-jp": Usage(0, 0, Decimal("0.5"))})
+    assert "finer than JPY" in p.message
+
+
+def test_a_hand_built_cart_object_is_not_trusted():
+    from decimal import Decimal
+    from engine.model import Cart, Line
+    negative = Cart(None, "JPY", "web", (Line("1", "s", "s", "books", None, "first_party", "physical",
+                                                Decimal("-5000"), 1),), None)
+    assert refused(negative)[0].path == "$"
 
 
 def test_previewing_an_unknown_promotion_is_refused():

@@ -243,3 +243,17 @@ def test_build_ruleset_checks_in_memory_files_the_same_way():
     assert "books-500-off" in rules.promotions
     with pytest.raises(RuleFileError):
         build_ruleset({"r/books-500-off.yaml": GOOD.encode()})
+
+
+def test_an_unreadable_rule_file_is_a_rule_file_error(tmp_path, monkeypatch):
+    write(tmp_path, {"books-500-off.yaml": GOOD})
+    real = Path.read_bytes
+
+    def read_bytes(self):
+        if self.name == "books-500-off.yaml":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    [p] = problems(tmp_path, {})
+    assert p.file.endswith("books-500-off.yaml") and "cannot read the file: Permission denied" in p.message
