@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo
@@ -31,8 +31,9 @@ from .money import allocate, format_money, minor_unit, quantum, round_to_minor
 from .reasons import Reason, hint, message
 from .rewards import REWARDS, Exact, LineState, NextTier, Short
 from .ruleset import normalise_code
-from .trace import (TRACE_FORMAT, Applied, CodeResult, FailedCondition, Hint, LineDiscount, LineShare,
-                    LineTrace, NotApplied, ShippingTrace, Threshold, Totals, Trace)
+from .tenders import pay
+from .trace import (TRACE_FORMAT, Applied, CodeResult, FailedCondition, Grant, Hint, Inputs, LineDiscount, LineShare,
+                    LineTrace, NotApplied, ShippingTrace, Threshold, Totals, Trace, scope_of)
 from .variables import (MONEY_VARIABLES, QUANTITY_VARIABLES, REGION_VARIABLES, SPEND_VARIABLES, WEEKDAYS, Facts,
                         PromotionVariables)
 
@@ -47,7 +48,7 @@ def evaluate(ruleset: RuleSet, cart: Mapping[str, Any], account: Mapping[str, An
     """
     when = parse_now(now)
     the_cart = parse_cart(cart, ruleset)
-    the_account = parse_account(account)
+    the_account = parse_account(account, ruleset)
     entered = parse_codes(codes)
     used = parse_usage(usage, ruleset)
     previewed = _parse_preview(preview, ruleset)
@@ -71,7 +72,8 @@ def evaluate(ruleset: RuleSet, cart: Mapping[str, Any], account: Mapping[str, An
 
     outcome = _resolve(live, ctx)
     not_applied = sorted(gated + outcome.not_applied, key=lambda n: _order(ctx.ruleset.promotions[n.promotion]))
-    return _trace(ctx, code_results, outcome, not_applied, out_of_scope)
+    inputs = Inputs(the_cart, the_account, entered, tuple(sorted(used.items())), tuple(sorted(previewed)))
+    return _trace(ctx, code_results, outcome, not_applied, out_of_scope, inputs)
 
 
 # --- context -------------------------------------------------------------------------------------
@@ -191,7 +193,12 @@ class _Outcome:
     applied: tuple[Applied, ...]
     not_applied: list[NotApplied]
     hints: tuple[Hint, ...]
-    total: Decimal
+    total: Decimal          # discounts on this order
+    granted: Decimal        # promotional balance granted for later orders
+
+    def value(self) -> Decimal:
+        """What the outcome is worth to the customer: a balance granted counts like a discount."""
+        return self.total + self.granted
 
     def lead(self) -> tuple:
         """Tie-break between outcomes saving the same: the leading promotion's priority, then id."""
@@ -222,8 +229,9 @@ def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
             applied.append(done)
             if next_tier is not None:
                 hints.extend(_next_tier_hint(promotion, next_tier, ctx))
-    total = sum((a.amount for a in applied), ctx.zero)
-    return _Outcome(tuple(applied), failed, tuple(hints), total)
+    total = sum((a.amount for a in applied if a.stage != Stage.GRANT.value), ctx.zero)
+    granted = sum((a.amount for a in applied if a.stage == Stage.GRANT.value), ctx.zero)
+    return _Outcome(tuple(applied), failed, tuple(hints), total, granted)
 
 
 def _resolve(live: list[Promotion], ctx: _Context) -> _Outcome:
@@ -235,7 +243,7 @@ def _resolve(live: list[Promotion], ctx: _Context) -> _Outcome:
         return together
     alone = {x.id: _run([x], ctx) for x in exclusives}
     contenders = [(together, None)] + [(alone[x.id], x) for x in exclusives if alone[x.id].applied]
-    best, winner = min(contenders, key=lambda c: (-c[0].total, c[0].lead()))
+    best, winner = min(contenders, key=lambda c: (-c[0].value(), c[0].lead()))
     names = ctx.ruleset.promotions
     not_applied: list[NotApplied] = []
     if winner is None:
@@ -257,7 +265,7 @@ def _resolve(live: list[Promotion], ctx: _Context) -> _Outcome:
             not_applied.extend(alone[x.id].not_applied)
             if winner is None:
                 hints.extend(alone[x.id].hints)
-    return _Outcome(best.applied, not_applied, tuple(hints), best.total)
+    return _Outcome(best.applied, not_applied, tuple(hints), best.total, best.granted)
 
 
 def _lost(p: Promotion, winners: tuple[str, ...], ctx: _Context) -> NotApplied:
@@ -283,6 +291,10 @@ def _apply(p: Promotion, state: _State, ctx: _Context) -> NotApplied | tuple[App
     passed, leaves = p.condition.measure(values)
     if not passed:
         return _condition_failure(p, leaves, ctx)
+    if p.stage is Stage.GRANT:  # balance for later orders: this order's lines and shipping are untouched
+        amount, capped_by = _capped(p, p.reward.amount, ctx)
+        return Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, amount, (), None, capped_by,
+                       p.exclusive, p.priority), state, None
     targeted = ctx.targeted[p.id]
     lines = [LineState(line.id, line.quantity, state.lines[line.id]) for line in targeted]
     result = REWARDS[p.reward.type](p.reward, lines, state.shipping)
@@ -423,11 +435,14 @@ def _hint(p: Promotion, variable: str, shortfall: Decimal, ctx: _Context, next_t
 # --- the trace -----------------------------------------------------------------------------------
 
 def _trace(ctx: _Context, codes: tuple[CodeResult, ...], outcome: _Outcome, not_applied: list[NotApplied],
-           out_of_scope: Counter[str]) -> Trace:
+           out_of_scope: Counter[str], inputs: Inputs) -> Trace:
     per_line: dict[str, list[LineDiscount]] = {line.id: [] for line in ctx.cart.lines}
     shipping_discounts: list[LineDiscount] = []
     by_stage: dict[str, Decimal] = {stage.value: ctx.zero for stage in Stage}
-    for a in outcome.applied:
+    applied = tuple(a for a in outcome.applied if a.stage != Stage.GRANT.value)
+    grants = tuple(_grant(ctx.ruleset.promotions[a.promotion], a.amount, ctx)
+                   for a in outcome.applied if a.stage == Stage.GRANT.value)
+    for a in applied:
         by_stage[a.stage] += a.amount
         for share in a.lines:
             per_line[share.line].append(LineDiscount(a.promotion, a.stage, share.amount))
@@ -458,8 +473,19 @@ def _trace(ctx: _Context, codes: tuple[CodeResult, ...], outcome: _Outcome, not_
                     subtotal + shipping_price - discount)
     hints = tuple(sorted(outcome.hints, key=lambda h: (_order(ctx.ruleset.promotions[h.promotion]), h.kind,
                                                        h.shortfall)))
+    tenders = pay(ctx.cart, ctx.account, ctx.now, {line.id: line.total for line in lines},
+                  shipping.total if shipping else ctx.zero, ctx.ruleset.locale)
     return Trace(format=TRACE_FORMAT, ruleset_version=ctx.ruleset.version, now=ctx.now.isoformat(),
                  currency=ctx.currency, minor_unit=minor_unit(ctx.currency), rounding=ctx.ruleset.rounding,
                  cart_id=ctx.cart.id, account_id=ctx.account.id, codes=codes, lines=tuple(lines), shipping=shipping,
-                 applied=outcome.applied, not_applied=tuple(not_applied),
-                 out_of_scope=tuple(sorted(out_of_scope.items())), hints=hints, totals=totals)
+                 applied=applied, not_applied=tuple(not_applied),
+                 out_of_scope=tuple(sorted(out_of_scope.items())), hints=hints, totals=totals, tenders=tenders,
+                 grants=grants, inputs=inputs)
+
+
+def _grant(p: Promotion, amount: Decimal, ctx: _Context) -> Grant:
+    """The lot the order system issues after the order: its expiry is a fixed instant, or whole days after `now`."""
+    reward = p.reward
+    expires = reward.expires_at if reward.expires_at is not None else ctx.now + timedelta(days=reward.expires_after_days)
+    assert reward.pays_for is not None  # the loader sets it for every grant
+    return Grant(p.id, p.name, amount, ctx.currency, expires.isoformat(), scope_of(reward.pays_for))

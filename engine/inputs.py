@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import schemas
 from .errors import InputError, Problem
-from .model import Account, Cart, Line, RuleSet, Shipping, Usage
+from .model import (DEFAULT_EXCLUSIONS, Account, Cart, GiftCard, Line, Lot, PaysFor, Points, RuleSet, Shipping,
+                    Usage)
 from .money import MoneyError, parse_money, quantum
 from .yamlsafe import json_path
 
@@ -83,18 +84,88 @@ def _money(text: str, currency: str, where: str, source: str, problems: list[Pro
         return None
 
 
-def parse_account(data: Mapping[str, Any], source: str = "account") -> Account:
+def parse_account(data: Mapping[str, Any], ruleset: RuleSet, source: str = "account") -> Account:
+    """A checked Account, balances included. Every balance must be in a currency the rule set knows
+    and within its minor unit; lot ids are unique; a lot ends after it starts; points chosen never
+    exceed the points held. A lot in a known currency other than the cart's is not an error: the
+    trace reports it as not used (`currency_mismatch`)."""
     problems = _schema_problems("account", data, source)
-    if not problems:
-        try:
-            ZoneInfo(data["time_zone"])
-        except (ZoneInfoNotFoundError, ValueError):
-            problems.append(Problem(source, 0, 0, "$.time_zone",
-                                    f"unknown time zone {data['time_zone']!r}; use an IANA name such as Asia/Tokyo"))
+    if problems:
+        raise InputError(problems, source)
+    try:
+        ZoneInfo(data["time_zone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(Problem(source, 0, 0, "$.time_zone",
+                                f"unknown time zone {data['time_zone']!r}; use an IANA name such as Asia/Tokyo"))
+    lots = _lots(data.get("promotional_balance", ()), ruleset, source, problems)
+    gift_card = None
+    if "gift_card" in data:
+        raw = data["gift_card"]
+        if _known(raw["currency"], ruleset, "$.gift_card.currency", source, problems):
+            amount = _money(raw["amount"], raw["currency"], "$.gift_card.amount", source, problems)
+            gift_card = GiftCard(amount or Decimal(0), raw["currency"])
+    points = None
+    if "points" in data:
+        raw = data["points"]
+        use = None if raw["use"] == "as_needed" else raw["use"]
+        if use is not None and use > raw["balance"]:
+            problems.append(Problem(source, 0, 0, "$.points.use",
+                                    f"{use} points chosen but the account holds {raw['balance']}"))
+        if _known(raw["currency"], ruleset, "$.points.currency", source, problems):
+            value = _money(raw["value"], raw["currency"], "$.points.value", source, problems)
+            if value == 0:
+                problems.append(Problem(source, 0, 0, "$.points.value", "a point must be worth more than 0"))
+            points = Points(raw["balance"], value or Decimal(0), raw["currency"], use)
     if problems:
         raise InputError(problems, source)
     return Account(id=data["id"], region=data["region"], tier=data["tier"], segments=tuple(data.get("segments", ())),
-                   order_count=data["order_count"], time_zone=data["time_zone"])
+                   order_count=data["order_count"], time_zone=data["time_zone"], lots=tuple(lots),
+                   gift_card=gift_card, points=points)
+
+
+def _known(currency: str, ruleset: RuleSet, where: str, source: str, problems: list[Problem]) -> bool:
+    if currency in ruleset.currencies:
+        return True
+    problems.append(Problem(source, 0, 0, where, f"currency {currency!r} is not one the rule set knows "
+                                                 f"({', '.join(sorted(ruleset.currencies))})"))
+    return False
+
+
+def _lots(raws: Iterable[Mapping[str, Any]], ruleset: RuleSet, source: str, problems: list[Problem]) -> list[Lot]:
+    lots: list[Lot] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raws):
+        where = f"$.promotional_balance[{i}]"
+        if raw["id"] in seen:
+            problems.append(Problem(source, 0, 0, f"{where}.id", f"duplicate lot id {raw['id']!r}"))
+        seen.add(raw["id"])
+        granted = _instant(raw["granted_at"], f"{where}.granted_at", source, problems)
+        expires = _instant(raw["expires_at"], f"{where}.expires_at", source, problems) if "expires_at" in raw else None
+        if granted is not None and expires is not None and expires <= granted:
+            problems.append(Problem(source, 0, 0, f"{where}.expires_at", "a lot must expire after it is granted"))
+        if not _known(raw["currency"], ruleset, f"{where}.currency", source, problems):
+            continue
+        amount = _money(raw["amount"], raw["currency"], f"{where}.amount", source, problems)
+        scope = raw.get("pays_for", {})
+        pays_for = PaysFor(categories=frozenset(scope["categories"]) if "categories" in scope else None,
+                           excludes=frozenset(scope.get("excludes", DEFAULT_EXCLUSIONS)),
+                           shipping=scope.get("shipping", False))
+        if amount is not None and granted is not None:
+            lots.append(Lot(raw["id"], amount, raw["currency"], granted, expires, pays_for))
+    return lots
+
+
+def _instant(text: str, where: str, source: str, problems: list[Problem]) -> datetime | None:
+    """An ISO 8601 instant with a UTC offset, as lot dates must be."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        problems.append(Problem(source, 0, 0, where, f"{text!r} is not an ISO 8601 date and time"))
+        return None
+    if value.utcoffset() is None:
+        problems.append(Problem(source, 0, 0, where, f"{text!r} has no UTC offset"))
+        return None
+    return value
 
 
 def parse_now(now: datetime | str) -> datetime:

@@ -17,9 +17,10 @@ class Stage(str, Enum):
     ITEM = "item"
     ORDER = "order"
     SHIPPING = "shipping"
+    GRANT = "grant"          # balance for later orders: measured after every discount, takes nothing off
 
 
-STAGE_ORDER = (Stage.ITEM, Stage.ORDER, Stage.SHIPPING)
+STAGE_ORDER = (Stage.ITEM, Stage.ORDER, Stage.SHIPPING, Stage.GRANT)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class Reward:
     max_sets: int | None = None
     basis: str | None = None                 # tiered: eligible_subtotal | eligible_quantity
     tiers: tuple[Tier, ...] = ()
+    expires_after_days: int | None = None    # grant_promotional_balance: the lot's expiry, one of these two
+    expires_at: datetime | None = None
+    pays_for: "PaysFor | None" = None        # grant_promotional_balance: what the granted lot pays for
 
     @property
     def stage(self) -> Stage:
@@ -86,6 +90,7 @@ REWARD_STAGES: dict = {
     "free_shipping": Stage.SHIPPING,
     "shipping_amount_off": Stage.SHIPPING,
     "shipping_percent_off": Stage.SHIPPING,
+    "grant_promotional_balance": Stage.GRANT,
 }
 
 
@@ -165,6 +170,62 @@ class Cart:
     shipping: Shipping | None
 
 
+# What a promotional balance lot may be kept from paying for: each name is a seller or a product type.
+EXCLUSIONS: dict[str, tuple[str, str]] = {
+    "third_party": ("seller", "third_party"),
+    "digital": ("product_type", "digital"),
+    "subscription": ("product_type", "subscription"),
+    "gift_card": ("product_type", "gift_card"),
+}
+DEFAULT_EXCLUSIONS = frozenset(EXCLUSIONS)   # a lot that says nothing excludes all four
+
+
+@dataclass(frozen=True)
+class PaysFor:
+    """What a promotional balance lot may pay for: lines of these categories (None: any), minus the
+    exclusions, and shipping only when it says so."""
+
+    categories: frozenset[str] | None = None
+    excludes: frozenset[str] = DEFAULT_EXCLUSIONS
+    shipping: bool = False
+
+    def covers(self, line: "Line") -> bool:
+        if self.categories is not None and line.category not in self.categories:
+            return False
+        return not any(getattr(line, field) == value
+                       for field, value in (EXCLUSIONS[name] for name in self.excludes))
+
+
+@dataclass(frozen=True)
+class Lot:
+    """One grant of promotional balance: usable from `granted_at` (inclusive) until `expires_at` (exclusive)."""
+
+    id: str
+    amount: Decimal
+    currency: str
+    granted_at: datetime
+    expires_at: datetime | None
+    pays_for: PaysFor
+
+    def order_key(self) -> tuple:
+        """The waterfall's order: earliest expiry first, lots without expiry last, ties by id."""
+        return (self.expires_at is None, self.expires_at.timestamp() if self.expires_at else 0, self.id)
+
+
+@dataclass(frozen=True)
+class GiftCard:
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class Points:
+    balance: int               # points held
+    value: Decimal             # money value of one point, in `currency`, within its minor unit
+    currency: str
+    use: int | None            # points the customer chose to use; None: as many as needed
+
+
 @dataclass(frozen=True)
 class Account:
     id: str
@@ -173,6 +234,9 @@ class Account:
     segments: tuple[str, ...]
     order_count: int
     time_zone: str
+    lots: tuple[Lot, ...] = ()
+    gift_card: GiftCard | None = None
+    points: Points | None = None
 
 
 @dataclass(frozen=True)

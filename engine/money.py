@@ -11,7 +11,7 @@ import re
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
-from typing import Sequence
+from typing import Any, Sequence
 
 from babel.numbers import format_currency, get_currency_precision, list_currencies
 
@@ -96,7 +96,7 @@ def _units_to_money(units: int, currency: str) -> Decimal:
     return (Decimal(units) * q).quantize(q)
 
 
-def allocate(total: Decimal, weights: Sequence[Fraction], keys: Sequence[str], currency: str) -> list[Decimal]:
+def allocate(total: Decimal, weights: Sequence[Fraction], keys: Sequence[Any], currency: str) -> list[Decimal]:
     """Split `total` across parts in proportion to `weights` (exact amounts), by largest remainder.
 
     Each part is its exact weight rounded down to the minor unit; the units still missing go one
@@ -131,6 +131,19 @@ def allocate(total: Decimal, weights: Sequence[Fraction], keys: Sequence[str], c
     for i in order[:left]:
         floors[i] += 1
     return [_units_to_money(units, currency) for units in floors]
+
+
+def split(total: Decimal, amounts: Sequence[Decimal], keys: Sequence[Any], currency: str) -> list[Decimal]:
+    """Split `total` over parts in proportion to `amounts` (what each part has due), by largest
+    remainder as `allocate` does. With `total` at most the amounts' sum, no part gets more than its
+    amount; when `total` equals the sum, each part gets exactly its amount."""
+    whole = sum(amounts, Decimal(0))
+    if total > whole:
+        raise ValueError(f"split: {total} is more than the {whole} it is split over")
+    if whole == 0:
+        return allocate(total, [Fraction(0)] * len(amounts), keys, currency)
+    ratio = Fraction(total) / Fraction(whole)
+    return allocate(total, [Fraction(a) * ratio for a in amounts], keys, currency)
 
 
 def format_money(amount: Decimal, currency: str, locale: str = "en_US") -> str:

@@ -58,3 +58,32 @@ def message(reason: Reason, **values: object) -> str:
 
 def hint(kind: str, **values: object) -> str:
     return HINTS[kind].format(**values)
+
+
+class TenderReason(str, Enum):
+    """Why a promotional balance lot, the gift card balance or points paid nothing for this order."""
+
+    CURRENCY_MISMATCH = "currency_mismatch"
+    NOT_YET_VALID = "not_yet_valid"
+    EXPIRED = "expired"
+    EMPTY = "empty"
+    NOT_REQUESTED = "not_requested"
+    NO_ELIGIBLE_ITEMS = "no_eligible_items"
+    NOTHING_LEFT_TO_PAY = "nothing_left_to_pay"
+    LESS_THAN_ONE_POINT = "less_than_one_point"
+
+
+TENDER_MESSAGES: dict[TenderReason, str] = {
+    TenderReason.CURRENCY_MISMATCH: "{what} is in {tender_currency}; this cart is in {currency}.",
+    TenderReason.NOT_YET_VALID: "{what} can be used from {granted_at}.",
+    TenderReason.EXPIRED: "{what} expired at {expires_at}.",
+    TenderReason.EMPTY: "{what} has nothing left.",
+    TenderReason.NOT_REQUESTED: "The customer chose not to use points on this order.",
+    TenderReason.NO_ELIGIBLE_ITEMS: "{what} pays only for {scope}; nothing in the cart is.",
+    TenderReason.NOTHING_LEFT_TO_PAY: "{what} was not needed: nothing it may pay for was left to pay.",
+    TenderReason.LESS_THAN_ONE_POINT: "What is left to pay ({left}) is less than one point ({value}).",
+}
+
+
+def tender_message(reason: TenderReason, **values: object) -> str:
+    return TENDER_MESSAGES[reason].format(**values)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 from . import schemas
 from .conditions import compile_condition
 from .errors import Problem, RuleFileError
-from .model import Limits, Promotion, Reward, RuleSet, Targets, Tier
+from .model import DEFAULT_EXCLUSIONS, Limits, PaysFor, Promotion, Reward, RuleSet, Targets, Tier
 from .money import DEFAULT_ROUNDING, MoneyError, known_currency, parse_decimal, parse_money
 from .variables import MONEY_VARIABLES
 from .yamlsafe import YAML11_BOOL_WORDS, Positions, YamlProblems, json_path, load
@@ -204,6 +204,10 @@ def _load_promotion(path: Path, data: bytes, settings: dict | None,
 
     _check_condition(c, doc.get("eligibility"), ("eligibility",), money)
     reward = _reward(c, doc["reward"], money, percent)
+    if reward.expires_at is not None and (ends is None or reward.expires_at < ends):
+        c.fail(("reward", "expires", "at"), "a grant with a fixed expiry needs a window that ends no later than it, "
+                                            "so that no order is granted balance that has already expired; "
+                                            "or use after_days")
     limits_doc = doc.get("limits", {})
     limits = Limits(
         max_discount=money(("limits", "max_discount"), limits_doc["max_discount"]) if "max_discount" in limits_doc else None,
@@ -221,15 +225,17 @@ def _load_promotion(path: Path, data: bytes, settings: dict | None,
 
 def _when(c: _Checker, doc: dict, key: str) -> datetime | None:
     text = doc.get("window", {}).get(key)
-    if text is None:
-        return None
+    return None if text is None else _moment(c, text, ("window", key))
+
+
+def _moment(c: _Checker, text: str, where: tuple) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        c.fail(("window", key), f"{text!r} is not a valid date and time ({exc})")
+        c.fail(where, f"{text!r} is not a valid date and time ({exc})")
         return None
     if moment.tzinfo is None:  # the schema requires an offset; kept as a second line of defence
-        c.fail(("window", key), f"{text!r} has no UTC offset; write e.g. {text}+09:00")
+        c.fail(where, f"{text!r} has no UTC offset; write e.g. {text}+09:00")
         return None
     return moment
 
@@ -271,6 +277,16 @@ def _reward(c: _Checker, doc: dict, money: Callable, percent: Callable) -> Rewar
             fields[key] = doc[key]
     if kind == "tiered":
         fields["tiers"] = _tiers(c, doc, money, percent)
+    if kind == "grant_promotional_balance":
+        expires = doc["expires"]
+        if "after_days" in expires:
+            fields["expires_after_days"] = expires["after_days"]
+        else:
+            fields["expires_at"] = _moment(c, expires["at"], at + ("expires", "at"))
+        scope = doc.get("pays_for", {})
+        fields["pays_for"] = PaysFor(categories=frozenset(scope["categories"]) if "categories" in scope else None,
+                                     excludes=frozenset(scope.get("excludes", DEFAULT_EXCLUSIONS)),
+                                     shipping=scope.get("shipping", False))
     return Reward(**fields)
 
 

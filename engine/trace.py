@@ -13,7 +13,8 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from .reasons import Reason
+from .model import Account, Cart, Usage
+from .reasons import Reason, TenderReason
 
 TRACE_FORMAT = 1
 
@@ -131,6 +132,77 @@ class Totals:
 
 
 @dataclass(frozen=True)
+class TenderUse:
+    """One source of money paying for the order, and which lines (and shipping) it paid for."""
+
+    kind: str                          # promotional_balance | gift_card | points | payment_method
+    amount: Decimal
+    lines: tuple[LineShare, ...]
+    shipping: Decimal | None           # set only when it paid part of shipping
+    id: str | None = None              # a promotional balance lot's id
+    balance_before: Decimal | None = None
+    balance_left: Decimal | None = None
+    expires_at: str | None = None
+    points: int | None = None          # points: how many were used, how many are left, worth each
+    points_left: int | None = None
+    point_value: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class TenderNotUsed:
+    kind: str
+    reason: TenderReason
+    message: str
+    id: str | None = None
+    balance: Decimal | None = None
+    points: int | None = None
+
+
+@dataclass(frozen=True)
+class Tenders:
+    """The payment waterfall after all discounts: promotional balance lots, gift card, points, and the
+    rest to the payment method. `used` amounts plus `payment_method.amount` equal `due`."""
+
+    due: Decimal
+    used: tuple[TenderUse, ...]
+    not_used: tuple[TenderNotUsed, ...]
+    payment_method: TenderUse
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a promotional balance lot pays for, in the account file's words."""
+
+    categories: tuple[str, ...] | None
+    excludes: tuple[str, ...]
+    shipping: bool
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Promotional balance that the order system issues once the order is placed: a post-order effect,
+    not a discount on this order."""
+
+    promotion: str
+    name: str
+    amount: Decimal
+    currency: str
+    expires_at: str
+    pays_for: Scope
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What was evaluated, after checking: enough to evaluate the order again (refunds, replays)."""
+
+    cart: Cart
+    account: Account
+    codes: tuple[str, ...]
+    usage: tuple[tuple[str, Usage], ...]
+    preview: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Trace:
     format: int
     ruleset_version: str
@@ -148,10 +220,14 @@ class Trace:
     out_of_scope: tuple[tuple[str, int], ...]   # reason -> count of promotions not listed one by one
     hints: tuple[Hint, ...]
     totals: Totals
+    tenders: Tenders
+    grants: tuple[Grant, ...]
+    inputs: Inputs
 
     def to_dict(self) -> dict[str, Any]:
-        out = _plain(self)
+        out = _plain(dataclasses.replace(self, inputs=None))
         out["out_of_scope"] = {reason: count for reason, count in self.out_of_scope}
+        out["inputs"] = inputs_to_dict(self.inputs)
         return out
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -171,3 +247,50 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     return value
+
+
+def inputs_to_dict(inputs: Inputs) -> dict[str, Any]:
+    """The checked inputs in the form `evaluate()` accepts (schemas/cart, account), so that a trace
+    alone is enough to evaluate its order again."""
+    cart = inputs.cart
+    lines = []
+    for line in cart.lines:
+        raw = {"id": line.id, "sku": line.sku, "name": line.name, "category": line.category, "seller": line.seller,
+               "product_type": line.product_type, "unit_price": f"{line.unit_price:f}", "quantity": line.quantity}
+        if line.brand is not None:
+            raw["brand"] = line.brand
+        lines.append(raw)
+    cart_out: dict[str, Any] = {"currency": cart.currency, "channel": cart.channel, "lines": lines}
+    if cart.id is not None:
+        cart_out["id"] = cart.id
+    if cart.shipping is not None:
+        cart_out["shipping"] = {"method": cart.shipping.method, "price": f"{cart.shipping.price:f}"}
+    a = inputs.account
+    account: dict[str, Any] = {"id": a.id, "region": a.region, "tier": a.tier, "segments": list(a.segments),
+                               "order_count": a.order_count, "time_zone": a.time_zone}
+    if a.lots:
+        account["promotional_balance"] = [_lot(lot) for lot in a.lots]
+    if a.gift_card is not None:
+        account["gift_card"] = {"amount": f"{a.gift_card.amount:f}", "currency": a.gift_card.currency}
+    if a.points is not None:
+        p = a.points
+        account["points"] = {"balance": p.balance, "value": f"{p.value:f}", "currency": p.currency,
+                             "use": "as_needed" if p.use is None else p.use}
+    usage = {pid: {"total_uses": u.total_uses, "customer_uses": u.customer_uses, "budget_spent": f"{u.budget_spent:f}"}
+             for pid, u in inputs.usage}
+    return {"cart": cart_out, "account": account, "codes": list(inputs.codes), "usage": usage,
+            "preview": list(inputs.preview)}
+
+
+def _lot(lot: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": lot.id, "amount": f"{lot.amount:f}", "currency": lot.currency,
+                           "granted_at": lot.granted_at.isoformat(),
+                           "pays_for": _plain(scope_of(lot.pays_for))}
+    if lot.expires_at is not None:
+        out["expires_at"] = lot.expires_at.isoformat()
+    return out
+
+
+def scope_of(pays_for: Any) -> Scope:
+    categories = tuple(sorted(pays_for.categories)) if pays_for.categories is not None else None
+    return Scope(categories, tuple(sorted(pays_for.excludes)), pays_for.shipping)
