@@ -1,4 +1,4 @@
-"""The `promo` command: `promo validate [DIR]` and `promo evaluate ...`. Input and output live here;
+"""The `promo` command: `promo validate [DIR]`, `promo evaluate ...` and `promo refund ...`. Input and output live here;
 the clock is read here (only when --now is not given), never in the engine.
 
 Exit codes: 0 success, 1 the rule set or an input was rejected (every problem is listed), 2 usage.
@@ -18,6 +18,7 @@ from .errors import PromoError
 from .evaluate import evaluate
 from .inputs import read_json
 from .money import format_money
+from .refund import Refund, refund
 from .ruleset import load_ruleset
 from .trace import Trace
 
@@ -40,11 +41,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="treat these draft or paused promotions as active")
     run.add_argument("--json", action="store_true", help="print the trace as JSON")
 
+    back = commands.add_parser("refund", help="what a return or cancellation gives back, and to which tender")
+    back.add_argument("--trace", required=True, help="the order's trace (promo evaluate --json)")
+    back.add_argument("--return", dest="returns", action="extend", nargs="+", required=True, metavar="LINE=QTY",
+                      help="returned lines and quantities, e.g. L1=1 L3=2")
+    back.add_argument("--now", help="ISO 8601 time with offset of the return (default: the current time)")
+    back.add_argument("--rules", default="rules", help="the rule set the order was priced with (default: rules)")
+    back.add_argument("--json", action="store_true", help="print the refund as JSON")
+
     args = parser.parse_args(argv)
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
     try:
         if args.command == "validate":
             return _validate(args.directory, console)
+        if args.command == "refund":
+            return _refund(args, console)
         return _evaluate(args, console)
     except PromoError as exc:
         print(str(exc), file=sys.stderr)
@@ -75,6 +86,50 @@ def _evaluate(args: argparse.Namespace, console: Console) -> int:
     else:
         render(trace, console, ruleset.locale)
     return 0
+
+
+def _refund(args: argparse.Namespace, console: Console) -> int:
+    returned: dict[str, int] = {}
+    for item in args.returns:
+        line, sep, qty = item.partition("=")
+        if not sep or not qty.isdigit() or line in returned:
+            print(f"promo: --return takes LINE=QTY once per line, e.g. L1=2; got {item!r}", file=sys.stderr)
+            return 2
+        returned[line] = int(qty)
+    ruleset = load_ruleset(args.rules)
+    now = args.now or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result = refund(ruleset, read_json(args.trace), returned, now)
+    if args.json:
+        sys.stdout.write(result.to_json())
+    else:
+        render_refund(result, console, ruleset.locale)
+    return 0
+
+
+def render_refund(r: Refund, console: Console, locale: str = "en_US") -> None:
+    def money(value) -> str:
+        return format_money(value, r.currency, locale)
+
+    what = "Cancellation" if r.cancelled else "Return"
+    console.print(f"[bold]{what} of cart {r.cart_id or ''}[/] for {r.account_id} at {r.now}")
+    console.print("Returned: " + ", ".join(f"{x.line} ×{x.quantity} (paid {money(x.paid)})" for x in r.returned_lines))
+    for lost in r.lost_promotions:
+        console.print(f"[yellow]No longer earned[/]: {lost.name} ({lost.promotion}, was {money(lost.before)})"
+                      + (f": {lost.message}" if lost.message else ""))
+    for grant in r.revoked_grants:
+        console.print(f"[yellow]Grant revoked[/]: {grant}")
+    table = Table(title="Back to", show_edge=False, header_style="bold", title_justify="left")
+    for title in ("tender", "paid", "returned part", "clawback", "back", "forfeited"):
+        table.add_column(title, justify="left" if title == "tender" else "right")
+    for p in r.parts:
+        label = p.kind.replace("_", " ") + (f" {p.id}" if p.id else "")
+        back = money(p.amount) + (f" ({p.points} points)" if p.points is not None else "")
+        forfeited = money(p.forfeited) + f" [dim](expired {p.expires_at})[/]" if p.forfeited else ""
+        table.add_row(label, money(p.paid), money(p.returned), money(p.clawback), back, forfeited)
+    console.print(table)
+    console.print(f"Paid {money(r.paid)}  returned units paid {money(r.returned_value)}  clawback -{money(r.clawback)}  "
+                  f"[bold]refund {money(r.refund)}[/] (forfeited {money(r.forfeited)})  kept {money(r.kept)}")
+    console.print()
 
 
 def render(trace: Trace, console: Console, locale: str = "en_US") -> None:
@@ -129,7 +184,33 @@ def render(trace: Trace, console: Console, locale: str = "en_US") -> None:
     console.print(f"Subtotal {money(t.subtotal)}  item -{money(t.item_discount)}  order -{money(t.order_discount)}  "
                   f"shipping {money(t.shipping)} -{money(t.shipping_discount)}  "
                   f"[bold]total due {money(t.total)}[/] (saved {money(t.discount)})")
+    _render_tenders(trace, console, money)
     console.print()
+
+
+def _render_tenders(trace: Trace, console: Console, money) -> None:
+    tenders = trace.tenders
+    table = Table(title="Paid by", show_edge=False, header_style="bold", title_justify="left")
+    for title in ("tender", "amount", "lines", "left after"):
+        table.add_column(title, justify="right" if title == "amount" else "left")
+    for u in tenders.used + (tenders.payment_method,):
+        label = u.kind.replace("_", " ") + (f" {u.id}" if u.id else "")
+        covered = ", ".join([f"{s.line} {money(s.amount)}" for s in u.lines]
+                            + ([f"shipping {money(u.shipping)}"] if u.shipping else []))
+        if u.points is not None:
+            left = f"{u.points_left} points (used {u.points} × {money(u.point_value)})"
+        elif u.balance_left is not None:
+            left = money(u.balance_left) + (f" until {u.expires_at}" if u.expires_at else "")
+        else:
+            left = ""
+        table.add_row(label, money(u.amount), covered or "-", left)
+    console.print(table)
+    for n in tenders.not_used:
+        console.print(f"[dim]Not used[/]: {n.kind.replace('_', ' ')}{' ' + n.id if n.id else ''} "
+                      f"({n.reason.value}): {n.message}")
+    for g in trace.grants:
+        console.print(f"[green]Granted after the order[/]: {money(g.amount)} promotional balance from {g.name} "
+                      f"({g.promotion}), expires {g.expires_at}")
 
 
 if __name__ == "__main__":

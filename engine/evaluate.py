@@ -278,6 +278,7 @@ def _facts(p: Promotion, state: _State, ctx: _Context) -> Facts:
     return Facts(region=ctx.account.region, customer_tier=ctx.account.tier,
                  customer_segments=ctx.account.segments, order_count=ctx.account.order_count,
                  sales_channel=ctx.cart.channel,
+                 shipping_method=ctx.cart.shipping.method if ctx.cart.shipping else "",
                  cart_subtotal=sum(state.lines.values(), ctx.zero),
                  cart_quantity=sum(line.quantity for line in ctx.cart.lines),
                  eligible_subtotal=sum((state.lines[line.id] for line in targeted), ctx.zero),

@@ -38,6 +38,7 @@ class Facts:
     customer_segments: tuple[str, ...]
     order_count: int
     sales_channel: str
+    shipping_method: str          # "" when the cart has no shipping
     cart_subtotal: Decimal
     cart_quantity: int
     eligible_subtotal: Decimal
@@ -76,6 +77,10 @@ class PromotionVariables(BaseVariables):
     @string_rule_variable(label="Sales channel")
     def sales_channel(self):
         return self.facts.sales_channel
+
+    @string_rule_variable(label="Shipping method chosen (empty when nothing is shipped)")
+    def shipping_method(self):
+        return self.facts.shipping_method
 
     @numeric_rule_variable(label="Cart subtotal, all lines, after earlier discounts")
     def cart_subtotal(self):

@@ -33,5 +33,45 @@ def check_invariants(trace: Trace) -> None:
     assert t.total == t.subtotal + t.shipping - t.discount >= 0
     for stage, total in (("item", t.item_discount), ("order", t.order_discount), ("shipping", t.shipping_discount)):
         assert total == sum((a.amount for a in trace.applied if a.stage == stage), zero)
-    listed = [a.promotion for a in trace.applied] + [n.promotion for n in trace.not_applied]
+    listed = [a.promotion for a in trace.applied] + [n.promotion for n in trace.not_applied] + \
+        [g.promotion for g in trace.grants]
     assert len(listed) == len(set(listed)), "a promotion appears twice in the trace"
+    for g in trace.grants:
+        assert g.amount > 0 and g.amount == g.amount.quantize(q) and g.currency == trace.currency
+    check_tenders(trace)
+
+
+def check_tenders(trace: Trace) -> None:
+    """The waterfall pays exactly what is due: per line, on shipping and in total; nothing negative,
+    no balance used beyond what it held, and the order lots > gift card > points > payment method."""
+    q = quantum(trace.currency)
+    zero = Decimal(0)
+    tenders = trace.tenders
+    assert tenders.due == trace.totals.total
+    everything = tenders.used + (tenders.payment_method,)
+    assert [u.kind for u in everything] == sorted((u.kind for u in everything), key=(
+        "promotional_balance", "gift_card", "points", "payment_method").index)
+    paid_line = {line.id: zero for line in trace.lines}
+    paid_shipping = zero
+    for u in everything:
+        assert u.amount >= 0 and u.amount == u.amount.quantize(q)
+        shares = sum((s.amount for s in u.lines), zero) + (u.shipping or zero)
+        assert shares == u.amount, f"{u.kind} {u.id}: shares {shares} != {u.amount}"
+        for s in u.lines:
+            assert s.amount > 0
+            paid_line[s.line] += s.amount
+        paid_shipping += u.shipping or zero
+        if u.kind != "payment_method":
+            assert u.amount > 0
+        if u.balance_before is not None:
+            assert u.balance_left == u.balance_before - u.amount >= 0
+        if u.points is not None:
+            assert u.amount == u.points * u.point_value and u.points_left >= 0
+    for line in trace.lines:
+        assert paid_line[line.id] == line.total, f"line {line.id}: tenders pay {paid_line[line.id]} of {line.total}"
+    assert paid_shipping == (trace.shipping.total if trace.shipping else zero)
+    assert sum((u.amount for u in everything), zero) == tenders.due
+    by_kind = {(u.kind, u.id) for u in tenders.used}
+    assert not by_kind & {(n.kind, n.id) for n in tenders.not_used}, "a tender is both used and not used"
+    for lot in trace.inputs.account.lots:
+        assert ("promotional_balance", lot.id) in by_kind | {(n.kind, n.id) for n in tenders.not_used}

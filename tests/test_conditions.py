@@ -20,6 +20,7 @@ facts_strategy = st.builds(
     customer_segments=st.lists(st.sampled_from(SEGMENTS), max_size=3, unique=True).map(tuple),
     order_count=st.integers(0, 5),
     sales_channel=st.sampled_from(SALES_CHANNELS),
+    shipping_method=st.sampled_from(["", "standard", "slow"]),
     cart_subtotal=st.integers(0, 10000).map(Decimal),
     cart_quantity=st.integers(0, 20),
     eligible_subtotal=st.sampled_from(["0", "2999", "3000", "3000.5", "3001"]).map(Decimal),
