@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Sequence
 
@@ -113,11 +114,13 @@ def render_refund(r: Refund, console: Console, locale: str = "en_US") -> None:
     what = "Cancellation" if r.cancelled else "Return"
     console.print(f"[bold]{what} of cart {r.cart_id or ''}[/] for {r.account_id} at {r.now}")
     console.print("Returned: " + ", ".join(f"{x.line} ×{x.quantity} (paid {money(x.paid)})" for x in r.returned_lines))
-    for lost in r.lost_promotions:
-        console.print(f"[yellow]No longer earned[/]: {lost.name} ({lost.promotion}, was {money(lost.before)})"
-                      + (f": {lost.message}" if lost.message else ""))
+    if not r.cancelled:
+        for lost in r.lost_promotions:
+            console.print(f"[yellow]No longer earned[/]: {lost.name} ({lost.promotion}, was {money(lost.before)})"
+                          + (f": {lost.message}" if lost.message else ""))
     for grant in r.revoked_grants:
-        console.print(f"[yellow]Grant revoked[/]: {grant}")
+        console.print(f"[yellow]Grant revoked[/]: {money(grant.before)} from {grant.name} ({grant.promotion})"
+                      + (f": {grant.message}" if grant.message else ""))
     table = Table(title="Back to", show_edge=False, header_style="bold", title_justify="left")
     for title in ("tender", "paid", "returned part", "clawback", "back", "forfeited"):
         table.add_column(title, justify="left" if title == "tender" else "right")
@@ -169,7 +172,7 @@ def render(trace: Trace, console: Console, locale: str = "en_US") -> None:
         for n in trace.not_applied:
             why = n.message
             for f in n.failed_conditions:
-                why += f"\n[dim]{f.variable} {f.operator} {f.expected!r}: was {f.actual!r}[/]"
+                why += f"\n[dim]{f.variable} {f.operator} {_shown(f.expected)}: was {_shown(f.actual)}[/]"
             skipped.add_row(f"{n.name} [dim]({n.promotion})[/]", n.reason.value, why)
         console.print(skipped)
     for code in trace.codes:
@@ -186,6 +189,11 @@ def render(trace: Trace, console: Console, locale: str = "en_US") -> None:
                   f"[bold]total due {money(t.total)}[/] (saved {money(t.discount)})")
     _render_tenders(trace, console, money)
     console.print()
+
+
+def _shown(value) -> str:
+    """A condition's value as the rule file writes it: text quoted, numbers and lists plain."""
+    return f"{value:f}" if isinstance(value, Decimal) else repr(value)
 
 
 def _render_tenders(trace: Trace, console: Console, money) -> None:

@@ -94,8 +94,8 @@ class Refund:
     forfeited: Decimal
     kept: Decimal                    # paid - refund
     parts: tuple[RefundPart, ...]
-    lost_promotions: tuple[LostPromotion, ...]
-    revoked_grants: tuple[str, ...]  # promotion ids whose grant the kept order no longer earns
+    lost_promotions: tuple[LostPromotion, ...]   # discounts the kept order no longer earns
+    revoked_grants: tuple[LostPromotion, ...]    # grants it no longer earns: the order system takes them back
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
@@ -174,7 +174,8 @@ def refund(ruleset: RuleSet, trace: Mapping[str, Any] | Trace, returned: Mapping
                     cancelled=cancelled, returned_lines=tuple(returned_lines), paid=paid,
                     returned_value=returned_value, kept_due=kept_due, clawback=clawback, refund=refund_total,
                     forfeited=forfeited, kept=paid - refund_total, parts=tuple(parts),
-                    lost_promotions=_lost(doc, kept_trace, money), revoked_grants=_revoked(doc, kept_trace))
+                    lost_promotions=_lost(doc["applied"], kept_trace, money),
+                    revoked_grants=_lost(doc["grants"], kept_trace, money))
     _check(result, paid)
     return result
 
@@ -208,24 +209,21 @@ def _evaluate_kept(ruleset: RuleSet, doc: Mapping[str, Any], quantities: Mapping
                     usage=inputs["usage"], preview=inputs["preview"])
 
 
-def _lost(doc: Mapping[str, Any], kept: Trace | None, money) -> tuple[LostPromotion, ...]:
+def _lost(earned: list[Mapping[str, Any]], kept: Trace | None, money) -> tuple[LostPromotion, ...]:
+    """The order's discounts (or grants) missing from the kept order's evaluation, with its reason;
+    on a cancellation, all of them."""
     if kept is None:
-        return ()
-    after = {a.promotion: a.amount for a in kept.applied}
-    after.update({g.promotion: g.amount for g in kept.grants})
+        return tuple(LostPromotion(a["promotion"], a["name"], money(a["amount"]), Decimal(0), None,
+                                   "The order was cancelled.") for a in earned)
+    still = {a.promotion for a in kept.applied} | {g.promotion for g in kept.grants}
     why = {n.promotion: n for n in kept.not_applied}
     out = []
-    for a in list(doc["applied"]) + list(doc["grants"]):
-        if a["promotion"] not in after:
+    for a in earned:
+        if a["promotion"] not in still:
             n = why.get(a["promotion"])
             out.append(LostPromotion(a["promotion"], a["name"], money(a["amount"]), Decimal(0),
                                      n.reason.value if n else None, n.message if n else None))
     return tuple(out)
-
-
-def _revoked(doc: Mapping[str, Any], kept: Trace | None) -> tuple[str, ...]:
-    still = {g.promotion for g in kept.grants} if kept is not None else set()
-    return tuple(g["promotion"] for g in doc["grants"] if g["promotion"] not in still)
 
 
 def _check(r: Refund, paid: Decimal) -> None:

@@ -92,6 +92,8 @@ def _explain(error: ValidationError) -> tuple[tuple, str]:
         return path, f"text length must be {'at least' if kind == 'minLength' else 'at most'} {expected}"
     if kind == "oneOf" and path and isinstance(found, dict) and "at" in found:
         return path, "a tier has exactly one of 'percent' or 'amount'"
+    if kind in ("oneOf", "anyOf") and error.schema.get("description"):
+        return path, f"{found!r} is not valid: {error.schema['description']}"
     if kind == "not" and isinstance(found, dict) and "value" in found:
         return path + ("value",), f"operator {found.get('operator')!r} takes no value; remove 'value'"
     return path, error.message

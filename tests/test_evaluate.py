@@ -1,8 +1,10 @@
-"""Properties of evaluate() over generated rule sets and carts: money invariants, independence from
-line order, untargeted lines change nothing, exclusivity, determinism."""
+"""Properties of evaluate() over generated rule sets, carts and accounts with balances: money and
+tender invariants, independence from line order, untargeted lines change nothing, exclusivity,
+determinism, and a trace's own inputs evaluating to the same trace."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
 
 import yaml
@@ -15,6 +17,7 @@ from engine.schemas import validator
 from .invariants import check_invariants
 
 NOW = "2026-11-21T10:00:00+09:00"
+NOW_AT = datetime.fromisoformat(NOW)
 ACCOUNT = {"id": "c1", "region": "JP", "tier": "standard", "order_count": 0, "time_zone": "Asia/Tokyo"}
 CATEGORIES = ["a", "b", "c"]
 DIGITS = {"JPY": 0, "USD": 2, "KWD": 3}
@@ -29,7 +32,8 @@ def money(draw, currency, low, high):
 @st.composite
 def rewards(draw, currency):
     kind = draw(st.sampled_from(["percent_off", "amount_off", "fixed_price", "buy_x_get_y", "tiered",
-                                 "free_shipping", "shipping_amount_off", "shipping_percent_off"]))
+                                 "free_shipping", "shipping_amount_off", "shipping_percent_off",
+                                 "grant_promotional_balance"]))
     percent = draw(st.sampled_from([5, 10, 33, 50, 100, "12.5", "33.33"]))
     if kind == "percent_off":
         reward = {"type": kind, "percent": percent}
@@ -55,7 +59,54 @@ def rewards(draw, currency):
         return {"type": kind, "amount": money(draw, currency, 1, 20)}
     if kind == "shipping_percent_off":
         return {"type": kind, "percent": percent}
+    if kind == "grant_promotional_balance":
+        return {"type": kind, "amount": money(draw, currency, 1, 30), "expires": {"after_days": draw(st.integers(1, 90))},
+                "pays_for": draw(pays_for())}
     return {"type": kind}
+
+
+@st.composite
+def pays_for(draw):
+    scope = {}
+    if draw(st.booleans()):
+        scope["categories"] = draw(st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=2, unique=True))
+    if draw(st.booleans()):
+        scope["excludes"] = draw(st.lists(st.sampled_from(["third_party", "digital", "subscription", "gift_card"]),
+                                          max_size=4, unique=True))
+    if draw(st.booleans()):
+        scope["shipping"] = draw(st.booleans())
+    return scope
+
+
+INSTANTS = ["2026-11-01T00:00:00+09:00", "2026-11-21T09:59:59+09:00", NOW, "2026-11-21T10:00:01+09:00",
+            "2026-12-31T00:00:00+09:00"]
+
+
+@st.composite
+def accounts(draw, currency):
+    """An account with any mix of lots (live, expired, not yet valid, other currency), gift card and points."""
+    account = dict(ACCOUNT)
+    lots = []
+    for i in range(draw(st.integers(0, 4))):
+        lot_currency = draw(st.sampled_from([currency] * 4 + sorted(DIGITS)))
+        granted = draw(st.sampled_from(INSTANTS[:4]))
+        lot = {"id": f"lot-{draw(st.sampled_from('abc'))}{i}", "amount": money(draw, lot_currency, 0, 60),
+               "currency": lot_currency, "granted_at": granted, "pays_for": draw(pays_for())}
+        later = [t for t in INSTANTS if t > granted]
+        if later and draw(st.booleans()):
+            lot["expires_at"] = draw(st.sampled_from(later))
+        lots.append(lot)
+    if lots:
+        account["promotional_balance"] = lots
+    if draw(st.booleans()):
+        account["gift_card"] = {"amount": money(draw, currency, 0, 80), "currency": currency}
+    if draw(st.booleans()):
+        value = draw(st.sampled_from({"JPY": ["1", "2", "5"], "USD": ["0.01", "0.05", "1"],
+                                      "KWD": ["0.001", "0.010", "0.250"]}[currency]))
+        balance = draw(st.integers(0, 5000))
+        use = draw(st.one_of(st.just("as_needed"), st.integers(0, balance)))
+        account["points"] = {"balance": balance, "value": value, "currency": currency, "use": use}
+    return account
 
 
 @st.composite
@@ -92,12 +143,12 @@ def scenarios(draw):
     for i in range(draw(st.integers(1, 7))):
         lines.append({"id": f"L{i}", "sku": f"SKU-{i}", "category": draw(st.sampled_from(CATEGORIES)),
                       "seller": draw(st.sampled_from(["first_party", "third_party"])),
-                      "product_type": draw(st.sampled_from(["physical", "digital"])),
+                      "product_type": draw(st.sampled_from(["physical", "physical", "digital", "gift_card"])),
                       "unit_price": money(draw, currency, 1, 40), "quantity": draw(st.integers(1, 5))})
     cart = {"currency": currency, "channel": "web", "lines": lines}
     if draw(st.booleans()):
         cart["shipping"] = {"method": "standard", "price": money(draw, currency, 0, 15)}
-    return build_ruleset(files), cart
+    return build_ruleset(files), cart, draw(accounts(currency))
 
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -114,8 +165,8 @@ def applied_summary(trace):
 @SETTINGS
 @given(scenarios())
 def test_every_evaluation_keeps_the_money_invariants_and_the_trace_schema(scenario):
-    rules, cart = scenario
-    trace = evaluate(rules, cart, ACCOUNT, now=NOW)
+    rules, cart, account = scenario
+    trace = evaluate(rules, cart, account, now=NOW)
     check_invariants(trace)
     assert [e.message for e in validator("trace").iter_errors(trace.to_dict())] == []
 
@@ -123,9 +174,9 @@ def test_every_evaluation_keeps_the_money_invariants_and_the_trace_schema(scenar
 @SETTINGS
 @given(scenarios(), st.randoms())
 def test_permuting_lines_changes_nothing(scenario, rnd):
-    rules, cart = scenario
+    rules, cart, account = scenario
     shuffled = dict(cart, lines=rnd.sample(cart["lines"], len(cart["lines"])))
-    a, b = evaluate(rules, cart, ACCOUNT, now=NOW), evaluate(rules, shuffled, ACCOUNT, now=NOW)
+    a, b = evaluate(rules, cart, account, now=NOW), evaluate(rules, shuffled, account, now=NOW)
     assert line_discounts(a) == line_discounts(b)
     assert applied_summary(a) == applied_summary(b)
     assert a.totals == b.totals
@@ -134,11 +185,11 @@ def test_permuting_lines_changes_nothing(scenario, rnd):
 @SETTINGS
 @given(scenarios(), st.integers(1, 5))
 def test_adding_an_untargeted_line_does_not_change_other_lines(scenario, quantity):
-    rules, cart = scenario
+    rules, cart, account = scenario
     extra = {"id": "ZZ", "sku": "OTHER", "category": "z", "seller": "first_party", "product_type": "physical",
              "unit_price": cart["lines"][0]["unit_price"], "quantity": quantity}
-    before = evaluate(rules, cart, ACCOUNT, now=NOW)
-    after = evaluate(rules, dict(cart, lines=cart["lines"] + [extra]), ACCOUNT, now=NOW)
+    before = evaluate(rules, cart, account, now=NOW)
+    after = evaluate(rules, dict(cart, lines=cart["lines"] + [extra]), account, now=NOW)
     assert line_discounts(after) == {**line_discounts(before), "ZZ": []}
     assert applied_summary(after) == applied_summary(before)
 
@@ -146,8 +197,8 @@ def test_adding_an_untargeted_line_does_not_change_other_lines(scenario, quantit
 @SETTINGS
 @given(scenarios())
 def test_an_applied_exclusive_promotion_is_alone(scenario):
-    rules, cart = scenario
-    trace = evaluate(rules, cart, ACCOUNT, now=NOW)
+    rules, cart, account = scenario
+    trace = evaluate(rules, cart, account, now=NOW)
     if any(a.exclusive for a in trace.applied):
         assert len(trace.applied) == 1
         winner = trace.applied[0].promotion
@@ -157,17 +208,53 @@ def test_an_applied_exclusive_promotion_is_alone(scenario):
 @SETTINGS
 @given(scenarios())
 def test_evaluation_is_deterministic_to_the_byte(scenario):
-    rules, cart = scenario
-    assert evaluate(rules, cart, ACCOUNT, now=NOW).to_json() == evaluate(rules, cart, ACCOUNT, now=NOW).to_json()
+    rules, cart, account = scenario
+    assert evaluate(rules, cart, account, now=NOW).to_json() == evaluate(rules, cart, account, now=NOW).to_json()
 
 
 @SETTINGS
 @given(scenarios())
 def test_every_promotion_is_accounted_for_exactly_once(scenario):
-    rules, cart = scenario
-    trace = evaluate(rules, cart, ACCOUNT, now=NOW)
-    listed = [a.promotion for a in trace.applied] + [n.promotion for n in trace.not_applied]
+    rules, cart, account = scenario
+    trace = evaluate(rules, cart, account, now=NOW)
+    listed = [a.promotion for a in trace.applied] + [n.promotion for n in trace.not_applied] + \
+        [g.promotion for g in trace.grants]
     assert len(listed) + sum(count for _, count in trace.out_of_scope) == len(rules.promotions)
+
+
+@SETTINGS
+@given(scenarios())
+def test_a_traces_own_inputs_evaluate_to_the_same_trace(scenario):
+    rules, cart, account = scenario
+    first = evaluate(rules, cart, account, now=NOW)
+    inputs = json.loads(first.to_json())["inputs"]
+    again = evaluate(rules, inputs["cart"], inputs["account"], codes=inputs["codes"], now=first.now,
+                     usage=inputs["usage"], preview=inputs["preview"])
+    assert again.to_json() == first.to_json()
+
+
+@SETTINGS
+@given(scenarios())
+def test_the_waterfall_never_pays_more_than_each_balance_holds_nor_what_its_scope_forbids(scenario):
+    rules, cart, account = scenario
+    trace = evaluate(rules, cart, account, now=NOW)
+    lots = {lot.id: lot for lot in trace.inputs.account.lots}
+    lines = {line.id: line for line in trace.inputs.cart.lines}
+    for used in trace.tenders.used:
+        if used.kind == "promotional_balance":
+            lot = lots[used.id]
+            assert used.amount <= lot.amount and lot.currency == trace.currency
+            assert lot.granted_at <= NOW_AT and (lot.expires_at is None or NOW_AT < lot.expires_at)
+            assert all(lot.pays_for.covers(lines[s.line]) for s in used.lines)
+            assert used.shipping is None or lot.pays_for.shipping
+        else:
+            assert all(lines[s.line].product_type != "gift_card" for s in used.lines)
+    for not_used in trace.tenders.not_used:
+        if not_used.reason.value == "nothing_left_to_pay" and not_used.kind == "promotional_balance":
+            lot = lots[not_used.id]
+            covered = [line for line in trace.lines if lot.pays_for.covers(lines[line.id])]
+            paid_by_earlier = {s.line for u in trace.tenders.used for s in u.lines}
+            assert all(line.total == 0 or line.id in paid_by_earlier for line in covered)
 
 
 def test_the_trace_json_has_sorted_keys_and_amounts_as_strings():

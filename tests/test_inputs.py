@@ -147,3 +147,65 @@ def test_read_json_refuses_nan_and_reports_bad_json_with_a_line(tmp_path):
 def test_a_huge_cart_is_refused_by_the_schema():
     [p] = refused(cart(lines=[line(id=f"L{i}") for i in range(1001)]))
     assert p.path == "$.lines" and "at most 1000" in p.message
+
+
+# --- balances on the account -------------------------------------------------------------------
+
+LOT = {"id": "lot-1", "amount": "1000", "currency": "JPY", "granted_at": "2026-11-01T00:00:00+09:00",
+       "expires_at": "2026-12-01T00:00:00+09:00"}
+
+
+def with_balances(**changes):
+    account = dict(ACCOUNT, promotional_balance=[dict(LOT)], gift_card={"amount": "500", "currency": "JPY"},
+                   points={"balance": 100, "value": "1", "currency": "JPY", "use": "as_needed"})
+    account.update(changes)
+    return account
+
+
+@pytest.mark.parametrize("changes, path, fragment", [
+    ({"promotional_balance": [dict(LOT, currency="EUR")]}, "$.promotional_balance[0].currency", "not one the rule set"),
+    ({"promotional_balance": [dict(LOT, amount="-5")]}, "$.promotional_balance[0].amount", "is not valid"),
+    ({"promotional_balance": [dict(LOT, amount=1000)]}, "$.promotional_balance[0].amount", "quoted"),
+    ({"promotional_balance": [dict(LOT, amount="10.5")]}, "$.promotional_balance[0].amount", "finer than JPY"),
+    ({"promotional_balance": [dict(LOT), dict(LOT)]}, "$.promotional_balance[1].id", "duplicate lot id"),
+    ({"promotional_balance": [dict(LOT, expires_at="2026-10-01T00:00:00+09:00")]},
+     "$.promotional_balance[0].expires_at", "expire after it is granted"),
+    ({"promotional_balance": [dict(LOT, granted_at="2026-11-01T00:00:00")]},
+     "$.promotional_balance[0].granted_at", "no UTC offset"),
+    ({"promotional_balance": [dict(LOT, pays_for={"excludes": ["marketplace"]})]},
+     "$.promotional_balance[0].pays_for.excludes[0]", ""),
+    ({"gift_card": {"amount": "-1", "currency": "JPY"}}, "$.gift_card.amount", "is not valid"),
+    ({"gift_card": {"amount": "10", "currency": "GBP"}}, "$.gift_card.currency", "not one the rule set"),
+    ({"points": {"balance": 100, "value": "0.5", "currency": "JPY", "use": 10}}, "$.points.value", "finer than JPY"),
+    ({"points": {"balance": 100, "value": "0.001", "currency": "USD", "use": 10}}, "$.points.value", "finer than USD"),
+    ({"points": {"balance": 100, "value": "0", "currency": "JPY", "use": 10}}, "$.points.value", "more than 0"),
+    ({"points": {"balance": 100, "value": "1", "currency": "JPY", "use": 101}}, "$.points.use", "holds 100"),
+    ({"points": {"balance": -1, "value": "1", "currency": "JPY", "use": 0}}, "$.points.balance", ""),
+    ({"points": {"balance": 10, "value": "1", "currency": "JPY", "use": "all"}}, "$.points.use", ""),
+])
+def test_bad_balances_are_refused_naming_the_field(changes, path, fragment):
+    problems = refused(account=with_balances(**changes))
+    assert [p.path for p in problems] == [path], problems
+    assert fragment in problems[0].message
+
+
+def test_every_bad_balance_is_listed_at_once():
+    account = with_balances(promotional_balance=[dict(LOT, amount="0.5"), dict(LOT, currency="EUR")],
+                            points={"balance": 1, "value": "1", "currency": "JPY", "use": 2})
+    assert {p.path for p in refused(account=account)} == {
+        "$.promotional_balance[0].amount", "$.promotional_balance[1].id", "$.promotional_balance[1].currency",
+        "$.points.use"}
+
+
+def test_a_lot_in_a_known_currency_other_than_the_carts_is_reported_not_refused():
+    account = with_balances(promotional_balance=[dict(LOT, currency="USD", amount="10.00")])
+    trace = evaluate(RULES, cart(), account, now=NOW)
+    [not_used] = trace.tenders.not_used
+    assert (not_used.id, not_used.reason.value) == ("lot-1", "currency_mismatch")
+
+
+def test_balances_in_the_account_are_not_mutated():
+    account = with_balances()
+    before = copy.deepcopy(account)
+    evaluate(RULES, cart(), account, now=NOW)
+    assert account == before
