@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from engine import RuleFileError, load_ruleset
+from engine.model import DEFAULT_EXCLUSIONS, REWARD_STAGES
 from engine.ruleset import MAX_CONDITION_LEAVES, build_ruleset
 
 SETTINGS = "currencies: [JPY, USD, KWD]\nrounding: half_up\n"
@@ -60,8 +61,7 @@ def test_a_good_file_loads_with_its_content_hash(tmp_path):
 def test_the_bundled_catalogue_is_valid_and_has_every_reward_type():
     rules = load_ruleset(Path(__file__).resolve().parent.parent / "rules")
     kinds = {p.reward.type for p in rules.promotions.values()}
-    assert kinds == {"percent_off", "amount_off", "fixed_price", "buy_x_get_y", "tiered", "free_shipping",
-                     "shipping_amount_off", "shipping_percent_off"}
+    assert kinds == {k if isinstance(k, str) else k[0] for k in REWARD_STAGES}
 
 
 def test_rule_set_errors_are_value_errors_of_our_own_type(tmp_path):
@@ -257,3 +257,43 @@ def test_an_unreadable_rule_file_is_a_rule_file_error(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
     [p] = problems(tmp_path, {})
     assert p.file.endswith("books-500-off.yaml") and "cannot read the file: Permission denied" in p.message
+
+
+GRANT = GOOD.replace("""reward:
+  type: amount_off
+  scope: per_order
+  amount: "500"
+""", """reward:
+  type: grant_promotional_balance
+  amount: "300"
+  expires: {after_days: 30}
+""")
+
+
+def test_a_grant_loads_with_the_default_scope_of_promotional_balance(tmp_path):
+    reward = load_ruleset(write(tmp_path, {"books-500-off.yaml": GRANT})).promotions["books-500-off"].reward
+    assert (reward.expires_after_days, reward.pays_for.categories, reward.pays_for.excludes,
+            reward.pays_for.shipping) == (30, None, DEFAULT_EXCLUSIONS, False)
+
+
+@pytest.mark.parametrize("expires, window, path, fragment", [
+    ("{after_days: 0}", "", "$.reward.expires.after_days", "at least 1"),
+    ("{}", "", "$.reward.expires", "must not be empty"),
+    ("{after_days: 3, at: \"2027-01-01T00:00:00+09:00\"}", "", "$.reward.expires", ""),
+    ("{at: \"2027-01-01T00:00:00+09:00\"}", "", "$.reward.expires.at", "needs a window"),
+    ("{at: \"2026-12-01T00:00:00+09:00\"}",
+     "window: {starts: \"2026-11-01T00:00:00+09:00\", ends: \"2026-12-02T00:00:00+09:00\"}\n",
+     "$.reward.expires.at", "ends no later"),
+    ("{at: \"2027-01-01T00:00:00\"}", "", "$.reward.expires.at", ""),
+])
+def test_a_grant_that_could_be_born_expired_or_says_its_expiry_twice_is_refused(tmp_path, expires, window, path,
+                                                                                fragment):
+    text = GRANT.replace("{after_days: 30}", expires).replace("eligibility:", window + "eligibility:")
+    found = one(tmp_path, text)
+    assert found.path == path and fragment in found.message, found
+
+
+def test_a_grant_with_an_unknown_exclusion_is_refused_with_the_choices(tmp_path):
+    text = GRANT.replace("  expires: {after_days: 30}\n", "  expires: {after_days: 30}\n  pays_for: {excludes: [marketplace]}\n")
+    found = one(tmp_path, text)
+    assert found.path == "$.reward.pays_for.excludes[0]" and "third_party" in found.message
