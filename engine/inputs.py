@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import schemas
 from .errors import InputError, Problem
-from .model import (DEFAULT_EXCLUSIONS, Account, Cart, GiftCard, Line, Lot, PaysFor, Points, RuleSet, Shipping,
+from .model import (Account, Cart, GiftCard, Line, Lot, PaysFor, Points, RuleSet, Shipping,
                     Usage)
 from .money import MoneyError, parse_money, quantum
 from .yamlsafe import json_path
@@ -146,10 +146,7 @@ def _lots(raws: Iterable[Mapping[str, Any]], ruleset: RuleSet, source: str, prob
         if not _known(raw["currency"], ruleset, f"{where}.currency", source, problems):
             continue
         amount = _money(raw["amount"], raw["currency"], f"{where}.amount", source, problems)
-        scope = raw.get("pays_for", {})
-        pays_for = PaysFor(categories=frozenset(scope["categories"]) if "categories" in scope else None,
-                           excludes=frozenset(scope.get("excludes", DEFAULT_EXCLUSIONS)),
-                           shipping=scope.get("shipping", False))
+        pays_for = PaysFor.from_doc(raw.get("pays_for", {}))
         if amount is not None and granted is not None:
             lots.append(Lot(raw["id"], amount, raw["currency"], granted, expires, pays_for))
     return lots

@@ -189,6 +189,13 @@ class PaysFor:
     excludes: frozenset[str] = DEFAULT_EXCLUSIONS
     shipping: bool = False
 
+    @staticmethod
+    def from_doc(doc: Mapping) -> "PaysFor":
+        """From a schema-checked `pays_for` mapping (an account's lot or a grant reward): omitted means
+        every category, all four exclusions, no shipping."""
+        return PaysFor(categories=frozenset(doc["categories"]) if "categories" in doc else None,
+                       excludes=frozenset(doc.get("excludes", DEFAULT_EXCLUSIONS)), shipping=doc.get("shipping", False))
+
     def covers(self, line: "Line") -> bool:
         if self.categories is not None and line.category not in self.categories:
             return False

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 from . import schemas
 from .conditions import compile_condition
 from .errors import Problem, RuleFileError
-from .model import DEFAULT_EXCLUSIONS, Limits, PaysFor, Promotion, Reward, RuleSet, Targets, Tier
+from .model import Limits, PaysFor, Promotion, Reward, RuleSet, Targets, Tier
 from .money import DEFAULT_ROUNDING, MoneyError, known_currency, parse_decimal, parse_money
 from .variables import MONEY_VARIABLES
 from .yamlsafe import YAML11_BOOL_WORDS, Positions, YamlProblems, json_path, load
@@ -283,10 +283,7 @@ def _reward(c: _Checker, doc: dict, money: Callable, percent: Callable) -> Rewar
             fields["expires_after_days"] = expires["after_days"]
         else:
             fields["expires_at"] = _moment(c, expires["at"], at + ("expires", "at"))
-        scope = doc.get("pays_for", {})
-        fields["pays_for"] = PaysFor(categories=frozenset(scope["categories"]) if "categories" in scope else None,
-                                     excludes=frozenset(scope.get("excludes", DEFAULT_EXCLUSIONS)),
-                                     shipping=scope.get("shipping", False))
+        fields["pays_for"] = PaysFor.from_doc(doc.get("pays_for", {}))
     return Reward(**fields)
 
 

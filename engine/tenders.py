@@ -49,7 +49,8 @@ class _Due:
         if shipping:
             keys.append(SHIPPING_KEY)
             owed.append(self.shipping)
-        parts = split(amount, owed, keys, currency)
+        # Paying everything it may pay for needs no split (the common case: the payment method).
+        parts = owed if amount == sum(owed, Decimal(0)) else split(amount, owed, keys, currency)
         shares = []
         for key, part in zip(keys, parts):
             if key == SHIPPING_KEY:

@@ -75,6 +75,7 @@ def test_golden_cases_cover_every_reason_code_and_reward_type() -> None:
     reasons |= {c["status"] for t in traces for c in t["codes"]}
     assert {r.value for r in Reason} - reasons == set()
     rewards = {a["reward"] for t in traces for a in t["applied"]}
+    rewards |= {"grant_promotional_balance" for t in traces if t["grants"]}   # grants are listed apart
     all_rewards = {k if isinstance(k, str) else k[0] for k in REWARD_STAGES}
     assert all_rewards - rewards == set()
 
