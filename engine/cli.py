@@ -131,7 +131,8 @@ def render_refund(r: Refund, console: Console, locale: str = "en_US") -> None:
         table.add_row(label, money(p.paid), money(p.returned), money(p.clawback), back, forfeited)
     console.print(table)
     console.print(f"Paid {money(r.paid)}  returned units paid {money(r.returned_value)}  clawback -{money(r.clawback)}  "
-                  f"[bold]refund {money(r.refund)}[/] (forfeited {money(r.forfeited)})  kept {money(r.kept)}")
+                  f"[bold]refund {money(r.refund)}[/]: {money(r.to_customer)} to the customer, {money(r.forfeited)} forfeited  "
+                  f"kept {money(r.kept)}")
     console.print()
 
 

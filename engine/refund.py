@@ -38,7 +38,7 @@ from .errors import InputError, InvariantError, Problem
 from .evaluate import evaluate
 from .inputs import parse_now
 from .model import RuleSet
-from .money import allocate, parse_money, split
+from .money import allocate, parse_money, quantum, split
 from .trace import Trace, _plain
 from .yamlsafe import json_path
 
@@ -90,8 +90,9 @@ class Refund:
     returned_value: Decimal          # what the returned units (and shipping, on cancellation) paid
     kept_due: Decimal                # what the kept order costs when evaluated again
     clawback: Decimal                # returned_value - refund
-    refund: Decimal                  # returned to tenders + forfeited
-    forfeited: Decimal
+    refund: Decimal                  # what the returned units are worth now: to_customer + forfeited
+    forfeited: Decimal               # the part owed to promotional balance lots that expired before `now`
+    to_customer: Decimal             # what actually goes back to the customer, in every tender
     kept: Decimal                    # paid - refund
     parts: tuple[RefundPart, ...]
     lost_promotions: tuple[LostPromotion, ...]   # discounts the kept order no longer earns
@@ -118,6 +119,7 @@ def refund(ruleset: RuleSet, trace: Mapping[str, Any] | Trace, returned: Mapping
     when = parse_now(now)
     currency = doc["currency"]
     money = lambda text: parse_money(text, currency)  # noqa: E731 - amounts in a schema-checked trace
+    zero = quantum(currency) * 0                       # "0.00" in USD, like every other amount
     lines = {line["id"]: line for line in doc["lines"]}
     quantities = _returned(returned, lines)
     cancelled = all(quantities.get(i, 0) == line["quantity"] for i, line in lines.items())
@@ -125,7 +127,7 @@ def refund(ruleset: RuleSet, trace: Mapping[str, Any] | Trace, returned: Mapping
     paid = money(doc["tenders"]["due"])
 
     # 1-2: what the returned units paid, and which tender paid it.
-    back = [Decimal(0)] * len(tenders)
+    back = [zero] * len(tenders)
     returned_lines = []
     for line_id in sorted(quantities):
         line = lines[line_id]
@@ -138,16 +140,16 @@ def refund(ruleset: RuleSet, trace: Mapping[str, Any] | Trace, returned: Mapping
     if cancelled:
         for i, t in enumerate(tenders):
             back[i] += money(t.get("shipping", "0"))
-    returned_value = sum(back, Decimal(0))
+    returned_value = sum(back, zero)
 
     # 3: the kept order, evaluated again.
     kept_trace = None if cancelled else _evaluate_kept(ruleset, doc, quantities)
-    kept_due = kept_trace.tenders.due if kept_trace is not None else Decimal(0)
-    refund_total = min(returned_value, max(Decimal(0), paid - kept_due))
+    kept_due = kept_trace.tenders.due if kept_trace is not None else zero
+    refund_total = min(returned_value, max(zero, paid - kept_due))
     clawback = returned_value - refund_total
 
     # 4-5: the clawback kept back in waterfall order; where each part lands.
-    parts, to_payment = [], Decimal(0)
+    parts, to_payment = [], zero
     left = clawback
     for i, t in enumerate(tenders):
         kept_back = min(left, back[i])
@@ -156,8 +158,8 @@ def refund(ruleset: RuleSet, trace: Mapping[str, Any] | Trace, returned: Mapping
         paid_by = money(t["amount"])
         if t["kind"] == "promotional_balance":
             expired = "expires_at" in t and when >= datetime.fromisoformat(t["expires_at"])
-            parts.append(RefundPart("promotional_balance", paid_by, back[i], kept_back, Decimal(0) if expired else amount,
-                                    id=t["id"], forfeited=amount if expired else Decimal(0),
+            parts.append(RefundPart("promotional_balance", paid_by, back[i], kept_back, zero if expired else amount,
+                                    id=t["id"], forfeited=amount if expired else zero,
                                     expires_at=t.get("expires_at")))
         elif t["kind"] == "points":
             value = money(t["point_value"])
@@ -169,13 +171,13 @@ def refund(ruleset: RuleSet, trace: Mapping[str, Any] | Trace, returned: Mapping
     if to_payment:
         last = parts[-1]
         parts[-1] = RefundPart(last.kind, last.paid, last.returned, last.clawback, last.amount + to_payment)
-    forfeited = sum((p.forfeited or 0 for p in parts), Decimal(0))
+    forfeited = sum((p.forfeited or 0 for p in parts), zero)
     result = Refund(cart_id=doc.get("cart_id"), account_id=doc["account_id"], currency=currency, now=when.isoformat(),
                     cancelled=cancelled, returned_lines=tuple(returned_lines), paid=paid,
                     returned_value=returned_value, kept_due=kept_due, clawback=clawback, refund=refund_total,
-                    forfeited=forfeited, kept=paid - refund_total, parts=tuple(parts),
-                    lost_promotions=_lost(doc["applied"], kept_trace, money),
-                    revoked_grants=_lost(doc["grants"], kept_trace, money))
+                    forfeited=forfeited, to_customer=refund_total - forfeited, kept=paid - refund_total,
+                    parts=tuple(parts), lost_promotions=_lost(doc["applied"], kept_trace, money, zero),
+                    revoked_grants=_lost(doc["grants"], kept_trace, money, zero))
     _check(result, paid)
     return result
 
@@ -209,11 +211,11 @@ def _evaluate_kept(ruleset: RuleSet, doc: Mapping[str, Any], quantities: Mapping
                     usage=inputs["usage"], preview=inputs["preview"])
 
 
-def _lost(earned: list[Mapping[str, Any]], kept: Trace | None, money) -> tuple[LostPromotion, ...]:
+def _lost(earned: list[Mapping[str, Any]], kept: Trace | None, money, zero: Decimal) -> tuple[LostPromotion, ...]:
     """The order's discounts (or grants) missing from the kept order's evaluation, with its reason;
     on a cancellation, all of them."""
     if kept is None:
-        return tuple(LostPromotion(a["promotion"], a["name"], money(a["amount"]), Decimal(0), None,
+        return tuple(LostPromotion(a["promotion"], a["name"], money(a["amount"]), zero, None,
                                    "The order was cancelled.") for a in earned)
     still = {a.promotion for a in kept.applied} | {g.promotion for g in kept.grants}
     why = {n.promotion: n for n in kept.not_applied}
@@ -221,14 +223,15 @@ def _lost(earned: list[Mapping[str, Any]], kept: Trace | None, money) -> tuple[L
     for a in earned:
         if a["promotion"] not in still:
             n = why.get(a["promotion"])
-            out.append(LostPromotion(a["promotion"], a["name"], money(a["amount"]), Decimal(0),
+            out.append(LostPromotion(a["promotion"], a["name"], money(a["amount"]), zero,
                                      n.reason.value if n else None, n.message if n else None))
     return tuple(out)
 
 
 def _check(r: Refund, paid: Decimal) -> None:
     parts_total = sum((p.amount + (p.forfeited or 0) for p in r.parts), Decimal(0))
-    if r.refund + r.kept != paid or parts_total != r.refund or r.refund < 0 or r.kept < 0:
+    if r.refund + r.kept != paid or parts_total != r.refund or r.refund < 0 or r.kept < 0 or \
+            r.to_customer + r.forfeited != r.refund:
         raise InvariantError(f"refund {r.refund} + kept {r.kept} != paid {paid}, or parts sum to {parts_total}")
     for p in r.parts:
         if min(p.amount, p.returned, p.clawback) < 0 or p.returned > p.paid or p.clawback > p.returned:

@@ -111,7 +111,7 @@ def pay(cart: Cart, account: Account, now: datetime, owed: Mapping[str, Decimal]
     not_gift_cards = [line for line in cart.lines if line.product_type != "gift_card"]
     card = account.gift_card
     if card is not None:
-        what = "Gift card balance"
+        what = "The gift card balance"
         reason, values = _plain_reason(card.currency, currency, card.amount == 0, due.open(not_gift_cards, has_shipping),
                                        not_gift_cards, has_shipping)
         if reason is None:
@@ -125,7 +125,7 @@ def pay(cart: Cart, account: Account, now: datetime, owed: Mapping[str, Decimal]
 
     points = account.points
     if points is not None:
-        what = "Points"
+        what = "The points balance"
         available = points.balance if points.use is None else points.use
         open_ = due.open(not_gift_cards, has_shipping)
         reason, values = _plain_reason(points.currency, currency, points.balance == 0, open_, not_gift_cards,
