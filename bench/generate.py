@@ -53,8 +53,8 @@ def _reward(rnd: random.Random) -> dict:
     return {"type": kind}
 
 
-def _targets(rnd: random.Random, categories: tuple[str, ...]) -> dict:
-    roll = rnd.random()
+def _targets(rnd: random.Random, categories: tuple[str, ...], by_category_only: bool = False) -> dict:
+    roll = rnd.random() * (0.75 if by_category_only else 1)
     if roll < 0.60:
         include: object = {"categories": [rnd.choice(categories)]}
     elif roll < 0.75:
@@ -72,7 +72,8 @@ def _targets(rnd: random.Random, categories: tuple[str, ...]) -> dict:
 
 
 def promotion(rnd: random.Random, index: int, regions: tuple[str, ...], categories: tuple[str, ...],
-              prefix: str = "p") -> dict:
+              prefix: str = "p", elsewhere: bool = False) -> dict:
+    """One promotion; `elsewhere` ones always require one of `regions` and target only `categories`."""
     pid = f"{prefix}{index:05d}"
     doc: dict = {"id": pid, "name": f"Promotion {pid}", "status": "active" if rnd.random() < 0.95 else "paused",
                  "currency": "JPY"}
@@ -84,7 +85,7 @@ def promotion(rnd: random.Random, index: int, regions: tuple[str, ...], categori
     elif roll < 0.30:
         doc["window"] = {"starts": "2026-10-01T00:00:00+09:00", "ends": "2026-11-01T00:00:00+09:00"}
     terms = []
-    if rnd.random() < 0.80:  # most promotions are for one market
+    if elsewhere or rnd.random() < 0.80:  # most promotions are for one market
         terms.append({"name": "region", "operator": "equal_to", "value": rnd.choice(regions)})
     if rnd.random() < 0.10:
         terms.append({"name": "sales_channel", "operator": "equal_to", "value": rnd.choice(CHANNELS)})
@@ -97,7 +98,7 @@ def promotion(rnd: random.Random, index: int, regions: tuple[str, ...], categori
                                "value": ["vip", "staff"]}]})
     if terms:
         doc["eligibility"] = {"all": terms}
-    doc["targets"] = _targets(rnd, categories)
+    doc["targets"] = _targets(rnd, categories, by_category_only=elsewhere)
     doc["reward"] = _reward(rnd)
     doc["stacking"] = {"priority": rnd.randint(0, 100), "exclusive": rnd.random() < 0.10}
     if rnd.random() < 0.2:
@@ -113,7 +114,8 @@ def ruleset_docs(count: int, seed: int, out_of_scope: int = 0) -> list[dict]:
     rnd = random.Random(seed)
     docs = [promotion(rnd, i, REGIONS, CATEGORIES) for i in range(count)]
     other = random.Random(seed + 1)
-    docs += [promotion(other, i, OTHER_REGIONS, OTHER_CATEGORIES, prefix="x") for i in range(out_of_scope)]
+    docs += [promotion(other, i, OTHER_REGIONS, OTHER_CATEGORIES, prefix="x", elsewhere=True)
+             for i in range(out_of_scope)]
     return docs
 
 
