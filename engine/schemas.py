@@ -240,7 +240,13 @@ def _compile(node: dict, root: dict, refs: dict, exact: bool) -> Any:  # noqa: C
                       (all(isinstance(i, str) for i in v) and len(set(v)) == len(v)))
     if "items" in node:
         item = sub(node["items"])
-        checks.append(lambda v: not isinstance(v, list) or all(item(i) for i in v))
+        def each_item(v: Any) -> bool:
+            if isinstance(v, list):
+                for i in v:
+                    if not item(i):
+                        return False
+            return True
+        checks.append(each_item)
     if "minProperties" in node:
         checks.append(lambda v, x=node["minProperties"]: not isinstance(v, dict) or len(v) >= x)
     if "required" in node:
@@ -263,4 +269,13 @@ def _compile(node: dict, root: dict, refs: dict, exact: bool) -> Any:  # noqa: C
                     return False
             return True
         checks.append(check_properties)
-    return lambda v: all(check(v) for check in checks)
+    if len(checks) == 1:
+        return checks[0]
+    checks_tuple = tuple(checks)
+
+    def every(v: Any) -> bool:
+        for check in checks_tuple:
+            if not check(v):
+                return False
+        return True
+    return every
