@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test golden validate clean
+.PHONY: demo test golden validate bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 # Rewrites tests/golden/*/expected.json from the engine's output. Review the diff before committing.
 golden: $(STAMP)
 	$(PY) -m pytest -q tests/test_golden.py --update-golden
+
+# Seeded synthetic rule sets and carts, evaluate() against business-rules' engine; a few minutes.
+bench: $(STAMP)
+	$(PY) -m bench.run
 
 validate: $(STAMP)
 	$(VENV)/bin/promo validate rules

@@ -7,6 +7,7 @@
 """
 from .errors import InputError, InvariantError, Problem, PromoError, RuleFileError
 from .evaluate import evaluate
+from .holder import RuleSetHolder
 from .inputs import parse_account, parse_cart, read_json
 from .model import RuleSet, Usage
 from .reasons import Reason
@@ -15,5 +16,5 @@ from .trace import Trace
 
 __all__ = [
     "InputError", "InvariantError", "Problem", "PromoError", "Reason", "RuleFileError", "RuleSet",
-    "Trace", "Usage", "evaluate", "load_ruleset", "parse_account", "parse_cart", "read_json",
+    "RuleSetHolder", "Trace", "Usage", "evaluate", "load_ruleset", "parse_account", "parse_cart", "read_json",
 ]

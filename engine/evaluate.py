@@ -3,8 +3,9 @@ no mutation of its inputs; the same inputs give the same trace, byte for byte.
 
 The order of work, which the README states for users:
 1. Check the inputs (a bad cart, account, code list or `now` raises InputError; nothing is decided).
-2. Scope: a promotion is considered when its code was entered, or it is automatic and targets at
-   least one line; the rest are only counted, by reason.
+2. Scope: a promotion is considered when its code was entered, or it is automatic, its required
+   region and channel match, and it targets at least one line; the rest are only counted, by
+   reason. The rule set's candidate index (engine/index.py) finds them without a scan.
 3. Gates that do not depend on other promotions: status, currency, window, usage limits, budget,
    targeted lines.
 4. Stages, in order: item, order, shipping; within a stage, priority (higher first), then id.
@@ -20,11 +21,12 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
 from .conditions import LeafResult
 from .errors import InputError, InvariantError, Problem
+from .index import Scope
 from .inputs import parse_account, parse_cart, parse_codes, parse_now, parse_usage
 from .model import STAGE_ORDER, Account, Cart, Line, Promotion, RuleSet, Stage, Usage
 from .money import allocate, format_money, minor_unit, quantum, round_to_minor
@@ -46,34 +48,46 @@ def evaluate(ruleset: RuleSet, cart: Mapping[str, Any], account: Mapping[str, An
     customer_uses, budget_spent); `None` means nothing has been used. `preview` names draft or
     paused promotions to treat as active, for marketers trying a promotion before it goes live.
     """
+    return evaluate_with(indexed_scope, ruleset, cart, account, codes=codes, now=now, usage=usage, preview=preview)
+
+
+ScopeFinder = Callable[[RuleSet, Cart, Account, set[str]], Scope]
+
+
+def indexed_scope(ruleset: RuleSet, cart: Cart, account: Account, entered_codes: set[str]) -> Scope:
+    """The promotions this cart could get, found through the rule set's candidate index."""
+    return ruleset.index.scope(ruleset.promotions, ruleset.codes, cart.lines, account.region, cart.channel,
+                               entered_codes)
+
+
+def evaluate_with(find_scope: ScopeFinder, ruleset: RuleSet, cart: Mapping[str, Any], account: Mapping[str, Any], *,
+                  codes: Iterable[str] = (), now: datetime | str, usage: Mapping[str, Any] | None = None,
+                  preview: Iterable[str] = ()) -> Trace:
+    """`evaluate`, with the scope step given: the tests pass a plain scan of every promotion and line
+    (tests/oracle.py) and check that it gives the same trace as the index."""
     when = parse_now(now)
     the_cart = parse_cart(cart, ruleset)
     the_account = parse_account(account, ruleset)
     entered = parse_codes(codes)
     used = parse_usage(usage, ruleset)
     previewed = _parse_preview(preview, ruleset)
-    ctx = _Context.build(ruleset, the_cart, the_account, when, used, previewed)
+    code_results, entered_codes = _match_codes(ruleset, entered)
+    scope = find_scope(ruleset, the_cart, the_account, entered_codes)
+    ctx = _Context.build(ruleset, the_cart, the_account, when, used, previewed, scope.targeted)
 
-    code_results, entered_codes = _match_codes(ruleset, entered, ctx)
     gated: list[NotApplied] = []
     live: list[Promotion] = []
-    out_of_scope: Counter[str] = Counter()
-    for promotion in ruleset.promotions.values():
-        if promotion.code is not None and promotion.code not in entered_codes:
-            out_of_scope[Reason.CODE_NOT_ENTERED.value] += 1
-        elif promotion.code is None and not ctx.targeted[promotion.id]:
-            out_of_scope[Reason.NO_ELIGIBLE_ITEMS.value] += 1
+    for promotion in scope.considered:
+        refusal = _gate(promotion, ctx)
+        if refusal is None:
+            live.append(promotion)
         else:
-            refusal = _gate(promotion, ctx)
-            if refusal is None:
-                live.append(promotion)
-            else:
-                gated.append(refusal)
+            gated.append(refusal)
 
     outcome = _resolve(live, ctx)
     not_applied = sorted(gated + outcome.not_applied, key=lambda n: _order(ctx.ruleset.promotions[n.promotion]))
     inputs = Inputs(the_cart, the_account, entered, tuple(sorted(used.items())), tuple(sorted(previewed)))
-    return _trace(ctx, code_results, outcome, not_applied, out_of_scope, inputs)
+    return _trace(ctx, code_results, outcome, not_applied, scope.out_of_scope, inputs)
 
 
 # --- context -------------------------------------------------------------------------------------
@@ -86,17 +100,15 @@ class _Context:
     now: datetime
     usage: Mapping[str, Usage]
     previewed: frozenset[str]
-    targeted: Mapping[str, tuple[Line, ...]]
+    targeted: Mapping[str, tuple[Line, ...]]   # the considered promotions' targeted lines, in cart order
     local_date: str
     local_weekday: str
     local_hour: int
 
     @staticmethod
     def build(ruleset: RuleSet, cart: Cart, account: Account, now: datetime, usage: Mapping[str, Usage],
-              previewed: frozenset[str]) -> "_Context":
+              previewed: frozenset[str], targeted: Mapping[str, tuple[Line, ...]]) -> "_Context":
         local = now.astimezone(ZoneInfo(account.time_zone))
-        targeted = {pid: tuple(line for line in cart.lines if p.targets.matches(line))
-                    for pid, p in ruleset.promotions.items()}
         return _Context(ruleset, cart, account, now, usage, previewed, targeted,
                         local.date().isoformat(), WEEKDAYS[local.weekday()], local.hour)
 
@@ -131,7 +143,7 @@ def _order(promotion: Promotion) -> tuple:
 
 # --- codes and gates -----------------------------------------------------------------------------
 
-def _match_codes(ruleset: RuleSet, entered: tuple[str, ...], ctx: _Context) -> tuple[tuple[CodeResult, ...], set[str]]:
+def _match_codes(ruleset: RuleSet, entered: tuple[str, ...]) -> tuple[tuple[CodeResult, ...], set[str]]:
     results: list[CodeResult] = []
     seen: set[str] = set()
     for raw in entered:

@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Mapping
 
 from .conditions import Condition
+from .index import CandidateIndex
 
 
 class Stage(str, Enum):
@@ -136,6 +137,11 @@ class RuleSet:
     locale: str
     version: str              # sha256 over the rule files' names and bytes
     codes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # normalised code -> promotion ids
+    index: CandidateIndex = field(init=False, repr=False, compare=False)  # derived from `promotions`
+
+    def __post_init__(self) -> None:
+        # Built with the rule set, so a RuleSet never exists without the index that matches it.
+        object.__setattr__(self, "index", CandidateIndex.build(self.promotions.values()))
 
 
 @dataclass(frozen=True)

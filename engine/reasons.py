@@ -17,6 +17,7 @@ class Reason(str, Enum):
     BUDGET_EXHAUSTED = "budget_exhausted"
     NO_ELIGIBLE_ITEMS = "no_eligible_items"
     REGION_NOT_ELIGIBLE = "region_not_eligible"
+    CHANNEL_NOT_ELIGIBLE = "channel_not_eligible"
     CONDITION_FAILED = "condition_failed"
     MIN_SPEND_NOT_MET = "min_spend_not_met"
     MIN_QUANTITY_NOT_MET = "min_quantity_not_met"
@@ -35,6 +36,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.BUDGET_EXHAUSTED: "{name} has used up its budget of {budget}.",
     Reason.NO_ELIGIBLE_ITEMS: "Nothing in the cart is eligible for {name}.",
     Reason.REGION_NOT_ELIGIBLE: "{name} is not available in {region}.",
+    Reason.CHANNEL_NOT_ELIGIBLE: "{name} is not available on the {channel} channel.",
     Reason.CONDITION_FAILED: "The cart or account does not meet the terms of {name}.",
     Reason.MIN_SPEND_NOT_MET: "{name} needs {required} of eligible items; the cart has {measured} ({shortfall} short).",
     Reason.MIN_QUANTITY_NOT_MET: "{name} needs {required} eligible items; the cart has {measured} ({shortfall} short).",

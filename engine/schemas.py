@@ -38,6 +38,8 @@ def validator(kind: str) -> Draft202012Validator:
 
 def check(kind: str, data: Any) -> list[tuple[tuple, str]]:
     """Every schema violation, deepest first within a path, each once."""
+    if quick_valid(kind, data):  # the common case, without jsonschema's cost; the same verdict
+        return []
     seen: set[tuple] = set()
     out: list[tuple[tuple, str]] = []
     for error in validator(kind).iter_errors(data):
@@ -88,6 +90,8 @@ def _explain(error: ValidationError) -> tuple[tuple, str]:
         return path, "lists the same item twice"
     if kind == "minProperties":
         return path, "must not be empty"
+    if kind == "maxProperties":
+        return path, f"give only one of: {', '.join(sorted(error.schema.get('properties', {})))}"
     if kind in ("minLength", "maxLength"):
         return path, f"text length must be {'at least' if kind == 'minLength' else 'at most'} {expected}"
     if kind == "oneOf" and path and isinstance(found, dict) and "at" in found:
@@ -126,3 +130,158 @@ def _pattern_message(error: ValidationError) -> str:
     if description:
         return f"{found!r} is not valid: {description}"
     return f"{found!r} does not have the expected form ({error.validator_value})"
+
+
+# --- the quick check -----------------------------------------------------------------------------
+# evaluate() checks a cart and an account on every call, and jsonschema's general machinery costs
+# more than the evaluation of a large cart. `quick_valid` compiles the same schema file into plain
+# functions that answer only "certainly valid"; anything else (including a keyword the compiler does
+# not know) sends the document through `check()` above, so every error message stays jsonschema's.
+
+class _Unsupported(Exception):
+    """The schema uses a keyword the quick check does not implement: always use the full check."""
+
+
+_ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "$defs", "$comment", "default", "examples"})
+_TYPES: dict[str, Any] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def quick_valid(kind: str, data: Any) -> bool:
+    """True only if `data` certainly satisfies the schema `kind`; False means "run `check()`"."""
+    test = _quick(kind)
+    return test is not None and test(data)
+
+
+@lru_cache(maxsize=None)
+def _quick(kind: str) -> Any:
+    root = schema(kind)
+    try:
+        return _compile(root, root, {}, exact=False)
+    except _Unsupported:
+        return None
+
+
+def _compile(node: dict, root: dict, refs: dict, exact: bool) -> Any:  # noqa: C901 - one branch per keyword
+    """A function of a document. With `exact`, it must say False only for invalid documents too (it is
+    used under `not`, `if` or `oneOf`, where a wrong False would become a wrong True); otherwise
+    False may also mean "not sure"."""
+    checks: list[Any] = []
+    unknown = set(node) - _ANNOTATIONS - {"type", "enum", "const", "pattern", "minLength", "maxLength", "minimum",
+                                          "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems",
+                                          "uniqueItems", "required", "properties", "additionalProperties", "items",
+                                          "$ref", "minProperties", "maxProperties", "allOf", "anyOf", "oneOf", "not", "if", "then",
+                                          "else"}
+    if unknown:
+        raise _Unsupported(sorted(unknown))
+    if "$ref" in node:
+        ref = node["$ref"]
+        if not ref.startswith("#/$defs/"):
+            raise _Unsupported(ref)
+        name = ref[len("#/$defs/"):]
+        key = (name, exact)
+        if key not in refs:
+            refs[key] = None  # a recursive reference: compiled once, looked up at call time
+            refs[key] = _compile(root["$defs"][name], root, refs, exact)
+        checks.append(lambda v, key=key: refs[key](v))
+    sub = lambda n, exact_here=exact: _compile(n, root, refs, exact_here)  # noqa: E731
+    if "allOf" in node:
+        parts = [sub(n) for n in node["allOf"]]
+        checks.append(lambda v: all(p(v) for p in parts))
+    if "anyOf" in node:
+        parts = [sub(n, True) for n in node["anyOf"]]
+        checks.append(lambda v: any(p(v) for p in parts))
+    if "oneOf" in node:
+        parts = [sub(n, True) for n in node["oneOf"]]
+        checks.append(lambda v: sum(1 for p in parts if p(v)) == 1)
+    if "not" in node:
+        negated = sub(node["not"], True)
+        checks.append(lambda v: not negated(v))
+    if "if" in node:
+        condition = sub(node["if"], True)
+        then = sub(node["then"]) if "then" in node else (lambda v: True)
+        otherwise = sub(node["else"]) if "else" in node else (lambda v: True)
+        checks.append(lambda v: then(v) if condition(v) else otherwise(v))
+    if "type" in node:
+        names = node["type"] if isinstance(node["type"], list) else [node["type"]]
+        tests = [_TYPES[n] for n in names]
+        checks.append(lambda v: any(t(v) for t in tests))
+    if "enum" in node:
+        if not all(isinstance(o, str) for o in node["enum"]):
+            raise _Unsupported("enum")
+        options = frozenset(node["enum"])
+        checks.append(lambda v: isinstance(v, str) and v in options)
+    if "const" in node:
+        if not isinstance(node["const"], str):
+            raise _Unsupported("const")
+        const = node["const"]
+        checks.append(lambda v: isinstance(v, str) and v == const)
+    if "pattern" in node:
+        search = re.compile(node["pattern"]).search
+        checks.append(lambda v: not isinstance(v, str) or search(v) is not None)
+    for key, holds in (("minLength", lambda n, x: len(n) >= x), ("maxLength", lambda n, x: len(n) <= x)):
+        if key in node:
+            checks.append(lambda v, x=node[key], holds=holds: not isinstance(v, str) or holds(v, x))
+    for key, holds in (("minimum", lambda n, x: n >= x), ("maximum", lambda n, x: n <= x),
+                       ("exclusiveMinimum", lambda n, x: n > x), ("exclusiveMaximum", lambda n, x: n < x)):
+        if key in node:
+            checks.append(lambda v, x=node[key], holds=holds:
+                          not _TYPES["number"](v) or holds(v, x))
+    for key, holds in (("minItems", lambda n, x: len(n) >= x), ("maxItems", lambda n, x: len(n) <= x)):
+        if key in node:
+            checks.append(lambda v, x=node[key], holds=holds: not isinstance(v, list) or holds(v, x))
+    if node.get("uniqueItems"):
+        if exact:
+            raise _Unsupported("uniqueItems under not/if/oneOf")
+        checks.append(lambda v: not isinstance(v, list) or
+                      (all(isinstance(i, str) for i in v) and len(set(v)) == len(v)))
+    if "items" in node:
+        item = sub(node["items"])
+        def each_item(v: Any) -> bool:
+            if isinstance(v, list):
+                for i in v:
+                    if not item(i):
+                        return False
+            return True
+        checks.append(each_item)
+    if "minProperties" in node:
+        checks.append(lambda v, x=node["minProperties"]: not isinstance(v, dict) or len(v) >= x)
+    if "maxProperties" in node:
+        checks.append(lambda v, x=node["maxProperties"]: not isinstance(v, dict) or len(v) <= x)
+    if "required" in node:
+        required = tuple(node["required"])
+        checks.append(lambda v: not isinstance(v, dict) or all(k in v for k in required))
+    properties = {k: sub(s) for k, s in node.get("properties", {}).items()}
+    extra = node.get("additionalProperties", True)
+    if extra is not True and extra is not False:
+        raise _Unsupported("additionalProperties schema")
+    if properties or extra is False:
+        def check_properties(v: Any) -> bool:
+            if not isinstance(v, dict):
+                return True
+            for key, value in v.items():
+                test = properties.get(key)
+                if test is None:
+                    if extra is False:
+                        return False
+                elif not test(value):
+                    return False
+            return True
+        checks.append(check_properties)
+    if len(checks) == 1:
+        return checks[0]
+    checks_tuple = tuple(checks)
+
+    def every(v: Any) -> bool:
+        for check in checks_tuple:
+            if not check(v):
+                return False
+        return True
+    return every

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+import yaml.composer
+import yaml.constructor
+import yaml.resolver
+if getattr(yaml, "__with_libyaml__", False):
+    import yaml.cyaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -48,18 +53,21 @@ class Positions(dict):
         return self.get(path, Spot(1, 1, None))
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's C parser when PyYAML has it (it parses a rule file several times faster), under our own
+# Python composer below either way, so the refusals and positions are the same.
+_Parser = yaml.cyaml.CParser if getattr(yaml, "__with_libyaml__", False) else None
+
+
+class _Checks:
+    """What the composer refuses, whichever parser feeds it events."""
+
     yaml_implicit_resolvers = {
         first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
 
-    def __init__(self, stream: str):
-        super().__init__(stream)
-        self._depth = 0
-
     def compose_node(self, parent: Node | None, index: Any) -> Node:
-        if self.check_event(AliasEvent):
+        if self.check_event(AliasEvent):  # type: ignore[attr-defined]
             mark = self.peek_event().start_mark
             raise _Refused("YAML aliases (*name) are not allowed in rule files; write the value out", mark)
         event = self.peek_event()
@@ -70,9 +78,30 @@ class _Loader(yaml.SafeLoader):
         if self._depth > MAX_DEPTH:
             raise _Refused(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
         try:
-            return super().compose_node(parent, index)
+            return super().compose_node(parent, index)  # type: ignore[misc]
         finally:
             self._depth -= 1
+
+
+class _PyLoader(_Checks, yaml.SafeLoader):
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+
+if _Parser is not None:
+    class _CLoader(_Checks, yaml.composer.Composer, _Parser, yaml.constructor.SafeConstructor,  # type: ignore
+                   yaml.resolver.Resolver):
+        def __init__(self, stream: str):
+            _Parser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self._depth = 0
+
+    _Loader: type = _CLoader
+else:
+    _Loader = _PyLoader
 
 
 class _Refused(Exception):

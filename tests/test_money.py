@@ -2,7 +2,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from engine.money import (MoneyError, allocate, format_money, minor_unit, parse_decimal, parse_money, quantum,
                           round_to_minor)
@@ -101,3 +101,35 @@ def test_when_rounding_lowers_the_total_lines_keep_their_exact_share_rounded_dow
 def test_a_cap_below_the_rounded_down_shares_scales_them_first():
     parts = allocate(Decimal(50), [Fraction(60), Fraction(40)], ["a", "b"], "JPY")
     assert parts == [Decimal(30), Decimal(20)]
+
+
+def _allocate_with_fractions(total, weights, keys, currency):
+    """allocate() as first written, over Fractions: kept as the oracle for the integer version."""
+    q = Fraction(quantum(currency))
+    units_total = Fraction(total) / q
+    exact = [w / q for w in weights]
+    exact_sum = sum(exact, Fraction(0))
+    if exact_sum == 0:
+        return [Decimal(0).quantize(quantum(currency))] * len(weights)
+    shares = exact
+    if sum(e.__floor__() for e in exact) > units_total:
+        shares = [e * units_total / exact_sum for e in exact]
+    floors = [s.__floor__() for s in shares]
+    left = int(units_total) - sum(floors)
+    order = sorted((i for i in range(len(shares)) if shares[i] != floors[i]),
+                   key=lambda i: (-(shares[i] - floors[i]), keys[i]))
+    for i in order[:left]:
+        floors[i] += 1
+    return [(Decimal(u) * quantum(currency)).quantize(quantum(currency)) for u in floors]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(["JPY", "USD", "KWD"]),
+       st.lists(st.fractions(min_value=0, max_value=500, max_denominator=3000), min_size=1, max_size=8),
+       st.integers(0, 10**6), st.randoms())
+def test_allocate_over_integers_agrees_with_allocate_over_fractions(currency, weights, cap, rnd):
+    from engine.money import round_to_minor
+    keys = [f"L{i}" for i in rnd.sample(range(20), len(weights))]
+    rounded = round_to_minor(sum(weights, Fraction(0)), currency, "half_up")
+    total = min(rounded, (Decimal(cap) * quantum(currency)).quantize(quantum(currency)))
+    assert allocate(total, weights, keys, currency) == _allocate_with_fractions(total, weights, keys, currency)

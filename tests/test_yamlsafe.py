@@ -1,5 +1,6 @@
 import pytest
 
+from engine import yamlsafe
 from engine.yamlsafe import MAX_DEPTH, MAX_FILE_BYTES, YamlProblems, load
 
 
@@ -49,3 +50,24 @@ def test_malformed_yaml_names_the_line():
 
 def test_empty_file_is_an_error():
     assert "empty" in problems("# nothing\n")[0].message
+
+
+DOCUMENTS = [
+    "id: a\nlist: [1, 2]\nnested:\n  key: \"NO\"\n  when: 2026-11-01\n",
+    "a: &x 1\nb: *x\n", "a: !!python/object:os.system x\n", "a: 1\na: 2\n", "<<: {a: 1}\n",
+    "a: [\n", "a: b: c\n", "? [1]\n: x\n", "a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 30)) + "  " * 30 + "v: 1\n",
+]
+
+
+@pytest.mark.parametrize("text", DOCUMENTS)
+def test_the_c_parser_and_the_python_parser_give_the_same_result(text, monkeypatch):
+    def outcome():
+        try:
+            data, positions = yamlsafe.load(text, "f.yaml")
+            return data, dict(positions)
+        except yamlsafe.YamlProblems as exc:
+            return [(p.line, p.column, p.path, p.message.split(":")[0]) for p in exc.problems]
+
+    fast = outcome()
+    monkeypatch.setattr(yamlsafe, "_Loader", yamlsafe._PyLoader)
+    assert outcome() == fast

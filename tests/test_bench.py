@@ -1,0 +1,33 @@
+"""The benchmark's inputs are what it says: seeded, valid, and the baseline runs on them."""
+import random
+from datetime import datetime
+
+from bench import baseline, generate
+from engine import evaluate
+from engine.ruleset import build_ruleset
+
+
+def test_the_generator_is_seeded_and_its_rule_sets_load():
+    docs = generate.ruleset_docs(40, 5, out_of_scope=20)
+    assert generate.files_of(docs) == generate.files_of(generate.ruleset_docs(40, 5, out_of_scope=20))
+    assert docs[:40] == generate.ruleset_docs(40, 5)   # the in-scope part does not depend on the rest
+    rules = build_ruleset(generate.files_of(docs))
+    assert len(rules.promotions) == 60
+
+
+def test_promotions_for_other_markets_are_out_of_scope_for_every_benchmark_cart():
+    docs = generate.ruleset_docs(30, 5, out_of_scope=200)
+    rules = build_ruleset(generate.files_of(docs))
+    rnd = random.Random(1)
+    for _ in range(5):
+        trace = evaluate(rules, generate.cart(rnd, 20), generate.account(rnd), codes=[], now=generate.NOW)
+        listed = {a.promotion for a in trace.applied} | {n.promotion for n in trace.not_applied}
+        assert not any(pid.startswith("x") for pid in listed)
+
+
+def test_the_business_rules_baseline_runs_on_the_same_inputs():
+    docs = generate.ruleset_docs(30, 5)
+    rnd = random.Random(2)
+    total = baseline.evaluate_with_business_rules(baseline.prepare(docs), generate.cart(rnd, 10), generate.account(rnd),
+                                                  [], datetime.fromisoformat(generate.NOW))
+    assert total >= 0

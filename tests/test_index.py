@@ -1,0 +1,189 @@
+"""The candidate index finds exactly the promotions a plain scan of every promotion and line finds,
+counts the others by the same reasons, and so gives the same trace, byte for byte."""
+from __future__ import annotations
+
+import importlib
+
+import yaml
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from engine import evaluate
+from engine.ruleset import build_ruleset
+
+from .oracle import evaluate_plainly, scanned_scope
+from .test_evaluate import money, rewards
+
+NOW = "2026-11-21T10:00:00+09:00"
+CATEGORIES = ["a", "b", "c", "d"]
+BRANDS = ["acme", "zen"]
+SKUS = ["S1", "S2", "S3"]
+REGIONS = ["JP", "US", "KR"]
+CHANNELS = ["web", "app", "store"]
+
+
+def region_leaf(draw):
+    operator = draw(st.sampled_from(["equal_to", "equal_to_case_insensitive", "starts_with", "ends_with", "non_empty"]))
+    leaf = {"name": "region", "operator": operator}
+    if operator != "non_empty":
+        leaf["value"] = draw(st.sampled_from(REGIONS))
+    return leaf
+
+
+def channel_leaf(draw):
+    operator = draw(st.sampled_from(["equal_to", "equal_to_case_insensitive", "starts_with"]))
+    return {"name": "sales_channel", "operator": operator, "value": draw(st.sampled_from(CHANNELS))}
+
+
+@st.composite
+def eligibility(draw, currency):
+    """Region and channel leaves at the top, nested in `all`s, or inside an `any` (where they rule nothing out)."""
+    spend = {"name": "eligible_subtotal", "operator": "greater_than_or_equal_to", "value": money(draw, currency, 1, 60)}
+    parts = []
+    for make in (region_leaf, channel_leaf):
+        where = draw(st.sampled_from(["none", "top", "nested", "any"]))
+        leaf = make(draw)
+        if where == "top":
+            parts.append(leaf)
+        elif where == "nested":
+            parts.append({"all": [leaf, {"name": "order_count", "operator": "less_than", "value": 50}]})
+        elif where == "any":
+            parts.append({"any": [leaf, {"name": "customer_tier", "operator": "equal_to", "value": "prime"}]})
+    if draw(st.booleans()):
+        parts.append(spend)
+    shape = draw(st.sampled_from(["all", "single", "none"]))
+    if not parts or shape == "none":
+        return None
+    if shape == "single" and len(parts) == 1:
+        return parts[0]
+    return {"all": parts}
+
+
+@st.composite
+def targets(draw):
+    include = draw(st.sampled_from(["all", "categories", "skus", "brands", "mixed"]))
+    if include == "all":
+        doc: dict = {"include": "all"}
+    elif include == "mixed":
+        doc = {"include": {"categories": draw(st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=2, unique=True)),
+                           "skus": draw(st.lists(st.sampled_from(SKUS), min_size=1, max_size=2, unique=True)),
+                           "brands": [draw(st.sampled_from(BRANDS))]}}
+    else:
+        pool = {"categories": CATEGORIES, "skus": SKUS, "brands": BRANDS}[include]
+        doc = {"include": {include: draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2, unique=True))}}
+    exclude = draw(st.sampled_from([None, {"sellers": ["third_party"]}, {"product_types": ["digital"]},
+                                    {"categories": ["b"]}, {"skus": ["S2"]}, {"brands": ["zen"]}]))
+    if exclude:
+        doc["exclude"] = exclude
+    return doc
+
+
+@st.composite
+def scenarios(draw):
+    currency = draw(st.sampled_from(["JPY", "USD"]))
+    files = {"r/_settings.yaml": b"currencies: [JPY, USD]\n"}
+    codes = []
+    for i in range(draw(st.integers(1, 10))):
+        doc = {"id": f"p{i}", "name": f"Promotion {i}", "status": draw(st.sampled_from(["active", "active", "paused"])),
+               "currency": currency, "targets": draw(targets()), "reward": draw(rewards(currency)),
+               "stacking": {"priority": draw(st.integers(0, 3)), "exclusive": draw(st.sampled_from([False, False, True]))}}
+        tree = draw(eligibility(currency))
+        if tree is not None:
+            doc["eligibility"] = tree
+        if draw(st.integers(0, 3)) == 0:
+            doc["code"] = f"CODE{i}"
+            codes.append(doc["code"])
+        files[f"r/p{i}.yaml"] = yaml.safe_dump(doc, sort_keys=False).encode()
+    lines = []
+    for i in range(draw(st.integers(0, 6))):
+        line = {"id": f"L{i}", "sku": draw(st.sampled_from(SKUS + ["S9"])), "category": draw(st.sampled_from(CATEGORIES)),
+                "seller": draw(st.sampled_from(["first_party", "third_party"])),
+                "product_type": draw(st.sampled_from(["physical", "digital"])),
+                "unit_price": money(draw, currency, 1, 40), "quantity": draw(st.integers(1, 4))}
+        brand = draw(st.sampled_from(BRANDS + [None]))
+        if brand:
+            line["brand"] = brand
+        lines.append(line)
+    cart = {"currency": currency, "channel": draw(st.sampled_from(CHANNELS)), "lines": lines,
+            "shipping": {"method": "standard", "price": money(draw, currency, 0, 10)}}
+    account = {"id": "a", "region": draw(st.sampled_from(REGIONS)), "tier": draw(st.sampled_from(["standard", "prime"])),
+               "order_count": draw(st.integers(0, 3)), "time_zone": "Asia/Tokyo"}
+    entered = draw(st.lists(st.sampled_from(codes + ["NOPE"]), max_size=3)) if codes else []
+    return build_ruleset(files), cart, account, entered
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_the_index_gives_the_same_trace_as_scanning_every_promotion_and_line(scenario):
+    rules, cart, account, codes = scenario
+    indexed = evaluate(rules, cart, account, codes=codes, now=NOW)
+    plain = evaluate_plainly(rules, cart, account, codes=codes, now=NOW)
+    assert indexed.to_json() == plain.to_json()
+    listed = len(indexed.applied) + len(indexed.not_applied) + len(indexed.grants)
+    assert listed + sum(count for _, count in indexed.out_of_scope) == len(rules.promotions)
+
+
+def _rules(docs):
+    files = {"r/_settings.yaml": b"currencies: [JPY]\n"}
+    for doc in docs:
+        base = {"name": doc["id"], "status": "active", "currency": "JPY",
+                "reward": {"type": "percent_off", "percent": 10}, "stacking": {"priority": 1, "exclusive": False}}
+        files[f"r/{doc['id']}.yaml"] = yaml.safe_dump({**base, **doc}).encode()
+    return build_ruleset(files)
+
+
+JP_ACCOUNT = {"id": "a", "region": "JP", "tier": "standard", "order_count": 1, "time_zone": "Asia/Tokyo"}
+ONE_LINE = {"currency": "JPY", "channel": "web", "lines": [{"id": "L1", "sku": "S1", "category": "a", "seller": "first_party",
+                                                            "product_type": "physical", "unit_price": "1000", "quantity": 1}]}
+
+
+def only(region):
+    return {"all": [{"name": "region", "operator": "equal_to", "value": region}]}
+
+
+def test_promotions_for_other_regions_are_counted_and_never_gated(monkeypatch):
+    ev = importlib.import_module("engine.evaluate")  # the module; `engine.evaluate` is the function
+    gated = []
+    real_gate = ev._gate
+    monkeypatch.setattr(ev, "_gate", lambda p, ctx: gated.append(p.id) or real_gate(p, ctx))
+    rules = _rules([{"id": "jp", "targets": {"include": {"categories": ["a"]}}, "eligibility": only("JP")}] +
+                   [{"id": f"us{i}", "targets": {"include": {"categories": ["a"]}}, "eligibility": only("US")}
+                    for i in range(50)])
+    trace = evaluate(rules, ONE_LINE, JP_ACCOUNT, now=NOW)
+    assert gated == ["jp"]
+    assert [a.promotion for a in trace.applied] == ["jp"]
+    assert dict(trace.out_of_scope) == {"region_not_eligible": 50}
+
+
+def test_region_rules_out_before_targets_and_channel_before_targets():
+    rules = _rules([
+        {"id": "us-other-category", "targets": {"include": {"categories": ["z"]}}, "eligibility": only("US")},
+        {"id": "app-only", "targets": {"include": "all"},
+         "eligibility": {"name": "sales_channel", "operator": "equal_to", "value": "app"}},
+        {"id": "nothing-targeted", "targets": {"include": {"skus": ["NOPE"]}}}])
+    trace = evaluate(rules, ONE_LINE, JP_ACCOUNT, now=NOW)
+    assert dict(trace.out_of_scope) == {"region_not_eligible": 1, "channel_not_eligible": 1, "no_eligible_items": 1}
+
+
+def test_a_region_leaf_inside_any_rules_nothing_out_and_is_listed_with_its_reason():
+    rules = _rules([{"id": "us-or-prime", "targets": {"include": "all"}, "eligibility": {"any": [
+        {"name": "region", "operator": "equal_to", "value": "US"},
+        {"name": "customer_tier", "operator": "equal_to", "value": "prime"}]}}])
+    trace = evaluate(rules, ONE_LINE, JP_ACCOUNT, now=NOW)
+    assert trace.out_of_scope == ()
+    assert [(n.promotion, n.reason.value) for n in trace.not_applied] == [("us-or-prime", "region_not_eligible")]
+
+
+def test_an_entered_code_is_considered_whatever_its_region():
+    rules = _rules([{"id": "us-code", "code": "USA", "targets": {"include": "all"}, "eligibility": only("US")}])
+    trace = evaluate(rules, ONE_LINE, JP_ACCOUNT, codes=["usa"], now=NOW)
+    assert [(n.promotion, n.reason.value) for n in trace.not_applied] == [("us-code", "region_not_eligible")]
+    assert evaluate(rules, ONE_LINE, JP_ACCOUNT, now=NOW).out_of_scope == (("code_not_entered", 1),)
+
+
+def test_a_line_included_twice_by_one_promotion_is_targeted_once():
+    rules = _rules([{"id": "both", "targets": {"include": {"categories": ["a"], "skus": ["S1"]}}}])
+    from engine.inputs import parse_account, parse_cart
+    cart, account = parse_cart(ONE_LINE, rules), parse_account(JP_ACCOUNT, rules)
+    indexed = rules.index.scope(rules.promotions, rules.codes, cart.lines, "JP", "web", set())
+    assert [line.id for line in indexed.targeted["both"]] == ["L1"]
+    assert indexed == scanned_scope(rules, cart, account, set())
