@@ -34,7 +34,7 @@ MESSAGES: dict[LedgerReason, str] = {
     LedgerReason.BUDGET_EXHAUSTED: "{subject} has {left} of its budget left; this order needs {needed}.",
     LedgerReason.CODE_ALREADY_USED: "The single-use code given for {subject} is used or held by another order.",
     LedgerReason.CODE_NOT_PRESENTED: "{subject} needs one of its single-use codes; none was given to reserve().",
-    LedgerReason.BALANCE_CHANGED: "{subject} has {available} available; the order was priced with {expected}.",
+    LedgerReason.BALANCE_CHANGED: "{what} has {available} available; the order was priced with {expected}.",
     LedgerReason.UNKNOWN_ORDER: "The ledger has no order {order}.",
     LedgerReason.ORDER_RELEASED: "Order {order} was released; reserve it again under a new order id.",
     LedgerReason.ORDER_EXPIRED: "Order {order}'s reservation expired at {expires_at}; reserve it again under a new order id.",

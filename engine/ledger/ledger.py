@@ -571,7 +571,7 @@ class Ledger:
         what = f"{kind.replace('_', ' ')} {lot}".strip() + f" of {account}"
         if available != need.expected or need.amount > available:
             shown = (lambda n: f"{n} points") if kind == "points" else (lambda n: _money(n, row.currency))
-            return _refusal("balance", f"{kind} {lot}".strip(), LedgerReason.BALANCE_CHANGED, subject=what,
+            return _refusal("balance", f"{kind} {lot}".strip(), LedgerReason.BALANCE_CHANGED, what=what,
                             available=shown(available), expected=shown(need.expected)), None
         if opened:
             self._audit(conn, when, None, "balance_opened", order_id, _subject(need.subject),
