@@ -12,7 +12,7 @@ from sqlalchemy import select
 from engine import Reason, evaluate
 from engine.ledger import (CODE_REFUSED_MESSAGE, Ledger, LedgerError, LedgerReason, ReservationRefused,
                            customer_message)
-from engine.ledger.store import TABLES
+from engine.ledger.store import TABLES, reading
 
 from .ledger_support import NOW, account, cart, priced, rules
 
@@ -28,7 +28,7 @@ def ledger(ledger_db):
 
 
 def dump(ledger: Ledger) -> dict:
-    with ledger.engine.connect() as conn:
+    with reading(ledger.engine) as conn:
         return {t.name: sorted(tuple(r) for r in conn.execute(select(t))) for t in TABLES}
 
 

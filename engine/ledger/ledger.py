@@ -48,7 +48,7 @@ from ..trace import Trace
 from . import codes as pool
 from .errors import LedgerError, LedgerReason, Refusal, ReservationRefused, message
 from .store import (audit_log, balances, codes as code_table, customer_counters, make_engine, promotion_counters,
-                    reservation_items as items, reservations)
+                    reading, reservation_items as items, reservations)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_ATTEMPTS = 12          # serialization failures, deadlocks, a lost race to insert the same order id
@@ -152,7 +152,7 @@ class Ledger:
                 continue
             row = None
             if pool.looks_like_pool_code(raw):
-                with self.engine.connect() as conn:
+                with reading(self.engine) as conn:
                     row = conn.execute(select(code_table.c.promotion_id, code_table.c.state)
                                        .where(code_table.c.code_hash == pool.code_hash(raw))).first()
             promotion = self.ruleset.promotions.get(row.promotion_id) if row is not None else None
@@ -435,13 +435,13 @@ class Ledger:
 
     def balances(self, account_id: str) -> dict[tuple[str, str], Decimal | int]:
         """What the ledger holds for an account: (kind, lot id) -> available now (money, or points)."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(select(balances).where(balances.c.account_id == account_id)).all()
         return {(r.kind, r.lot_id): (r.amount - r.held if r.kind == "points"
                                      else _money_decimal(r.amount - r.held, r.currency)) for r in rows}
 
     def reservation(self, order_id: str) -> Reservation:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(reservations).where(reservations.c.order_id == order_id)).first()
             if row is None:
                 raise LedgerError(LedgerReason.UNKNOWN_ORDER, order_id)
@@ -451,13 +451,13 @@ class Ledger:
         query = select(audit_log).order_by(audit_log.c.id)
         if order_id is not None:
             query = query.where(audit_log.c.order_id == order_id)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [dict(r._mapping, delta=json.loads(r.delta)) for r in conn.execute(query)]
 
     def promotion_report(self, promotion_id: str) -> dict[str, Any]:
         """A promotion's counters, limits and code pool, for `promo ledger show`."""
         promotion = self.ruleset.promotions.get(promotion_id)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(promotion_counters)
                                .where(promotion_counters.c.promotion_id == promotion_id)).first()
             customers = conn.execute(select(func.count()).select_from(customer_counters)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import (BigInteger, Column, Engine, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+from sqlalchemy import (BigInteger, Column, Connection, Engine, ForeignKey, Index, Integer, MetaData, String, Table, Text,
                         create_engine, event)
 from sqlalchemy.pool import NullPool
 
@@ -133,11 +133,17 @@ def make_engine(db: str, pool_size: int = 8) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn):  # noqa: ANN001
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Operations take the write lock up front; reads (see `reading`) share the file with them.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("promo_read") else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
                          isolation_level="READ COMMITTED")
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads only: on SQLite it does not take the write lock."""
+    return engine.connect().execution_options(promo_read=True)
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
