@@ -27,6 +27,9 @@ find_bin() {
 }
 
 BIN="$(find_bin || true)"
+if [ -z "$BIN" ] && [ "${1:-start}" = stop ]; then
+    exit 0
+fi
 if [ -z "$BIN" ]; then
     if [ "$(id -u)" != 0 ]; then
         log "PostgreSQL is not installed and this is not root: install it (apt-get install postgresql) and retry"
