@@ -16,7 +16,6 @@ from pathlib import Path
 
 from sqlalchemy import (BigInteger, Column, Connection, Engine, ForeignKey, Index, Integer, MetaData, String, Table, Text,
                         create_engine, event)
-from sqlalchemy.pool import NullPool
 
 metadata = MetaData()
 ID = String(128)
@@ -119,8 +118,9 @@ def database_url(db: str) -> str:
 def make_engine(db: str, pool_size: int = 8) -> Engine:
     url = database_url(db)
     if url.startswith("sqlite"):
-        # NullPool: a connection per operation; SQLite connections are cheap and then never cross threads.
-        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60, "isolation_level": None})
+        # A pooled connection serves one thread at a time, so sharing it between threads is safe.
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_timeout=120,
+                               connect_args={"timeout": 60, "isolation_level": None, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record):  # noqa: ANN001 - DB-API objects
