@@ -1,4 +1,5 @@
-"""The `promo` command: `promo validate [DIR]`, `promo evaluate ...` and `promo refund ...`. Input and output live here;
+"""The `promo` command: `promo validate [DIR]`, `promo evaluate ...`, `promo refund ...`, and the ledger's
+`promo ledger init|show` and `promo codes generate` (engine/ledger/cli.py). Input and output live here;
 the clock is read here (only when --now is not given), never in the engine.
 
 Exit codes: 0 success, 1 the rule set or an input was rejected (every problem is listed), 2 usage.
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import PromoError
+from .ledger import cli as ledger_cli
 from .evaluate import evaluate
 from .inputs import read_json
 from .money import format_money
@@ -50,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     back.add_argument("--rules", default="rules", help="the rule set the order was priced with (default: rules)")
     back.add_argument("--json", action="store_true", help="print the refund as JSON")
 
+    ledger_cli.add_commands(commands)
+
     args = parser.parse_args(argv)
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
     try:
@@ -57,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(args.directory, console)
         if args.command == "refund":
             return _refund(args, console)
+        if args.command in ("ledger", "codes"):
+            return ledger_cli.run(args)
         return _evaluate(args, console)
     except PromoError as exc:
         print(str(exc), file=sys.stderr)

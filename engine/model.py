@@ -101,6 +101,17 @@ class Limits:
     total_uses: int | None = None
     uses_per_customer: int | None = None
     budget: Decimal | None = None
+    return_usage_on_cancel: bool = False   # a cancelled order gives its use back (the ledger acts on it)
+
+
+POOL_TOKEN_PREFIX = "POOL:"
+
+
+def pool_token(promotion_id: str) -> str:
+    """The code evaluate() sees for a promotion redeemed with single-use codes. Customers never type it:
+    the ledger resolves an entered pool code to it (`Ledger.resolve_codes`), and `Ledger.reserve` holds
+    the pool code itself, so typing the token gets no discount at checkout."""
+    return POOL_TOKEN_PREFIX + promotion_id.upper()
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,8 @@ class Promotion:
     exclusive: bool
     limits: Limits
     source: str               # the rule file, for messages
+    code_pool: bool = False   # redeemed with the ledger's single-use codes; `code` is then pool_token(id)
+
 
     @property
     def stage(self) -> Stage:

@@ -143,7 +143,7 @@ def refund(ruleset: RuleSet, trace: Mapping[str, Any] | Trace, returned: Mapping
     returned_value = sum(back, zero)
 
     # 3: the kept order, evaluated again.
-    kept_trace = None if cancelled else _evaluate_kept(ruleset, doc, quantities)
+    kept_trace = None if cancelled else evaluate_kept(ruleset, doc, quantities)
     kept_due = kept_trace.tenders.due if kept_trace is not None else zero
     refund_total = min(returned_value, max(zero, paid - kept_due))
     clawback = returned_value - refund_total
@@ -202,7 +202,9 @@ def _share(shares: list[Mapping[str, str]], line_id: str, money) -> Decimal:
     return next((money(s["amount"]) for s in shares if s["line"] == line_id), Decimal(0))
 
 
-def _evaluate_kept(ruleset: RuleSet, doc: Mapping[str, Any], quantities: Mapping[str, int]) -> Trace:
+def evaluate_kept(ruleset: RuleSet, doc: Mapping[str, Any], quantities: Mapping[str, int]) -> Trace:
+    """The order as if only the kept units (quantity minus `quantities` returned) had been bought, with the
+    order's own codes, usage and `now`. The ledger reads each promotion's kept amount from it."""
     inputs = doc["inputs"]
     cart = dict(inputs["cart"])
     cart["lines"] = [dict(line, quantity=line["quantity"] - quantities.get(line["id"], 0))

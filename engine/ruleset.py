@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 from . import schemas
 from .conditions import compile_condition
 from .errors import Problem, RuleFileError
-from .model import Limits, PaysFor, Promotion, Reward, RuleSet, Targets, Tier
+from .model import Limits, PaysFor, Promotion, Reward, RuleSet, Targets, Tier, pool_token
 from .money import DEFAULT_ROUNDING, MoneyError, known_currency, parse_decimal, parse_money
 from .variables import MONEY_VARIABLES
 from .yamlsafe import YAML11_BOOL_WORDS, Positions, YamlProblems, json_path, load
@@ -212,15 +212,16 @@ def _load_promotion(path: Path, data: bytes, settings: dict | None,
     limits = Limits(
         max_discount=money(("limits", "max_discount"), limits_doc["max_discount"]) if "max_discount" in limits_doc else None,
         total_uses=limits_doc.get("total_uses"), uses_per_customer=limits_doc.get("uses_per_customer"),
-        budget=money(("limits", "budget"), limits_doc["budget"]) if "budget" in limits_doc else None)
+        budget=money(("limits", "budget"), limits_doc["budget"]) if "budget" in limits_doc else None,
+        return_usage_on_cancel=limits_doc.get("return_usage_on_cancel", False))
     if c.failed:
         return None, positions
     return Promotion(
         id=doc["id"], name=doc["name"], status=doc["status"], currency=currency, starts=starts, ends=ends,
-        code=normalise_code(doc["code"]) if "code" in doc else None,
+        code=normalise_code(doc["code"]) if "code" in doc else pool_token(doc["id"]) if doc.get("code_pool") else None,
         condition=compile_condition(doc.get("eligibility")), targets=_targets(doc["targets"]), reward=reward,
         priority=doc["stacking"]["priority"], exclusive=doc["stacking"]["exclusive"], limits=limits,
-        source=str(path)), positions
+        source=str(path), code_pool=doc.get("code_pool", False)), positions
 
 
 def _when(c: _Checker, doc: dict, key: str) -> datetime | None:

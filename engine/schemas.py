@@ -219,10 +219,11 @@ def _compile(node: dict, root: dict, refs: dict, exact: bool) -> Any:  # noqa: C
         options = frozenset(node["enum"])
         checks.append(lambda v: isinstance(v, str) and v in options)
     if "const" in node:
-        if not isinstance(node["const"], str):
-            raise _Unsupported("const")
         const = node["const"]
-        checks.append(lambda v: isinstance(v, str) and v == const)
+        if not isinstance(const, (str, bool)):
+            raise _Unsupported("const")
+        # Same type as well as equal: JSON's true is not 1, and "x" is not a bool.
+        checks.append(lambda v: type(v) is type(const) and v == const)
     if "pattern" in node:
         search = re.compile(node["pattern"]).search
         checks.append(lambda v: not isinstance(v, str) or search(v) is not None)

@@ -9,3 +9,62 @@ def pytest_addoption(parser):
 @pytest.fixture
 def update_golden(request):
     return request.config.getoption("--update-golden")
+
+
+# --- the ledger's two backends -------------------------------------------------------------------
+# Every ledger test runs against SQLite (a file per test) and PostgreSQL (the server `make test` starts
+# through scripts/postgres.sh, named by PROMO_TEST_POSTGRES_URL). A PostgreSQL test never passes
+# silently without a server: it FAILS when the variable is missing or the server cannot be reached,
+# and is skipped only when asked for with PROMO_SKIP_POSTGRES=1 outside CI.
+import os  # noqa: E402
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+def postgres_url() -> str:
+    url = os.environ.get("PROMO_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("PROMO_SKIP_POSTGRES") == "1" and not os.environ.get("CI"):
+            pytest.skip("PROMO_SKIP_POSTGRES=1: PostgreSQL ledger tests skipped on request")
+        pytest.fail("PROMO_TEST_POSTGRES_URL is not set: run the tests with `make test`, which starts "
+                    "PostgreSQL (scripts/postgres.sh), or set PROMO_SKIP_POSTGRES=1 locally to skip them")
+    return url
+
+
+@pytest.fixture(scope="session")
+def _postgres_migrated():
+    """The test database, emptied and migrated once per session (so the migration itself is tested)."""
+    from sqlalchemy import text
+
+    from engine.ledger.store import TABLES, make_engine, migrate
+    url = postgres_url()
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for table in reversed(TABLES):
+                conn.execute(text(f"DROP TABLE IF EXISTS {table.name} CASCADE"))
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the server is a failure, not a skip
+        pytest.fail(f"PostgreSQL at {url} cannot be reached: {exc}")
+    migrate(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=BACKENDS)
+def ledger_db(request, tmp_path):
+    """A migrated, empty ledger database: a SQLite file path or the PostgreSQL URL."""
+    from engine.ledger.store import TABLES, make_engine, migrate
+    if request.param == "sqlite":
+        path = str(tmp_path / "ledger.db")
+        engine = make_engine(path)
+        migrate(engine)
+        engine.dispose()
+        return path
+    url = request.getfixturevalue("_postgres_migrated")
+    engine = make_engine(url)
+    from sqlalchemy import text
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE " + ", ".join(t.name for t in TABLES) + " RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url

@@ -297,3 +297,16 @@ def test_a_grant_with_an_unknown_exclusion_is_refused_with_the_choices(tmp_path)
     text = GRANT.replace("  expires: {after_days: 30}\n", "  expires: {after_days: 30}\n  pays_for: {excludes: [marketplace]}\n")
     found = one(tmp_path, text)
     assert found.path == "$.reward.pays_for.excludes[0]" and "third_party" in found.message
+
+
+def test_a_code_pool_promotion_gets_a_token_no_customer_types_and_return_usage_is_read(tmp_path):
+    text = GOOD.replace("currency: JPY\n", "currency: JPY\ncode_pool: true\n") + \
+        "limits: {total_uses: 10, return_usage_on_cancel: true}\n"
+    promotion = load_ruleset(write(tmp_path, {"books-500-off.yaml": text})).promotions["books-500-off"]
+    assert promotion.code_pool and promotion.code == "POOL:BOOKS-500-OFF"
+    assert promotion.limits.return_usage_on_cancel and promotion.limits.total_uses == 10
+
+
+def test_a_code_pool_promotion_cannot_also_have_a_shared_code(tmp_path):
+    text = GOOD.replace("currency: JPY\n", "currency: JPY\ncode_pool: true\ncode: SPRING\n")
+    assert problems(tmp_path, {"books-500-off.yaml": text})
