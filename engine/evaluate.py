@@ -299,8 +299,10 @@ def _facts(p: Promotion, state: _State, ctx: _Context) -> Facts:
 
 
 def _apply(p: Promotion, state: _State, ctx: _Context) -> NotApplied | tuple[Applied, _State, NextTier | None]:
-    variables = PromotionVariables(_facts(p, state, ctx))
-    values = {name: getattr(variables, name)() for name in p.condition.variables}
+    values: dict[str, Any] = {}
+    if p.condition.variables:   # measuring the cart costs a pass over its lines: only when a condition reads it
+        variables = PromotionVariables(_facts(p, state, ctx))
+        values = {name: getattr(variables, name)() for name in p.condition.variables}
     passed, leaves = p.condition.measure(values)
     if not passed:
         return _condition_failure(p, leaves, ctx)
