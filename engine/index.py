@@ -69,13 +69,6 @@ def _failure(regions: tuple[Leaf, ...], channels: tuple[Leaf, ...], region: str,
     return None
 
 
-def excluded(promotion: "Promotion", line: "Line") -> bool:
-    t = promotion.targets
-    return (line.category in t.exclude_categories or line.sku in t.exclude_skus
-            or (line.brand is not None and line.brand in t.exclude_brands)
-            or line.seller in t.exclude_sellers or line.product_type in t.exclude_product_types)
-
-
 def has_exclusions(promotion: "Promotion") -> bool:
     t = promotion.targets
     return bool(t.exclude_categories or t.exclude_skus or t.exclude_brands or t.exclude_sellers
@@ -117,7 +110,7 @@ class _Bucket:
             if more:  # a promotion may include a line by category and by SKU: count the line once
                 hits = tuple({p.id: p for p in hits + more}.values())
             for p in hits + self.include_all:
-                if p.id in excluding and excluded(p, line):
+                if p.id in excluding and p.targets.excludes(line):
                     continue
                 bucket = into.get(p.id)
                 if bucket is None:

@@ -39,11 +39,12 @@ class Targets:
     def matches(self, line: "Line") -> bool:
         included = self.include_all or line.category in self.categories or line.sku in self.skus \
             or (line.brand is not None and line.brand in self.brands)
-        if not included:
-            return False
-        return not (line.category in self.exclude_categories or line.sku in self.exclude_skus
-                    or (line.brand is not None and line.brand in self.exclude_brands)
-                    or line.seller in self.exclude_sellers or line.product_type in self.exclude_product_types)
+        return included and not self.excludes(line)
+
+    def excludes(self, line: "Line") -> bool:
+        return (line.category in self.exclude_categories or line.sku in self.exclude_skus
+                or (line.brand is not None and line.brand in self.exclude_brands)
+                or line.seller in self.exclude_sellers or line.product_type in self.exclude_product_types)
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,8 @@ class Lot:
 
     def order_key(self) -> tuple:
         """The waterfall's order: earliest expiry first, lots without expiry last, ties by id."""
-        return (self.expires_at is None, self.expires_at.timestamp() if self.expires_at else 0, self.id)
+        # Aware datetimes compare as instants, exactly (a float timestamp could merge microseconds).
+        return (self.expires_at is None, self.expires_at or self.granted_at, self.id)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from fractions import Fraction
 from typing import Any, Mapping
 
 from . import schemas
-from .errors import InputError, InvariantError, Problem
+from .errors import InputError, InvariantError, Problem, PromoError
 from .evaluate import evaluate
 from .inputs import parse_now
 from .model import RuleSet
@@ -116,7 +116,19 @@ def refund(ruleset: RuleSet, trace: Mapping[str, Any] | Trace, returned: Mapping
                                   f"the order was priced with rule set {doc['ruleset_version']}, not with these "
                                   f"rules ({ruleset.version}); refund it against the rule set it was priced with")],
                          "trace")
+    if doc["currency"] not in ruleset.currencies:
+        raise InputError([Problem("trace", 0, 0, "$.currency", f"{doc['currency']!r} is not one of the rule set's "
+                                                               "currencies")], "trace")
     when = parse_now(now)
+    try:
+        return _refund(ruleset, doc, returned, when)
+    except PromoError:
+        raise
+    except ValueError as exc:   # amounts finer than the currency, or shares that do not add up: a tampered trace
+        raise InputError([Problem("trace", 0, 0, "$", f"the trace is not consistent: {exc}")], "trace") from None
+
+
+def _refund(ruleset: RuleSet, doc: Mapping[str, Any], returned: Mapping[str, int], when: datetime) -> Refund:
     currency = doc["currency"]
     money = lambda text: parse_money(text, currency)  # noqa: E731 - amounts in a schema-checked trace
     zero = quantum(currency) * 0                       # "0.00" in USD, like every other amount
@@ -157,7 +169,7 @@ def refund(ruleset: RuleSet, trace: Mapping[str, Any] | Trace, returned: Mapping
         amount = back[i] - kept_back
         paid_by = money(t["amount"])
         if t["kind"] == "promotional_balance":
-            expired = "expires_at" in t and when >= datetime.fromisoformat(t["expires_at"])
+            expired = "expires_at" in t and when >= _instant(t["expires_at"])
             parts.append(RefundPart("promotional_balance", paid_by, back[i], kept_back, zero if expired else amount,
                                     id=t["id"], forfeited=amount if expired else zero,
                                     expires_at=t.get("expires_at")))
@@ -180,6 +192,13 @@ def refund(ruleset: RuleSet, trace: Mapping[str, Any] | Trace, returned: Mapping
                     revoked_grants=_lost(doc["grants"], kept_trace, money, zero))
     _check(result, paid)
     return result
+
+
+def _instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.utcoffset() is None:
+        raise ValueError(f"{text!r} has no UTC offset")
+    return moment
 
 
 def _returned(returned: Mapping[str, int], lines: Mapping[str, Any]) -> dict[str, int]:

@@ -187,3 +187,29 @@ def test_a_naive_return_time_is_refused(order):
     rules, trace = order
     with pytest.raises(InputError):
         refund(rules, trace, {"L1": 1}, "2026-11-21T10:00:00")
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda t: t["tenders"]["payment_method"].update(amount="3999.5"),                      # finer than JPY
+    lambda t: t.update(currency="EUR"),                                                     # not the rule set's
+    lambda t: t["lines"][0].update(total="999999"),                                         # shares do not add up
+])
+def test_a_schema_valid_but_inconsistent_trace_is_a_clear_error(order, tamper):
+    rules, trace = order
+    broken = json.loads(json.dumps(trace))
+    tamper(broken)
+    with pytest.raises(InputError):
+        refund(rules, broken, {"L1": 1}, NOW)
+
+
+def test_a_lot_expiry_without_offset_in_a_trace_is_a_clear_error():
+    rules = rules_with(BOOKS_500)
+    cart = {"currency": "JPY", "channel": "web", "lines": [book("L1", "2000")]}
+    account = dict(ACCOUNT, promotional_balance=[
+        {"id": "x", "amount": "300", "currency": "JPY", "granted_at": "2026-11-01T00:00:00+09:00",
+         "expires_at": "2026-12-01T00:00:00+09:00"}])
+    doc = json.loads(evaluate(rules, cart, account, now=NOW).to_json())
+    doc["tenders"]["used"][0]["expires_at"] = "2026-12-01T00:00:00"
+    with pytest.raises(InputError) as exc:
+        refund(rules, doc, {"L1": 1}, NOW)
+    assert "no UTC offset" in str(exc.value)
