@@ -81,7 +81,7 @@ def run(db: str, workers: int, seconds: float) -> tuple[float, float, int]:
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - began
-    report = ledger.promotion_report("bench-hot")
+    report = ledger.promotion_report("bench-hot", now)
     ledger.close()
     total = sum(done)
     assert report["uses"] == total and report["held_uses"] == 0, report   # nothing lost under load
@@ -100,7 +100,7 @@ def main() -> int:
         backends["PostgreSQL 15 (unix socket)"] = postgres_bench_url(os.environ["PROMO_TEST_POSTGRES_URL"])
     else:
         print("PROMO_TEST_POSTGRES_URL not set: measuring SQLite only (make bench-ledger starts PostgreSQL)")
-    print(f"| backend | workers | commits/s | reserve p99 (ms) | orders |\n|---|---:|---:|---:|---:|")
+    print("| backend | workers | commits/s | reserve p99 (ms) | orders |\n|---|---:|---:|---:|---:|")
     for name, db in backends.items():
         for workers in args.workers:
             rate, p99, total = run(db, workers, args.seconds)

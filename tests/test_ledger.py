@@ -3,6 +3,7 @@ release settle it, the TTL frees it, cancel gives back what the promotion and th
 change is in the audit log, and bad requests change nothing."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -33,7 +34,7 @@ def dump(ledger: Ledger) -> dict:
 
 
 def counters(ledger: Ledger, pid: str) -> dict:
-    return ledger.promotion_report(pid)
+    return ledger.promotion_report(pid, NOW)
 
 
 def test_reserve_holds_a_use_and_the_budget_and_commit_turns_them_into_uses(ledger):
@@ -98,11 +99,11 @@ def test_release_gives_everything_back_and_releasing_twice_is_harmless(ledger):
     trace = priced(ledger.ruleset, ["LIMIT3"], acct=account(lot="1000"))
     empty = ledger.usage_snapshot("cust-1", NOW)
     ledger.reserve(trace, "o1", "cust-1", ttl=600, now=NOW)
-    assert ledger.balances("cust-1")[("promotional_balance", "lot-1")] == 0
+    assert ledger.balances("cust-1", NOW)[("promotional_balance", "lot-1")] == 0
     assert ledger.release("o1", NOW).state == "released"
     assert ledger.release("o1", NOW).state == "released"
     assert ledger.usage_snapshot("cust-1", NOW) == empty
-    assert ledger.balances("cust-1")[("promotional_balance", "lot-1")] == Decimal(1000)
+    assert ledger.balances("cust-1", NOW)[("promotional_balance", "lot-1")] == Decimal(1000)
 
 
 def test_the_ttl_frees_a_reservation_and_it_can_no_longer_be_committed(ledger):
@@ -138,7 +139,7 @@ def test_a_trace_priced_with_what_the_ledger_holds_is_accepted(ledger):
     ledger.reserve(priced(ledger.ruleset, acct=account(lot="1000"), quantity=1, price="600"), "o1", "cust-1",
                    ttl=600, now=NOW)
     ledger.commit("o1", NOW)
-    left = ledger.balances("cust-1")[("promotional_balance", "lot-1")]
+    left = ledger.balances("cust-1", NOW)[("promotional_balance", "lot-1")]
     assert left == Decimal(0)   # ¥600 item + ¥500 shipping: the lot pays ¥1,000 of ¥1,100
     trace = priced(ledger.ruleset, acct=account(lot=f"{left:f}", gift_card="3000"))
     assert ledger.reserve(trace, "o2", "cust-1", ttl=600, now=NOW).state == "held"
@@ -155,7 +156,7 @@ def test_cancel_gives_back_budget_balances_and_usage_when_the_promotion_says_so(
     assert given[("promotional_balance", "lot-1")] == "1000 JPY" and given[("points", "")] == "200"
     assert ledger.usage_snapshot("cust-1", LATER)["once-each"].customer_uses == 0
     assert ledger.usage_snapshot("cust-1", LATER)["kept-use"].customer_uses == 1
-    assert ledger.balances("cust-1") == {("promotional_balance", "lot-1"): Decimal(1000),
+    assert ledger.balances("cust-1", NOW) == {("promotional_balance", "lot-1"): Decimal(1000),
                                           ("gift_card", ""): Decimal(500), ("points", ""): 200}
     assert ledger.reservation("o1").state == "cancelled"
 
@@ -169,7 +170,7 @@ def test_cancelling_twice_is_harmless(ledger):
     assert ledger.cancel("o1", LATER) == first
     assert {k: v for k, v in dump(ledger).items() if k != "promo_audit_log"} == \
            {k: v for k, v in after.items() if k != "promo_audit_log"}
-    assert ledger.balances("cust-1")[("gift_card", "")] == Decimal(500)
+    assert ledger.balances("cust-1", NOW)[("gift_card", "")] == Decimal(500)
 
 
 def test_expired_lot_balance_is_forfeited_not_given_back(ledger):
@@ -178,7 +179,7 @@ def test_expired_lot_balance_is_forfeited_not_given_back(ledger):
     ledger.commit("o1", NOW)
     result = ledger.cancel("o1", "2026-11-26T00:00:00+09:00")
     assert [(e.kind, e.amount) for e in result.entries if e.subject == "lot-1"] == [("forfeited", "1000 JPY")]
-    assert ledger.balances("cust-1")[("promotional_balance", "lot-1")] == 0
+    assert ledger.balances("cust-1", NOW)[("promotional_balance", "lot-1")] == 0
 
 
 def test_a_partial_return_gives_back_the_budget_the_kept_order_no_longer_uses(ledger):
@@ -186,9 +187,14 @@ def test_a_partial_return_gives_back_the_budget_the_kept_order_no_longer_uses(le
     ledger.reserve(trace, "o1", "cust-1", ttl=600, now=NOW)
     ledger.commit("o1", NOW)
     assert counters(ledger, "min-spend")["budget_spent"] == "600"
-    ledger.cancel("o1", LATER, returned={"L1": 1})               # ¥2,000 kept: the minimum is no longer met
+    ledger.cancel("o1", LATER, returned={"L1": 1}, return_id="first")   # ¥2,000 kept: the minimum is not met
     assert counters(ledger, "min-spend")["budget_spent"] == "0"
-    assert ledger.cancel("o1", LATER, returned={"L1": 1}).cancelled is False   # the same return again: no-op
+    before = dump(ledger)
+    assert ledger.cancel("o1", LATER, returned={"L1": 1}, return_id="first").cancelled is False   # a retry
+    assert dump(ledger) == before
+    with pytest.raises(LedgerError) as exc:                      # the same key for other lines is refused
+        ledger.cancel("o1", LATER, returned={"L1": 2}, return_id="first")
+    assert exc.value.reason is LedgerReason.BAD_RETURN and dump(ledger) == before
     ledger.cancel("o1", LATER, returned={"L1": 1}, return_id="second")
     final = ledger.cancel("o1", LATER)
     assert final.cancelled and ledger.reservation("o1").state == "cancelled"
@@ -197,6 +203,8 @@ def test_a_partial_return_gives_back_the_budget_the_kept_order_no_longer_uses(le
 
 def test_single_use_codes_resolve_reserve_and_read_the_same_to_customers_when_refused(ledger):
     codes = ledger.generate_codes("pool-300", 2, NOW, prefix="SPRING")
+    stored = repr(dump(ledger))
+    assert not any(code in stored or code.replace("-", "") in stored for code in codes)   # only hashes are kept
     resolved = ledger.resolve_codes([codes[0]], NOW)
     trace = priced(ledger.ruleset, resolved.codes)
     assert [a.promotion for a in trace.applied] == ["pool-300"]
@@ -226,7 +234,7 @@ def test_a_cancelled_single_use_code_can_be_used_again_when_usage_is_returned(le
     resolved = ledger.resolve_codes([code], NOW)
     ledger.reserve(priced(ledger.ruleset, resolved.codes), "o1", "cust-1", ttl=600, now=NOW, codes=[code])
     ledger.commit("o1", NOW)
-    assert ledger.promotion_report("pool-300")["codes"]["redeemed"] == 1
+    assert ledger.promotion_report("pool-300", NOW)["codes"]["redeemed"] == 1
     ledger.cancel("o1", LATER)
     assert ledger.resolve_codes([code], LATER).checks[0].status.value == "pool"
 
@@ -247,12 +255,16 @@ def test_every_operation_appends_to_the_audit_log(ledger):
 
 
 @pytest.mark.parametrize("case", ["unknown order", "commit released", "commit expired", "other rule set",
-                                  "zero ttl", "negative ttl", "cancel held", "release committed", "bad return"])
+                                  "zero ttl", "negative ttl", "infinite ttl", "cancel held", "cancel released",
+                                  "release committed", "bad return", "return not a mapping",
+                                  "partial return without id", "order id of another customer",
+                                  "amount finer than the currency"])
 def test_bad_requests_are_clear_errors_and_change_nothing(ledger, case):
     trace = priced(ledger.ruleset, ["LIMIT3"])
     ledger.reserve(trace, "held", "cust-1", ttl=60, now=NOW)
     ledger.reserve(trace, "released", "cust-1", ttl=600, now=NOW)
     ledger.release("released", NOW)
+    ledger.reserve(trace, "live", "cust-3", ttl=600, now=NOW)
     ledger.reserve(trace, "done", "cust-2", ttl=600, now=NOW)
     ledger.commit("done", NOW)
     ledger.expire((AT + timedelta(seconds=60)).isoformat())   # "held" expires: sweeps happen before the dump
@@ -268,12 +280,44 @@ def test_bad_requests_are_clear_errors_and_change_nothing(ledger, case):
         "zero ttl": (lambda: ledger.reserve(trace, "new", "c", ttl=0, now=later), LedgerReason.BAD_TTL),
         "negative ttl": (lambda: ledger.reserve(trace, "new", "c", ttl=timedelta(seconds=-5), now=later),
                          LedgerReason.BAD_TTL),
-        "cancel held": (lambda: ledger.cancel("released", later), LedgerReason.ORDER_NOT_COMMITTED),
+        "infinite ttl": (lambda: ledger.reserve(trace, "new", "c", ttl=float("inf"), now=later),
+                         LedgerReason.BAD_TTL),
+        "cancel held": (lambda: ledger.cancel("live", later), LedgerReason.ORDER_NOT_COMMITTED),
+        "cancel released": (lambda: ledger.cancel("released", later), LedgerReason.ORDER_NOT_COMMITTED),
+        "return not a mapping": (lambda: ledger.cancel("done", later, returned=5, return_id="r"),
+                                 LedgerReason.BAD_RETURN),
+        "partial return without id": (lambda: ledger.cancel("done", later, returned={"L1": 1}),
+                                      LedgerReason.BAD_RETURN),
+        "order id of another customer": (lambda: ledger.reserve(trace, "live", "cust-9", ttl=600, now=later),
+                                         LedgerReason.ORDER_REUSED),
+        "amount finer than the currency": (lambda: ledger.reserve(finer(trace), "new", "c", ttl=60, now=later),
+                                           LedgerReason.BAD_REQUEST),
         "release committed": (lambda: ledger.release("done", later), LedgerReason.ORDER_COMMITTED),
-        "bad return": (lambda: ledger.cancel("done", later, returned={"L1": 9}), LedgerReason.BAD_RETURN),
+        "bad return": (lambda: ledger.cancel("done", later, returned={"L1": 9}, return_id="r"),
+                       LedgerReason.BAD_RETURN),
     }[case]
     before = dump(ledger)
     with pytest.raises(LedgerError) as exc:
         action()
     assert exc.value.reason is reason and str(exc.value)
     assert dump(ledger) == before
+
+
+def finer(trace):
+    """The trace's JSON form with its first discount written finer than JPY allows (schema-valid text)."""
+    doc = json.loads(trace.to_json())
+    doc["applied"][0]["amount"] = doc["applied"][0]["amount"] + ".5"
+    return doc
+
+
+def test_an_expired_hold_never_blocks_and_the_balances_show_it_freed(ledger):
+    trace = priced(ledger.ruleset, ["ONCE"], acct=account(lot="1000"))
+    for i in range(3):   # other abandoned checkouts, due before ours
+        ledger.reserve(priced(ledger.ruleset, ["LIMIT3"]), f"a{i}", f"other-{i}", ttl=60, now=NOW)
+    ledger.reserve(trace, "zzz", "cust-1", ttl=60, now=NOW)
+    later = (AT + timedelta(seconds=120)).isoformat()
+    assert ledger.balances("cust-1", later)[("promotional_balance", "lot-1")] == Decimal(1000)
+    assert ledger.reserve(trace, "again", "cust-1", ttl=60, now=later).state == "held"
+    with pytest.raises(LedgerError) as exc:
+        ledger.commit("zzz", later)
+    assert exc.value.reason is LedgerReason.ORDER_EXPIRED

@@ -67,10 +67,10 @@ def check_outcome(ledger: Ledger, races: dict, outcomes: dict[str, list[str]]) -
         assert got.count("won") == race["wins"], (name, got)
         assert set(got) - {"won"} == {race["reason"].value}, (name, got)
     check_counters_match_committed(ledger)
-    assert ledger.promotion_report("pool-300")["codes"] == {"unused": 0, "held": 0, "redeemed": 1}
-    assert ledger.promotion_report("limited-3")["uses"] == 3
-    assert ledger.promotion_report("budget-1500")["budget_spent"] == "1500"
-    assert ledger.balances("lot-owner")[("promotional_balance", "lot-1")] == 0
+    assert ledger.promotion_report("pool-300", NOW)["codes"] == {"unused": 0, "held": 0, "redeemed": 1}
+    assert ledger.promotion_report("limited-3", NOW)["uses"] == 3
+    assert ledger.promotion_report("budget-1500", NOW)["budget_spent"] == "1500"
+    assert ledger.balances("lot-owner", NOW)[("promotional_balance", "lot-1")] == 0
 
 
 def check_counters_match_committed(ledger: Ledger) -> None:

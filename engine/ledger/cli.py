@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _show(ledger: Ledger, args: argparse.Namespace) -> int:
-    report = ledger.promotion_report(args.promotion)
+    report = ledger.promotion_report(args.promotion, datetime.now(timezone.utc))
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
         return 0

@@ -27,6 +27,7 @@ class LedgerReason(str, Enum):
     BAD_REQUEST = "bad_request"
     BAD_RETURN = "bad_return"
     RETURN_NEEDS_REVIEW = "return_needs_review"
+    BUSY = "busy"
 
 
 MESSAGES: dict[LedgerReason, str] = {
@@ -42,11 +43,12 @@ MESSAGES: dict[LedgerReason, str] = {
     LedgerReason.ORDER_NOT_COMMITTED: "Order {order} is {state}, not committed: only a committed order can be cancelled.",
     LedgerReason.ORDER_REUSED: "Order {order} is already reserved with a different trace; an order id names one checkout.",
     LedgerReason.WRONG_RULESET: "The trace was priced with rule set {got}; the ledger runs {expected}.",
-    LedgerReason.BAD_TTL: "The reservation's time to live must be more than zero seconds; got {ttl}.",
+    LedgerReason.BAD_TTL: "The reservation's time to live must be more than zero seconds and at most 7 days; got {ttl}.",
     LedgerReason.BAD_REQUEST: "{detail}",
     LedgerReason.BAD_RETURN: "Order {order}: {detail}",
     LedgerReason.RETURN_NEEDS_REVIEW: "Order {order}: this return would take back {amount} already refunded to "
                                       "{tender}; refund it by hand.",
+    LedgerReason.BUSY: "The ledger's database stayed busy through every retry; nothing was changed. Try again.",
 }
 
 # Refusals a customer may see. Unknown, expired and used codes read the same (no oracle for guessing codes);

@@ -38,7 +38,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
 from .. import schemas
-from ..errors import InputError
 from ..inputs import parse_now
 from ..model import POOL_TOKEN_PREFIX, Promotion, RuleSet, Usage
 from ..money import quantum
@@ -52,7 +51,7 @@ from .store import (audit_log, balances, codes as code_table, customer_counters,
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_ATTEMPTS = 12          # serialization failures, deadlocks, a lost race to insert the same order id
-SWEEP_BATCH = 100          # expired reservations released per operation (expire() releases them all)
+MAX_TTL = timedelta(days=7)   # a checkout that holds a promotion longer than this is a bug, not a checkout
 KIND_ORDER = {"promotion": 0, "customer": 1, "code": 2, "balance": 3}   # the one order rows are locked in
 STATE_HELD, STATE_COMMITTED, STATE_RELEASED, STATE_EXPIRED, STATE_CANCELLED = \
     "held", "committed", "released", "expired", "cancelled"
@@ -143,6 +142,11 @@ class Ledger:
         """Before evaluate(): shared codes pass through; an unused single-use code becomes its promotion's
         token (and is kept for reserve()); unknown, used and expired ones are dropped, each with its reason."""
         when = parse_now(now)
+        if isinstance(entered, (str, bytes)) or not isinstance(entered, Sequence) or \
+                not all(isinstance(c, str) for c in entered):
+            raise LedgerError(LedgerReason.BAD_REQUEST, detail="entered codes are a list of strings")
+        if any(pool.looks_like_pool_code(raw) for raw in entered):
+            self.expire(when)   # a code held by an abandoned checkout is free again
         out, pooled, checks = [], [], []
         for raw in entered:
             code = normalise_code(raw)
@@ -179,7 +183,7 @@ class Ledger:
                                                                f"code_pool: true in this rule set")
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= pool.MAX_COUNT:
             raise LedgerError(LedgerReason.BAD_REQUEST, detail=f"count must be 1 to {pool.MAX_COUNT}; got {count!r}")
-        if prefix is not None and not pool.PREFIX.match(prefix):
+        if prefix is not None and (not isinstance(prefix, str) or not pool.PREFIX.match(prefix)):
             raise LedgerError(LedgerReason.BAD_REQUEST, detail="a prefix is 1 to 12 upper-case letters and digits")
         batch = secrets.token_hex(6)
         plain = pool.generate(count, prefix)
@@ -203,7 +207,8 @@ class Ledger:
         _check_id(order_id, "order_id")
         _check_id(customer_id, "customer_id")
         seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or \
+                not 0 < seconds <= MAX_TTL.total_seconds():
             raise LedgerError(LedgerReason.BAD_TTL, order_id, ttl=ttl)
         doc = _trace_doc(trace)
         if doc["ruleset_version"] != self.ruleset.version:
@@ -220,7 +225,7 @@ class Ledger:
             row = conn.execute(select(reservations).where(reservations.c.order_id == order_id)
                                .with_for_update()).first()
             if row is not None:
-                if row.trace_hash != digest:
+                if row.trace_hash != digest or row.customer_id != customer_id:
                     raise LedgerError(LedgerReason.ORDER_REUSED, order_id)
                 _refuse_closed(row)
                 return self._reservation(conn, row)
@@ -285,12 +290,7 @@ class Ledger:
     def expire(self, now: datetime | str, actor: str | None = None) -> tuple[str, ...]:
         """Release every reservation whose time is up at `now`; returns their order ids."""
         when = parse_now(now)
-        freed: list[str] = []
-        while True:
-            batch = self._run(lambda conn: self._sweep(conn, when, actor))
-            freed.extend(batch)
-            if len(batch) < SWEEP_BATCH:
-                return tuple(freed)
+        return tuple(self._run(lambda conn: self._sweep(conn, when, actor)))
 
     # --- cancel ----------------------------------------------------------------------------------------
 
@@ -302,7 +302,13 @@ class Ledger:
         is harmless. Successive returns are priced cumulatively: each gives back the difference between
         what all returns so far are worth and what the earlier ones were."""
         when = parse_now(now)
-        rid = return_id or ("cancel" if returned is None else json.dumps(dict(returned), sort_keys=True))
+        if returned is not None and (not isinstance(returned, Mapping) or not returned):
+            raise LedgerError(LedgerReason.BAD_RETURN, order_id, detail="name the lines returned and how many units")
+        if returned is not None and (return_id is None or return_id == "cancel"):
+            raise LedgerError(LedgerReason.BAD_RETURN, order_id,
+                              detail="a partial return needs its own return_id (the caller's key for this return)")
+        rid = return_id or "cancel"
+        request = None if returned is None else dict(returned)
 
         def work(conn: Connection) -> Cancellation:
             self._sweep(conn, when, actor)
@@ -311,6 +317,9 @@ class Ledger:
                 raise LedgerError(LedgerReason.ORDER_NOT_COMMITTED, order_id, state=row.state)
             done = json.loads(row.returns)
             if rid in done:
+                if done[rid].get("request") != request:
+                    raise LedgerError(LedgerReason.BAD_RETURN, order_id,
+                                      detail=f"return id {rid!r} was already used for other lines")
                 return Cancellation.from_dict(done[rid])
             doc = json.loads(row.trace)
             ruleset = self.rulesets.get(doc["ruleset_version"])
@@ -321,7 +330,7 @@ class Ledger:
             before = json.loads(row.returned)
             after = _cumulative(order_id, lines, before, returned)
             result = self._give_back(conn, ruleset, doc, order_id, before, after, when, actor, rid)
-            done[rid] = result.to_dict()
+            done[rid] = dict(result.to_dict(), request=request)
             conn.execute(update(reservations).where(reservations.c.order_id == order_id).values(
                 returned=json.dumps(after, sort_keys=True), returns=json.dumps(done, sort_keys=True),
                 state=STATE_CANCELLED if result.cancelled else STATE_COMMITTED))
@@ -347,7 +356,8 @@ class Ledger:
             if h.kind == "promotion":
                 pid = h.subject[0]
                 target = _minor(earned[pid], currency) - (_minor(kept[pid], currency) if pid in kept else 0)
-                delta = max(0, min(target, h.amount)) - amount_back
+                # Budget only ever goes back: charging it again could overrun what others have since used.
+                delta = max(0, max(0, min(target, h.amount)) - amount_back)
                 if delta:
                     conn.execute(update(promotion_counters).where(promotion_counters.c.promotion_id == pid)
                                  .values(spent=promotion_counters.c.spent - delta))
@@ -433,10 +443,15 @@ class Ledger:
             return out
         return self._run(work)
 
-    def balances(self, account_id: str) -> dict[tuple[str, str], Decimal | int]:
-        """What the ledger holds for an account: (kind, lot id) -> available now (money, or points)."""
-        with reading(self.engine) as conn:
-            rows = conn.execute(select(balances).where(balances.c.account_id == account_id)).all()
+    def balances(self, account_id: str, now: datetime | str) -> dict[tuple[str, str], Decimal | int]:
+        """What the ledger holds for an account: (kind, lot id) -> available at `now` (money, or points),
+        after releasing holds whose time is up."""
+        when = parse_now(now)
+
+        def work(conn: Connection) -> list:
+            self._sweep(conn, when, None)
+            return conn.execute(select(balances).where(balances.c.account_id == account_id)).all()
+        rows = self._run(work)
         return {(r.kind, r.lot_id): (r.amount - r.held if r.kind == "points"
                                      else _money_decimal(r.amount - r.held, r.currency)) for r in rows}
 
@@ -454,9 +469,11 @@ class Ledger:
         with reading(self.engine) as conn:
             return [dict(r._mapping, delta=json.loads(r.delta)) for r in conn.execute(query)]
 
-    def promotion_report(self, promotion_id: str) -> dict[str, Any]:
-        """A promotion's counters, limits and code pool, for `promo ledger show`."""
+    def promotion_report(self, promotion_id: str, now: datetime | str) -> dict[str, Any]:
+        """A promotion's counters, limits and code pool at `now` (holds whose time is up released first),
+        for `promo ledger show`."""
         promotion = self.ruleset.promotions.get(promotion_id)
+        self.expire(now)
         with reading(self.engine) as conn:
             row = conn.execute(select(promotion_counters)
                                .where(promotion_counters.c.promotion_id == promotion_id)).first()
@@ -487,8 +504,10 @@ class Ledger:
                 with self.engine.begin() as conn:
                     return work(conn)
             except DBAPIError as exc:
-                if attempt == MAX_ATTEMPTS - 1 or not _retryable(exc):
+                if not _retryable(exc):
                     raise
+                if attempt == MAX_ATTEMPTS - 1:
+                    raise LedgerError(LedgerReason.BUSY) from exc
                 time.sleep(random.uniform(0, min(0.25, 0.004 * 2 ** attempt)))
         raise AssertionError("unreachable")
 
@@ -499,7 +518,10 @@ class Ledger:
         used = [(a["promotion"], a["amount"]) for a in doc["applied"]] + \
                [(g["promotion"], g["amount"]) for g in doc["grants"]]
         for pid, amount in used:
-            promotion = self.ruleset.promotions[pid]
+            promotion = self.ruleset.promotions.get(pid)
+            if promotion is None:
+                raise LedgerError(LedgerReason.BAD_REQUEST, detail=f"the trace applies {pid!r}, which this rule set "
+                                                                   "does not have")
             if promotion.code_pool:
                 needs.append(_Need("code", (pid,), 1, 0, promotion))
             if not _limited(promotion):
@@ -621,11 +643,12 @@ class Ledger:
                         {"kind": hold.kind, "held_uses": -hold.uses, "held_amount": -hold.amount})
 
     def _sweep(self, conn: Connection, when: datetime, actor: str | None) -> list[str]:
-        """Release reservations whose time is up (at most SWEEP_BATCH per call). A conditional update
-        decides who releases each one, so two operations sweeping at once never release it twice."""
+        """Release every reservation whose time is up, so that no expired hold blocks anyone and none can be
+        committed. A conditional update decides who releases each one, so two operations sweeping at once
+        never release it twice."""
         due = conn.execute(select(reservations.c.order_id).where(
             reservations.c.state == STATE_HELD, reservations.c.expires_at_us <= _us(when))
-            .order_by(reservations.c.order_id).limit(SWEEP_BATCH)).scalars().all()
+            .order_by(reservations.c.order_id)).scalars().all()
         freed = []
         for order_id in due:
             won = conn.execute(update(reservations).where(reservations.c.order_id == order_id,
@@ -771,7 +794,11 @@ def _subject(parts: tuple[str, ...]) -> str:
 
 
 def _minor(amount: Decimal | str, currency: str) -> int:
-    return int(Decimal(amount) / quantum(currency))
+    """Money as a whole number of minor units; an amount finer than the currency is refused, never cut off."""
+    units = Decimal(amount) / quantum(currency)
+    if units != units.to_integral_value():
+        raise LedgerError(LedgerReason.BAD_REQUEST, detail=f"{amount} is finer than {currency} allows")
+    return int(units)
 
 
 def _money_decimal(minor: int, currency: str) -> Decimal:
