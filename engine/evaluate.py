@@ -29,7 +29,7 @@ from .errors import InputError, InvariantError, Problem
 from .index import Scope
 from .inputs import parse_account, parse_cart, parse_codes, parse_now, parse_usage
 from .model import STAGE_ORDER, Account, Cart, Line, Promotion, RuleSet, Stage, Usage
-from .money import allocate, format_money, minor_unit, quantum, round_to_minor
+from .money import allocate_units, format_money, from_units, minor_unit, quantum, round_units, to_units
 from .reasons import Reason, hint, message
 from .rewards import REWARDS, Exact, LineState, NextTier, Short
 from .ruleset import normalise_code
@@ -104,13 +104,20 @@ class _Context:
     local_date: str
     local_weekday: str
     local_hour: int
+    subtotals: Mapping[str, int]   # each line's subtotal in minor units: promotions work in whole minor units
+    shipping_units: int
+    quantity: int                  # units in the cart
 
     @staticmethod
     def build(ruleset: RuleSet, cart: Cart, account: Account, now: datetime, usage: Mapping[str, Usage],
               previewed: frozenset[str], targeted: Mapping[str, tuple[Line, ...]]) -> "_Context":
         local = now.astimezone(ZoneInfo(account.time_zone))
+        currency = cart.currency
+        subtotals = {line.id: to_units(line.unit_price, currency) * line.quantity for line in cart.lines}
+        shipping = to_units(cart.shipping.price, currency) if cart.shipping else 0
         return _Context(ruleset, cart, account, now, usage, previewed, targeted,
-                        local.date().isoformat(), WEEKDAYS[local.weekday()], local.hour)
+                        local.date().isoformat(), WEEKDAYS[local.weekday()], local.hour, subtotals, shipping,
+                        sum(line.quantity for line in cart.lines))
 
     @property
     def currency(self) -> str:
@@ -194,10 +201,10 @@ def _gate(p: Promotion, ctx: _Context) -> NotApplied | None:
 
 @dataclass(frozen=True)
 class _State:
-    """What is left to pay on each line and on shipping."""
+    """What is left to pay on each line and on shipping, in minor units."""
 
-    lines: Mapping[str, Decimal]
-    shipping: Decimal
+    lines: Mapping[str, int]
+    shipping: int
 
 
 @dataclass(frozen=True)
@@ -221,9 +228,7 @@ class _Outcome:
 
 
 def _initial_state(ctx: "_Context") -> _State:
-    cart = ctx.cart
-    return _State(lines={line.id: line.subtotal for line in cart.lines},
-                  shipping=cart.shipping.price if cart.shipping else ctx.zero)
+    return _State(lines=dict(ctx.subtotals), shipping=ctx.shipping_units)
 
 
 def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
@@ -291,9 +296,9 @@ def _facts(p: Promotion, state: _State, ctx: _Context) -> Facts:
                  customer_segments=ctx.account.segments, order_count=ctx.account.order_count,
                  sales_channel=ctx.cart.channel,
                  shipping_method=ctx.cart.shipping.method if ctx.cart.shipping else "",
-                 cart_subtotal=sum(state.lines.values(), ctx.zero),
-                 cart_quantity=sum(line.quantity for line in ctx.cart.lines),
-                 eligible_subtotal=sum((state.lines[line.id] for line in targeted), ctx.zero),
+                 cart_subtotal=from_units(sum(state.lines.values()), ctx.currency),
+                 cart_quantity=ctx.quantity,
+                 eligible_subtotal=from_units(sum(state.lines[line.id] for line in targeted), ctx.currency),
                  eligible_quantity=sum(line.quantity for line in targeted),
                  local_date=ctx.local_date, local_weekday=ctx.local_weekday, local_hour=ctx.local_hour)
 
@@ -307,55 +312,61 @@ def _apply(p: Promotion, state: _State, ctx: _Context) -> NotApplied | tuple[App
     if not passed:
         return _condition_failure(p, leaves, ctx)
     if p.stage is Stage.GRANT:  # balance for later orders: this order's lines and shipping are untouched
-        amount, capped_by = _capped(p, p.reward.amount, ctx)
-        return Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, amount, (), None, capped_by,
-                       p.exclusive, p.priority), state, None
+        assert p.reward.amount is not None
+        units, capped_by = _capped(p, to_units(p.reward.amount, ctx.currency), ctx)
+        return Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, from_units(units, ctx.currency), (), None,
+                       capped_by, p.exclusive, p.priority), state, None
     targeted = ctx.targeted[p.id]
     lines = [LineState(line.id, line.quantity, state.lines[line.id]) for line in targeted]
-    result = REWARDS[p.reward.type](p.reward, lines, state.shipping)
+    result = REWARDS[p.reward.type](p.reward, lines, state.shipping, ctx.currency)
     if isinstance(result, Short):
         return _short(p, result.variable, result.measured, result.required, "greater_than_or_equal_to", ctx)
-    amount, capped_by = _capped(p, round_to_minor(result.total(), ctx.currency, ctx.ruleset.rounding), ctx)
+    amount, capped_by = _capped(p, round_units(result.total(), result.denominator, ctx.ruleset.rounding), ctx)
     if amount == 0:
         return _refuse(p, Reason.NOTHING_LEFT_TO_DISCOUNT)
     return _split(p, result, amount, capped_by, state, ctx) + (result.next_tier,)
 
 
-def _capped(p: Promotion, amount: Decimal, ctx: _Context) -> tuple[Decimal, tuple[str, ...]]:
-    """Apply the reward's cap, the per-order cap and what is left of the budget, in that order."""
+def _capped(p: Promotion, amount: int, ctx: _Context) -> tuple[int, tuple[str, ...]]:
+    """Apply the reward's cap, the per-order cap and what is left of the budget, in that order (minor units)."""
+    if p.reward.max_discount is None and p.limits.max_discount is None and p.limits.budget is None:
+        return amount, ()
     capped_by: list[str] = []
     caps = [("reward.max_discount", p.reward.max_discount), ("limits.max_discount", p.limits.max_discount)]
     if p.limits.budget is not None:
         caps.append(("limits.budget", p.limits.budget - ctx.usage.get(p.id, Usage()).budget_spent))
     for name, cap in caps:
-        if cap is not None and amount > cap:
-            amount = cap
+        if cap is not None and amount > (cap_units := to_units(cap, ctx.currency)):
+            amount = cap_units
             capped_by.append(name)
     return amount, tuple(capped_by)
 
 
-def _split(p: Promotion, result: Exact, amount: Decimal, capped_by: tuple[str, ...], state: _State,
+def _split(p: Promotion, result: Exact, amount: int, capped_by: tuple[str, ...], state: _State,
            ctx: _Context) -> tuple[Applied, _State]:
-    """Put the rounded amount on lines (largest remainder) or on shipping, and check nothing goes below zero."""
+    """Put the rounded amount (minor units) on lines (largest remainder) or on shipping, and check
+    nothing goes below zero."""
+    currency = ctx.currency
+    money = from_units(amount, currency)
     if result.shipping > 0:
         if amount > state.shipping or any(raw for _, raw in result.lines):
-            raise InvariantError(f"{p.id}: shipping discount {amount} exceeds shipping {state.shipping}")
-        applied = Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, amount, (), amount, capped_by,
+            raise InvariantError(f"{p.id}: shipping discount {money} exceeds what is left of shipping")
+        applied = Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, money, (), money, capped_by,
                           p.exclusive, p.priority)
         return applied, _State(state.lines, state.shipping - amount)
     ids = [line_id for line_id, _ in result.lines]
-    parts = allocate(amount, [raw for _, raw in result.lines], ids, ctx.currency)
+    parts = allocate_units(amount, [raw for _, raw in result.lines], result.denominator, ids)
     lines = dict(state.lines)
     shares: list[LineShare] = []
     for line_id, part in zip(ids, parts):
         if part > lines[line_id]:
-            raise InvariantError(f"{p.id}: {part} on line {line_id} exceeds what is left ({lines[line_id]})")
+            raise InvariantError(f"{p.id}: {part} minor units on line {line_id} exceed what is left ({lines[line_id]})")
         if part:
             lines[line_id] -= part
-            shares.append(LineShare(line_id, part))
-    if sum((s.amount for s in shares), ctx.zero) != amount:
-        raise InvariantError(f"{p.id}: line shares do not add up to {amount}")
-    applied = Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, amount, tuple(shares), None, capped_by,
+            shares.append(LineShare(line_id, from_units(part, currency)))
+    if sum(parts) != amount:
+        raise InvariantError(f"{p.id}: line shares do not add up to {money}")
+    applied = Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, money, tuple(shares), None, capped_by,
                       p.exclusive, p.priority)
     return applied, _State(lines, state.shipping)
 

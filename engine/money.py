@@ -1,9 +1,12 @@
 """Money: currencies and their minor units, exact parsing, the one rounding point, and splitting.
 
 Every amount in promo-engine is a `Decimal` read from a string and held at the currency's minor
-unit (ISO 4217, via Babel: JPY 0 decimals, USD 2, KWD 3). Intermediate shares (a percentage of
-a line, a line's part of an order amount) are exact `Fraction`s; they become money in exactly one
-place, `round_to_minor()`, and are split across lines by `allocate()` so the parts always add up.
+unit (ISO 4217, via Babel: JPY 0 decimals, USD 2, KWD 3). Inside evaluate() the same amounts are
+whole numbers of minor units (`to_units` / `from_units` convert, exactly), and an intermediate
+share (a percentage of a line, a line's part of an order amount) is an exact rational: a whole
+numerator over a whole denominator. It becomes money in exactly one place, `round_units()` (the
+Decimal form is `round_to_minor()`), and is split across lines by `allocate_units()` (`allocate()`)
+so the parts always add up. Integers make that exact and cheap: no float, no Fraction objects.
 """
 from __future__ import annotations
 
@@ -68,75 +71,103 @@ def parse_money(text: object, currency: str, what: str = "amount") -> Decimal:
     return value.quantize(quantum(currency))
 
 
-def round_to_minor(amount: Fraction, currency: str, rounding: str) -> Decimal:
-    """The one rounding point: an exact amount becomes money in `currency` with the rule set's mode.
+def to_units(amount: Decimal, currency: str) -> int:
+    """A checked amount (within the currency's minor unit) as a whole number of minor units: "12.50" USD -> 1250."""
+    units = amount.scaleb(minor_unit(currency))
+    whole = int(units)
+    if whole != units:
+        raise ValueError(f"to_units: {amount} is finer than {currency} allows")
+    return whole
 
-    Works on exact fractions of the minor unit, so half-way cases are decided exactly, never by
-    a binary or a truncated decimal approximation.
-    """
+
+def from_units(units: int, currency: str) -> Decimal:
+    """Whole minor units as money written in the currency's minor unit: 1250 USD -> Decimal("12.50")."""
+    return Decimal(units).scaleb(-minor_unit(currency))
+
+
+def round_units(numerator: int, denominator: int, rounding: str) -> int:
+    """The one rounding point: the exact amount numerator/denominator minor units, rounded to a whole
+    minor unit with the rule set's mode. Half-way cases are decided exactly, in integers."""
+    if denominator <= 0 or numerator < 0:
+        raise ValueError("round_units: amounts here are never negative, denominators always positive")
+    whole, rest = divmod(numerator, denominator)
+    if not rest:
+        return whole
+    twice = 2 * rest
+    if rounding == "half_up":
+        up = twice >= denominator
+    elif rounding == "half_even":
+        up = twice > denominator or (twice == denominator and whole % 2 == 1)
+    elif rounding == "half_down":
+        up = twice > denominator
+    elif rounding == "down":
+        up = False
+    elif rounding == "up":
+        up = True
+    else:
+        raise MoneyError(f"unknown rounding mode {rounding!r}; known: {', '.join(ROUNDING_MODES)}")
+    return whole + up
+
+
+def round_to_minor(amount: Fraction, currency: str, rounding: str) -> Decimal:
+    """`round_units` for an exact amount of money (a Fraction of the currency's major unit)."""
     if rounding not in ROUNDING_MODES:
         raise MoneyError(f"unknown rounding mode {rounding!r}; known: {', '.join(ROUNDING_MODES)}")
     if amount < 0:
         raise ValueError("round_to_minor: amounts here are never negative")
-    units = amount / Fraction(quantum(currency))
-    whole = units.__floor__()
-    rest = units - whole
-    half = Fraction(1, 2)
-    up = {
-        "down": False,
-        "up": rest > 0,
-        "half_up": rest >= half,
-        "half_down": rest > half,
-        "half_even": rest > half or (rest == half and whole % 2 == 1),
-    }[rounding]
-    return _units_to_money(whole + int(up), currency)
+    units = amount * 10 ** minor_unit(currency)
+    return from_units(round_units(units.numerator, units.denominator, rounding), currency)
 
 
-def _units_to_money(units: int, currency: str) -> Decimal:
-    q = quantum(currency)
-    return (Decimal(units) * q).quantize(q)
+def allocate_units(total: int, numerators: Sequence[int], denominator: int, keys: Sequence[Any]) -> list[int]:
+    """Split `total` minor units across parts in proportion to exact weights (numerator / denominator
+    minor units each), by largest remainder.
+
+    Each part is its exact weight rounded down; the units still missing go one each to the parts with
+    the largest remainders, ties to the smallest key (a line id), so the result does not depend on the
+    order of lines in the cart. Any rounding of the weights' sum lies between the sum of their floors
+    and of their ceilings, so every part ends up as its exact weight rounded down or up: never more,
+    and so never more than a line has left. Only when a cap makes `total` smaller than the sum of the
+    floors are the weights first scaled down to it. The parts always sum to `total` exactly.
+    """
+    if len(numerators) != len(keys):
+        raise ValueError("allocate: weights and keys differ in length")
+    if total < 0 or denominator <= 0:
+        raise ValueError(f"allocate: {total} is not a non-negative number of minor units")
+    exact_sum = sum(numerators)
+    if exact_sum == 0:
+        if total != 0:
+            raise ValueError("allocate: a positive amount cannot be split over zero weight")
+        return [0] * len(numerators)
+    floors = [n // denominator for n in numerators]
+    if sum(floors) > total:  # capped below the rounded-down shares: scale the weights down to it
+        numerators = [n * total for n in numerators]
+        denominator = exact_sum
+        floors = [n // denominator for n in numerators]
+    left = total - sum(floors)
+    if not left:
+        return floors
+    remainders = [n - f * denominator for n, f in zip(numerators, floors)]
+    order = sorted((i for i in range(len(numerators)) if remainders[i]), key=lambda i: (-remainders[i], keys[i]))
+    if left > len(order):
+        raise ValueError(f"allocate: {total} minor units is more than the weights' sum rounded up")
+    for i in order[:left]:
+        floors[i] += 1
+    return floors
 
 
 def allocate(total: Decimal, weights: Sequence[Fraction], keys: Sequence[Any], currency: str) -> list[Decimal]:
-    """Split `total` across parts in proportion to `weights` (exact amounts), by largest remainder.
-
-    Each part is its exact weight rounded down to the minor unit; the units still missing go one
-    each to the parts with the largest remainders, ties to the smallest key (a line id), so the
-    result does not depend on the order of lines in the cart. Any rounding of the weights' sum lies
-    between the sum of their floors and of their ceilings, so every part ends up as its exact weight
-    rounded down or up: never more, and so never more than a line has left. Only when a cap makes
-    `total` smaller than the sum of the floors are the weights first scaled down to it.
-    The parts always sum to `total` exactly.
-    """
+    """`allocate_units` for money: `total` and exact weights (Fractions of the major unit) in `currency`."""
     if len(weights) != len(keys):
         raise ValueError("allocate: weights and keys differ in length")
-    scale = 10 ** minor_unit(currency)
     units = total.scaleb(minor_unit(currency))
     if units != units.to_integral_value() or units < 0:
         raise ValueError(f"allocate: {total} is not a whole, non-negative number of minor units")
-    units_total = int(units)
-    # Every weight in minor units over one common denominator, so floors and remainders are plain
-    # integers and remainders compare directly: exact, like fractions, at a fraction of the cost.
+    scale = 10 ** minor_unit(currency)
+    # Every weight in minor units over one common denominator: plain integers from here on.
     common = lcm(*(w.denominator for w in weights)) if weights else 1
     numerators = [w.numerator * scale * (common // w.denominator) for w in weights]
-    exact_sum = sum(numerators)
-    if exact_sum == 0:
-        if units_total != 0:
-            raise ValueError("allocate: a positive amount cannot be split over zero weight")
-        return [_units_to_money(0, currency)] * len(weights)
-    floors = [n // common for n in numerators]
-    if sum(floors) > units_total:  # capped below the rounded-down shares: scale the weights down to it
-        numerators = [n * units_total for n in numerators]
-        common = exact_sum
-        floors = [n // common for n in numerators]
-    remainders = [n - f * common for n, f in zip(numerators, floors)]
-    left = units_total - sum(floors)
-    order = sorted((i for i in range(len(weights)) if remainders[i]), key=lambda i: (-remainders[i], keys[i]))
-    if left > len(order):
-        raise ValueError(f"allocate: {total} is more than the weights' sum rounded up")
-    for i in order[:left]:
-        floors[i] += 1
-    return [_units_to_money(u, currency) for u in floors]
+    return [from_units(u, currency) for u in allocate_units(int(units), numerators, common, keys)]
 
 
 def split(total: Decimal, amounts: Sequence[Decimal], keys: Sequence[Any], currency: str) -> list[Decimal]:

@@ -1,30 +1,35 @@
 """Reward calculators: what each reward type would take off, exactly, before any rounding.
 
 Each calculator gets the promotion's targeted lines as they stand (after earlier promotions) and
-the shipping still payable, and returns either `Exact` per-line amounts as fractions (never more
-than a line has left) or `Short` when the reward's own threshold is not reached (a buy-X-get-Y
-set, a fixed-price bundle, the lowest tier). Rounding, caps and splitting happen once, in
-`evaluate`, for every reward alike. Nothing here mutates anything; `REWARDS` is the registry.
+the shipping still payable, all in whole minor units of the cart's currency, and returns either an
+`Exact` result (per-line amounts as whole numerators over one common denominator, in minor units,
+never more than a line has left) or `Short` when the reward's own threshold is not reached (a
+buy-X-get-Y set, a fixed-price bundle, the lowest tier). Rounding, caps and splitting happen once,
+in `evaluate`, for every reward alike. Nothing here mutates anything; `REWARDS` is the registry.
+
+Why integers and not Fractions: every amount here is exact either way, but a Fraction normalises
+(a gcd) on every operation, and a busy cart runs thousands of them per evaluation.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
+from math import lcm
 from typing import Callable, Iterator, Sequence
 
 from .model import Reward
-
-HUNDRED = Fraction(100)
+from .money import from_units, to_units
 
 
 @dataclass(frozen=True)
 class LineState:
-    """A targeted line as it stands when a promotion is evaluated."""
+    """A targeted line as it stands when a promotion is evaluated; `remaining` in minor units."""
 
     id: str
     quantity: int
-    remaining: Decimal
+    remaining: int
 
 
 @dataclass(frozen=True)
@@ -36,12 +41,20 @@ class NextTier:
 
 @dataclass(frozen=True)
 class Exact:
-    lines: tuple[tuple[str, Fraction], ...] = ()   # line id -> exact discount, each <= what the line has left
-    shipping: Fraction = Fraction(0)
+    """Exact amounts in minor units: each line's is `numerator / denominator`, and so is shipping's."""
+
+    lines: tuple[tuple[str, int], ...] = ()   # line id -> numerator; each amount <= what the line has left
+    shipping: int = 0
+    denominator: int = 1
     next_tier: NextTier | None = None
 
-    def total(self) -> Fraction:
-        return sum((amount for _, amount in self.lines), self.shipping)
+    def total(self) -> int:
+        """The numerator of the whole amount, over `denominator`."""
+        return sum(n for _, n in self.lines) + self.shipping
+
+    def amounts(self) -> dict[str, Fraction]:
+        """Each line's exact amount in minor units, for people and tests."""
+        return {line: Fraction(n, self.denominator) for line, n in self.lines}
 
 
 @dataclass(frozen=True)
@@ -54,53 +67,70 @@ class Short:
 
 
 Result = Exact | Short
-Calculator = Callable[[Reward, Sequence[LineState], Decimal], Result]
+# reward, targeted lines, shipping left (minor units), the cart's currency.
+Calculator = Callable[[Reward, Sequence[LineState], int, int], Result]
 
 
-def _each(lines: Sequence[LineState], fn: Callable[[LineState], Fraction]) -> Exact:
-    return Exact(lines=tuple((line.id, fn(line)) for line in lines))
+@lru_cache(maxsize=1024)
+def _percent(percent: Decimal) -> tuple[int, int]:
+    """A percent as the fraction numerator / denominator of 1: 12.5 -> (125, 1000)."""
+    numerator, denominator = percent.as_integer_ratio()
+    return numerator, denominator * 100
 
 
-def _spread(amount: Fraction, lines: Sequence[LineState]) -> Exact:
+def _units(amount: Decimal, currency: str) -> int:
+    """A reward's amount (checked by the loader to fit the currency) in minor units."""
+    return to_units(amount, currency)
+
+
+def _spread(amount: int, lines: Sequence[LineState]) -> Exact:
     """One amount over the lines in proportion to what each has left, never more than all have."""
-    left = sum((Fraction(line.remaining) for line in lines), Fraction(0))
+    left = sum(line.remaining for line in lines)
     if left == 0:
-        return _each(lines, lambda line: Fraction(0))
+        return Exact(lines=tuple((line.id, 0) for line in lines))
     total = min(amount, left)
-    return _each(lines, lambda line: Fraction(line.remaining) * total / left)
+    return Exact(lines=tuple((line.id, line.remaining * total) for line in lines), denominator=left)
 
 
-def percent_off(reward: Reward, lines: Sequence[LineState], shipping: Decimal) -> Result:
-    pct = Fraction(reward.percent) / HUNDRED
-    return _each(lines, lambda line: Fraction(line.remaining) * pct)
+def _percent_of_lines(percent: Decimal, lines: Sequence[LineState]) -> Exact:
+    numerator, denominator = _percent(percent)
+    return Exact(lines=tuple((line.id, line.remaining * numerator) for line in lines), denominator=denominator)
 
 
-def amount_off(reward: Reward, lines: Sequence[LineState], shipping: Decimal) -> Result:
-    amount = Fraction(reward.amount)
-    if reward.scope == "per_unit":
-        return _each(lines, lambda line: min(amount, Fraction(line.remaining) / line.quantity) * line.quantity)
+def percent_off(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
+    assert reward.percent is not None
+    return _percent_of_lines(reward.percent, lines)
+
+
+def amount_off(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
+    assert reward.amount is not None
+    amount = _units(reward.amount, currency)
+    if reward.scope == "per_unit":   # min(amount, a unit's share of what is left) per unit
+        return Exact(lines=tuple((line.id, min(amount * line.quantity, line.remaining)) for line in lines))
     if reward.scope == "per_line":
-        return _each(lines, lambda line: min(amount, Fraction(line.remaining)))
+        return Exact(lines=tuple((line.id, min(amount, line.remaining)) for line in lines))
     return _spread(amount, lines)
 
 
-def _runs(lines: Sequence[LineState], cheapest_first: bool) -> list[tuple[Fraction, str, int]]:
-    """Units grouped by line as (unit value, line id, count); most expensive first unless asked.
+def _runs(lines: Sequence[LineState], cheapest_first: bool) -> tuple[list[tuple[int, str, int]], int]:
+    """Units grouped by line as (unit value, line id, count), most expensive first unless asked, and
+    the denominator of the unit values (a unit is worth value / denominator minor units).
 
     Ties between lines of equal unit value go to the smaller line id, so the cart's order of lines
     never changes which units are picked."""
-    runs = [(Fraction(line.remaining) / line.quantity, line.id, line.quantity) for line in lines]
+    denominator = lcm(*(line.quantity for line in lines))
+    runs = [(line.remaining * (denominator // line.quantity), line.id, line.quantity) for line in lines]
     if cheapest_first:
-        return sorted(runs, key=lambda r: (r[0], r[1]))
-    return sorted(runs, key=lambda r: (-r[0], r[1]))
+        return sorted(runs, key=lambda r: (r[0], r[1])), denominator
+    return sorted(runs, key=lambda r: (-r[0], r[1])), denominator
 
 
-def _sets(runs: list[tuple[Fraction, str, int]], size: int, count: int) -> Iterator[tuple[int, list]]:
+def _sets(runs: list[tuple[int, str, int]], size: int, count: int) -> Iterator[tuple[int, list]]:
     """Consecutive sets of `size` units from `runs`, at most `count` of them, as (repeats, members).
 
     A run long enough for several whole sets yields them at once, so the work grows with the number
     of lines, not with quantities."""
-    pending: list[tuple[str, Fraction, int]] = []
+    pending: list[tuple[str, int, int]] = []
     pending_units = 0
     made = 0
     for value, line_id, units in runs:
@@ -121,15 +151,7 @@ def _sets(runs: list[tuple[Fraction, str, int]], size: int, count: int) -> Itera
                 pending, pending_units = [], 0
 
 
-def _add(into: dict[str, Fraction], line_id: str, amount: Fraction) -> None:
-    into[line_id] = into.get(line_id, Fraction(0)) + amount
-
-
-def _by_line(lines: Sequence[LineState], amounts: dict[str, Fraction]) -> Exact:
-    return Exact(lines=tuple((line.id, amounts.get(line.id, Fraction(0))) for line in lines))
-
-
-def fixed_price(reward: Reward, lines: Sequence[LineState], shipping: Decimal) -> Result:
+def fixed_price(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
     """N units for a price: the most expensive units form the sets, so the customer saves the most."""
     assert reward.quantity is not None and reward.price is not None
     units = sum(line.quantity for line in lines)
@@ -138,19 +160,31 @@ def fixed_price(reward: Reward, lines: Sequence[LineState], shipping: Decimal) -
     count = units // reward.quantity
     if reward.max_sets is not None:
         count = min(count, reward.max_sets)
-    price = Fraction(reward.price)
+    runs, denominator = _runs(lines, cheapest_first=False)
+    price = _units(reward.price, currency) * denominator   # in the unit values' denominator
+    # Each set's saving is spread over its units in proportion to their value, so each set has its own
+    # denominator: exact Fractions here (a few per cart), one common denominator at the end.
     amounts: dict[str, Fraction] = {}
-    for repeats, members in _sets(_runs(lines, cheapest_first=False), reward.quantity, count):
-        set_value = sum((value * n for _, value, n in members), Fraction(0))
+    for repeats, members in _sets(runs, reward.quantity, count):
+        set_value = sum(value * n for _, value, n in members)
         if set_value <= price:  # already cheaper than the bundle price: nothing to take off
             continue
-        saving = (set_value - price) / set_value
         for line_id, value, n in members:
-            _add(amounts, line_id, repeats * value * n * saving)
-    return _by_line(lines, amounts)
+            share = Fraction(repeats * value * n * (set_value - price), set_value * denominator)
+            amounts[line_id] = amounts.get(line_id, 0) + share
+    common = lcm(*(a.denominator for a in amounts.values())) if amounts else 1
+    return Exact(lines=tuple((line.id, _over(amounts.get(line.id, 0), common)) for line in lines),
+                 denominator=common)
 
 
-def buy_x_get_y(reward: Reward, lines: Sequence[LineState], shipping: Decimal) -> Result:
+def _over(amount: Fraction | int, denominator: int) -> int:
+    """The numerator of `amount` written over `denominator` (a multiple of its own)."""
+    if isinstance(amount, int):
+        return amount * denominator
+    return amount.numerator * (denominator // amount.denominator)
+
+
+def buy_x_get_y(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
     """Buy N, get M at a percent off. The discounted units are the cheapest (or the most expensive)
     `sets * M` units; `sets * N` others pay full price, so no unit is both bought and given."""
     assert reward.buy is not None and reward.get is not None and reward.percent is not None
@@ -161,21 +195,22 @@ def buy_x_get_y(reward: Reward, lines: Sequence[LineState], shipping: Decimal) -
         sets = min(sets, reward.max_sets)
     if sets == 0:
         return Short("eligible_quantity", Decimal(units), Decimal(size))
-    pct = Fraction(reward.percent) / HUNDRED
-    runs = _runs(lines, cheapest_first=reward.discounted_units == "cheapest")
-    amounts: dict[str, Fraction] = {}
+    numerator, denominator = _percent(reward.percent)
+    runs, unit_denominator = _runs(lines, cheapest_first=reward.discounted_units == "cheapest")
+    amounts: dict[str, int] = {}
     for repeats, members in _sets(runs, sets * reward.get, 1):
         for line_id, value, n in members:
-            _add(amounts, line_id, repeats * value * n * pct)
-    return _by_line(lines, amounts)
+            amounts[line_id] = amounts.get(line_id, 0) + repeats * value * n * numerator
+    return Exact(lines=tuple((line.id, amounts.get(line.id, 0)) for line in lines),
+                 denominator=denominator * unit_denominator)
 
 
-def tiered(reward: Reward, lines: Sequence[LineState], shipping: Decimal) -> Result:
+def tiered(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
     """The highest tier reached on the basis (inclusive), as a percent of the lines or an amount."""
     if reward.basis == "eligible_quantity":
         measured = Decimal(sum(line.quantity for line in lines))
     else:
-        measured = sum((line.remaining for line in lines), Decimal(0))
+        measured = from_units(sum(line.remaining for line in lines), currency)
     reached = [tier for tier in reward.tiers if measured >= tier.at]
     if not reached:
         return Short(reward.basis or "", measured, reward.tiers[0].at)
@@ -183,26 +218,26 @@ def tiered(reward: Reward, lines: Sequence[LineState], shipping: Decimal) -> Res
     above = [t for t in reward.tiers if t.at > measured]
     next_tier = NextTier(reward.basis or "", measured, above[0].at) if above else None
     if tier.percent is not None:
-        pct = Fraction(tier.percent) / HUNDRED
-        result = _each(lines, lambda line: Fraction(line.remaining) * pct)
+        result = _percent_of_lines(tier.percent, lines)
     else:
         assert tier.amount is not None
-        result = _spread(Fraction(tier.amount), lines)
-    return Exact(lines=result.lines, next_tier=next_tier)
+        result = _spread(_units(tier.amount, currency), lines)
+    return Exact(lines=result.lines, denominator=result.denominator, next_tier=next_tier)
 
 
-def free_shipping(reward: Reward, lines: Sequence[LineState], shipping: Decimal) -> Result:
-    return Exact(shipping=Fraction(shipping))
+def free_shipping(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
+    return Exact(shipping=shipping)
 
 
-def shipping_amount_off(reward: Reward, lines: Sequence[LineState], shipping: Decimal) -> Result:
+def shipping_amount_off(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
     assert reward.amount is not None
-    return Exact(shipping=min(Fraction(reward.amount), Fraction(shipping)))
+    return Exact(shipping=min(_units(reward.amount, currency), shipping))
 
 
-def shipping_percent_off(reward: Reward, lines: Sequence[LineState], shipping: Decimal) -> Result:
+def shipping_percent_off(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
     assert reward.percent is not None
-    return Exact(shipping=Fraction(shipping) * Fraction(reward.percent) / HUNDRED)
+    numerator, denominator = _percent(reward.percent)
+    return Exact(shipping=shipping * numerator, denominator=denominator)
 
 
 REWARDS: dict[str, Calculator] = {

@@ -6,34 +6,34 @@ from engine.rewards import Exact, LineState, Short, buy_x_get_y, fixed_price, ti
 
 
 def lines(*specs):
-    return [LineState(id_, qty, Decimal(total)) for id_, qty, total in specs]
+    return [LineState(id_, qty, int(total)) for id_, qty, total in specs]  # JPY: minor units are yen
 
 
 def as_dict(result):
     assert isinstance(result, Exact)
-    return dict(result.lines)
+    return result.amounts()
 
 
 def test_buy_one_get_one_discounts_the_cheapest_units():
     reward = Reward(type="buy_x_get_y", buy=1, get=1, percent=Decimal(100))
-    got = as_dict(buy_x_get_y(reward, lines(("a", 3, "600"), ("b", 1, "150")), Decimal(0)))
+    got = as_dict(buy_x_get_y(reward, lines(("a", 3, "600"), ("b", 1, "150")), 0, "JPY"))
     assert got == {"a": Fraction(200), "b": Fraction(150)}  # 4 units, 2 sets: the 150 and one 200 are free
 
 
 def test_buy_x_get_y_can_discount_the_most_expensive_units():
     reward = Reward(type="buy_x_get_y", buy=2, get=1, percent=Decimal(50), discounted_units="most_expensive")
-    got = as_dict(buy_x_get_y(reward, lines(("a", 3, "300"), ("b", 3, "600")), Decimal(0)))
+    got = as_dict(buy_x_get_y(reward, lines(("a", 3, "300"), ("b", 3, "600")), 0, "JPY"))
     assert got == {"a": Fraction(0), "b": Fraction(200)}  # 2 sets: two 200-units at 50%
 
 
 def test_buy_x_get_y_reports_how_many_units_are_missing():
     reward = Reward(type="buy_x_get_y", buy=2, get=1, percent=Decimal(100))
-    assert buy_x_get_y(reward, lines(("a", 2, "200")), Decimal(0)) == Short("eligible_quantity", Decimal(2), Decimal(3))
+    assert buy_x_get_y(reward, lines(("a", 2, "200")), 0, "JPY") == Short("eligible_quantity", Decimal(2), Decimal(3))
 
 
 def test_fixed_price_sets_take_the_most_expensive_units_and_cross_lines():
     reward = Reward(type="fixed_price", quantity=3, price=Decimal(1000))
-    got = as_dict(fixed_price(reward, lines(("a", 2, "1000"), ("b", 2, "800")), Decimal(0)))
+    got = as_dict(fixed_price(reward, lines(("a", 2, "1000"), ("b", 2, "800")), 0, "JPY"))
     # one set: 500 + 500 + 400 = 1400 -> 1000; saving 400 spread 500:500:400
     assert got == {"a": Fraction(2000, 7), "b": Fraction(800, 7)}
     assert sum(got.values()) == 400
@@ -41,13 +41,13 @@ def test_fixed_price_sets_take_the_most_expensive_units_and_cross_lines():
 
 def test_huge_quantities_cost_work_per_line_not_per_unit():
     reward = Reward(type="fixed_price", quantity=3, price=Decimal(1))
-    got = as_dict(fixed_price(reward, lines(("a", 9999, str(9999 * 10))), Decimal(0)))
+    got = as_dict(fixed_price(reward, lines(("a", 9999, str(9999 * 10))), 0, "JPY"))
     assert got == {"a": Fraction(3333 * 29)}
 
 
 def test_tiered_picks_the_highest_tier_reached_and_names_the_next():
     reward = Reward(type="tiered", basis="eligible_quantity",
                     tiers=(Tier(at=Decimal(3), percent=Decimal(5)), Tier(at=Decimal(5), percent=Decimal(10))))
-    result = tiered(reward, lines(("a", 4, "1000")), Decimal(0))
+    result = tiered(reward, lines(("a", 4, "1000")), 0, "JPY")
     assert as_dict(result) == {"a": Fraction(50)}
     assert result.next_tier.required == 5 and result.next_tier.measured == 4
