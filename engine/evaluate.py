@@ -18,7 +18,9 @@ The order of work, which the README states for users:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping
@@ -31,13 +33,13 @@ from .inputs import parse_account, parse_cart, parse_codes, parse_now, parse_usa
 from .model import STAGE_ORDER, Account, Cart, Line, Promotion, RuleSet, Stage, Usage
 from .money import allocate_units, format_money, from_units, minor_unit, quantum, round_units, to_units
 from .reasons import Reason, hint, message
-from .rewards import REWARDS, Exact, LineState, NextTier, Short
+from .rewards import REWARDS, Exact, Lines, NextTier, Short
 from .ruleset import normalise_code
 from .tenders import pay
 from .trace import (TRACE_FORMAT, Applied, CodeResult, FailedCondition, Grant, Hint, Inputs, LineDiscount, LineShare,
                     LineTrace, NotApplied, ShippingTrace, Threshold, Totals, Trace, scope_of)
-from .variables import (MONEY_VARIABLES, QUANTITY_VARIABLES, REGION_VARIABLES, SPEND_VARIABLES, WEEKDAYS, Facts,
-                        PromotionVariables)
+from .variables import (MEASURED_PER_PROMOTION, MONEY_VARIABLES, QUANTITY_VARIABLES, REGION_VARIABLES,
+                        SPEND_VARIABLES, VARIABLE_TYPES, WEEKDAYS, Facts, PromotionVariables)
 
 def evaluate(ruleset: RuleSet, cart: Mapping[str, Any], account: Mapping[str, Any], *,
              codes: Iterable[str] = (), now: datetime | str, usage: Mapping[str, Any] | None = None,
@@ -107,6 +109,7 @@ class _Context:
     subtotals: Mapping[str, int]   # each line's subtotal in minor units: promotions work in whole minor units
     shipping_units: int
     quantity: int                  # units in the cart
+    shapes: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = field(default_factory=dict)  # cache, see _lines
 
     @staticmethod
     def build(ruleset: RuleSet, cart: Cart, account: Account, now: datetime, usage: Mapping[str, Usage],
@@ -131,6 +134,21 @@ class _Context:
     def money(self, amount: Decimal) -> str:
         return format_money(amount, self.currency, self.ruleset.locale)
 
+    @cached_property
+    def fixed_values(self) -> Mapping[str, Any]:
+        """Every variable but those measured per promotion, read once per evaluation through
+        PromotionVariables (business-rules' variable methods): they are the same for every promotion."""
+        account, cart = self.account, self.cart
+        facts = Facts(region=account.region, customer_tier=account.tier, customer_segments=account.segments,
+                      order_count=account.order_count, sales_channel=cart.channel,
+                      shipping_method=cart.shipping.method if cart.shipping else "",
+                      cart_subtotal=self.zero, cart_quantity=self.quantity, eligible_subtotal=self.zero,
+                      eligible_quantity=0, local_date=self.local_date, local_weekday=self.local_weekday,
+                      local_hour=self.local_hour)
+        variables = PromotionVariables(facts)
+        return MappingProxyType({name: getattr(variables, name)() for name in VARIABLE_TYPES
+                                 if name not in MEASURED_PER_PROMOTION})
+
 
 def _parse_preview(preview: Iterable[str], ruleset: RuleSet) -> frozenset[str]:
     if isinstance(preview, str):
@@ -145,7 +163,7 @@ def _parse_preview(preview: Iterable[str], ruleset: RuleSet) -> frozenset[str]:
 
 
 def _order(promotion: Promotion) -> tuple:
-    return (STAGE_ORDER.index(promotion.stage), -promotion.priority, promotion.id)
+    return promotion.order
 
 
 # --- codes and gates -----------------------------------------------------------------------------
@@ -290,25 +308,38 @@ def _lost(p: Promotion, winners: tuple[str, ...], ctx: _Context) -> NotApplied:
     return _refuse(p, Reason.LOST_TO_EXCLUSIVE, winner=names, lost_to=winners)
 
 
-def _facts(p: Promotion, state: _State, ctx: _Context) -> Facts:
+def _values(p: Promotion, state: _State, ctx: _Context) -> Mapping[str, Any]:
+    """The values of the variables `p`'s conditions read: the evaluation's fixed values, and the cart as
+    it stands for this promotion (the same values `PromotionVariables` gives for these facts; a test checks)."""
+    measured = p.condition.variables & MEASURED_PER_PROMOTION
+    if not measured:
+        return ctx.fixed_values
+    values = dict(ctx.fixed_values)
     targeted = ctx.targeted[p.id]
-    return Facts(region=ctx.account.region, customer_tier=ctx.account.tier,
-                 customer_segments=ctx.account.segments, order_count=ctx.account.order_count,
-                 sales_channel=ctx.cart.channel,
-                 shipping_method=ctx.cart.shipping.method if ctx.cart.shipping else "",
-                 cart_subtotal=from_units(sum(state.lines.values()), ctx.currency),
-                 cart_quantity=ctx.quantity,
-                 eligible_subtotal=from_units(sum(state.lines[line.id] for line in targeted), ctx.currency),
-                 eligible_quantity=sum(line.quantity for line in targeted),
-                 local_date=ctx.local_date, local_weekday=ctx.local_weekday, local_hour=ctx.local_hour)
+    for name in measured:
+        if name == "cart_subtotal":
+            values[name] = from_units(sum(state.lines.values()), ctx.currency)
+        elif name == "eligible_subtotal":
+            left = state.lines
+            values[name] = from_units(sum(left[line.id] for line in targeted), ctx.currency)
+        else:
+            values[name] = Decimal(sum(line.quantity for line in targeted))
+    return values
+
+
+def _lines(p: Promotion, state: _State, ctx: _Context) -> Lines:
+    """`p`'s targeted lines as they stand; their ids and units are worked out once per evaluation."""
+    shape = ctx.shapes.get(p.id)
+    if shape is None:
+        targeted = ctx.targeted[p.id]
+        shape = ctx.shapes[p.id] = (tuple(line.id for line in targeted), tuple(line.quantity for line in targeted))
+    ids, quantities = shape
+    left = state.lines
+    return Lines(ids, quantities, tuple([left[i] for i in ids]))
 
 
 def _apply(p: Promotion, state: _State, ctx: _Context) -> NotApplied | tuple[Applied, _State, NextTier | None]:
-    values: dict[str, Any] = {}
-    if p.condition.variables:   # measuring the cart costs a pass over its lines: only when a condition reads it
-        variables = PromotionVariables(_facts(p, state, ctx))
-        values = {name: getattr(variables, name)() for name in p.condition.variables}
-    passed, leaves = p.condition.measure(values)
+    passed, leaves = p.condition.measure(_values(p, state, ctx) if p.condition.variables else {})
     if not passed:
         return _condition_failure(p, leaves, ctx)
     if p.stage is Stage.GRANT:  # balance for later orders: this order's lines and shipping are untouched
@@ -316,9 +347,7 @@ def _apply(p: Promotion, state: _State, ctx: _Context) -> NotApplied | tuple[App
         units, capped_by = _capped(p, to_units(p.reward.amount, ctx.currency), ctx)
         return Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, from_units(units, ctx.currency), (), None,
                        capped_by, p.exclusive, p.priority), state, None
-    targeted = ctx.targeted[p.id]
-    lines = [LineState(line.id, line.quantity, state.lines[line.id]) for line in targeted]
-    result = REWARDS[p.reward.type](p.reward, lines, state.shipping, ctx.currency)
+    result = REWARDS[p.reward.type](p.reward, _lines(p, state, ctx), state.shipping, ctx.currency)
     if isinstance(result, Short):
         return _short(p, result.variable, result.measured, result.required, "greater_than_or_equal_to", ctx)
     amount, capped_by = _capped(p, round_units(result.total(), result.denominator, ctx.ruleset.rounding), ctx)
@@ -349,13 +378,13 @@ def _split(p: Promotion, result: Exact, amount: int, capped_by: tuple[str, ...],
     currency = ctx.currency
     money = from_units(amount, currency)
     if result.shipping > 0:
-        if amount > state.shipping or any(raw for _, raw in result.lines):
+        if amount > state.shipping or any(result.numerators):
             raise InvariantError(f"{p.id}: shipping discount {money} exceeds what is left of shipping")
         applied = Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, money, (), money, capped_by,
                           p.exclusive, p.priority)
         return applied, _State(state.lines, state.shipping - amount)
-    ids = [line_id for line_id, _ in result.lines]
-    parts = allocate_units(amount, [raw for _, raw in result.lines], result.denominator, ids)
+    ids = result.ids
+    parts = allocate_units(amount, result.numerators, result.denominator, ids)
     lines = dict(state.lines)
     shares: list[LineShare] = []
     for line_id, part in zip(ids, parts):

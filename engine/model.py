@@ -132,11 +132,14 @@ class Promotion:
     limits: Limits
     source: str               # the rule file, for messages
     code_pool: bool = False   # redeemed with the ledger's single-use codes; `code` is then pool_token(id)
+    # Derived once from the fields above (evaluate() reads them for every promotion it considers):
+    stage: Stage = field(init=False, repr=False, compare=False)
+    order: tuple = field(init=False, repr=False, compare=False)   # evaluation order: stage, priority, id
 
-
-    @property
-    def stage(self) -> Stage:
-        return self.reward.stage
+    def __post_init__(self) -> None:
+        stage = self.reward.stage
+        object.__setattr__(self, "stage", stage)
+        object.__setattr__(self, "order", (STAGE_ORDER.index(stage), -self.priority, self.id))
 
     def order_key(self) -> tuple:
         """Within a stage: higher priority first, then id."""

@@ -17,19 +17,20 @@ from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
 from math import lcm
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 from .model import Reward
 from .money import from_units, to_units
 
 
 @dataclass(frozen=True)
-class LineState:
-    """A targeted line as it stands when a promotion is evaluated; `remaining` in minor units."""
+class Lines:
+    """A promotion's targeted lines as they stand when it is evaluated, as parallel tuples in cart
+    order (one object per promotion, not one per line): ids, units, and minor units left to pay."""
 
-    id: str
-    quantity: int
-    remaining: int
+    ids: tuple[str, ...]
+    quantities: tuple[int, ...]
+    remaining: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -43,18 +44,19 @@ class NextTier:
 class Exact:
     """Exact amounts in minor units: each line's is `numerator / denominator`, and so is shipping's."""
 
-    lines: tuple[tuple[str, int], ...] = ()   # line id -> numerator; each amount <= what the line has left
+    ids: tuple[str, ...] = ()            # the targeted lines
+    numerators: tuple[int, ...] = ()     # per line, each amount <= what the line has left
     shipping: int = 0
     denominator: int = 1
     next_tier: NextTier | None = None
 
     def total(self) -> int:
         """The numerator of the whole amount, over `denominator`."""
-        return sum(n for _, n in self.lines) + self.shipping
+        return sum(self.numerators) + self.shipping
 
     def amounts(self) -> dict[str, Fraction]:
         """Each line's exact amount in minor units, for people and tests."""
-        return {line: Fraction(n, self.denominator) for line, n in self.lines}
+        return {line: Fraction(n, self.denominator) for line, n in zip(self.ids, self.numerators)}
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class Short:
 
 Result = Exact | Short
 # reward, targeted lines, shipping left (minor units), the cart's currency.
-Calculator = Callable[[Reward, Sequence[LineState], int, int], Result]
+Calculator = Callable[[Reward, Lines, int, str], Result]
 
 
 @lru_cache(maxsize=1024)
@@ -83,43 +85,43 @@ def _units(amount: Decimal, currency: str) -> int:
     return to_units(amount, currency)
 
 
-def _spread(amount: int, lines: Sequence[LineState]) -> Exact:
+def _spread(amount: int, lines: Lines) -> Exact:
     """One amount over the lines in proportion to what each has left, never more than all have."""
-    left = sum(line.remaining for line in lines)
+    left = sum(lines.remaining)
     if left == 0:
-        return Exact(lines=tuple((line.id, 0) for line in lines))
+        return Exact(lines.ids, (0,) * len(lines.ids))
     total = min(amount, left)
-    return Exact(lines=tuple((line.id, line.remaining * total) for line in lines), denominator=left)
+    return Exact(lines.ids, tuple(r * total for r in lines.remaining), denominator=left)
 
 
-def _percent_of_lines(percent: Decimal, lines: Sequence[LineState]) -> Exact:
+def _percent_of_lines(percent: Decimal, lines: Lines) -> Exact:
     numerator, denominator = _percent(percent)
-    return Exact(lines=tuple((line.id, line.remaining * numerator) for line in lines), denominator=denominator)
+    return Exact(lines.ids, tuple(r * numerator for r in lines.remaining), denominator=denominator)
 
 
-def percent_off(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
+def percent_off(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
     assert reward.percent is not None
     return _percent_of_lines(reward.percent, lines)
 
 
-def amount_off(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
+def amount_off(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
     assert reward.amount is not None
     amount = _units(reward.amount, currency)
     if reward.scope == "per_unit":   # min(amount, a unit's share of what is left) per unit
-        return Exact(lines=tuple((line.id, min(amount * line.quantity, line.remaining)) for line in lines))
+        return Exact(lines.ids, tuple(min(amount * q, r) for q, r in zip(lines.quantities, lines.remaining)))
     if reward.scope == "per_line":
-        return Exact(lines=tuple((line.id, min(amount, line.remaining)) for line in lines))
+        return Exact(lines.ids, tuple(min(amount, r) for r in lines.remaining))
     return _spread(amount, lines)
 
 
-def _runs(lines: Sequence[LineState], cheapest_first: bool) -> tuple[list[tuple[int, str, int]], int]:
+def _runs(lines: Lines, cheapest_first: bool) -> tuple[list[tuple[int, str, int]], int]:
     """Units grouped by line as (unit value, line id, count), most expensive first unless asked, and
     the denominator of the unit values (a unit is worth value / denominator minor units).
 
     Ties between lines of equal unit value go to the smaller line id, so the cart's order of lines
     never changes which units are picked."""
-    denominator = lcm(*(line.quantity for line in lines))
-    runs = [(line.remaining * (denominator // line.quantity), line.id, line.quantity) for line in lines]
+    denominator = lcm(*lines.quantities)
+    runs = [(r * (denominator // q), line_id, q) for line_id, q, r in zip(lines.ids, lines.quantities, lines.remaining)]
     if cheapest_first:
         return sorted(runs, key=lambda r: (r[0], r[1])), denominator
     return sorted(runs, key=lambda r: (-r[0], r[1])), denominator
@@ -151,10 +153,10 @@ def _sets(runs: list[tuple[int, str, int]], size: int, count: int) -> Iterator[t
                 pending, pending_units = [], 0
 
 
-def fixed_price(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
+def fixed_price(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
     """N units for a price: the most expensive units form the sets, so the customer saves the most."""
     assert reward.quantity is not None and reward.price is not None
-    units = sum(line.quantity for line in lines)
+    units = sum(lines.quantities)
     if units < reward.quantity:
         return Short("eligible_quantity", Decimal(units), Decimal(reward.quantity))
     count = units // reward.quantity
@@ -173,8 +175,7 @@ def fixed_price(reward: Reward, lines: Sequence[LineState], shipping: int, curre
             share = Fraction(repeats * value * n * (set_value - price), set_value * denominator)
             amounts[line_id] = amounts.get(line_id, 0) + share
     common = lcm(*(a.denominator for a in amounts.values())) if amounts else 1
-    return Exact(lines=tuple((line.id, _over(amounts.get(line.id, 0), common)) for line in lines),
-                 denominator=common)
+    return Exact(lines.ids, tuple(_over(amounts.get(line_id, 0), common) for line_id in lines.ids), denominator=common)
 
 
 def _over(amount: Fraction | int, denominator: int) -> int:
@@ -184,12 +185,12 @@ def _over(amount: Fraction | int, denominator: int) -> int:
     return amount.numerator * (denominator // amount.denominator)
 
 
-def buy_x_get_y(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
+def buy_x_get_y(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
     """Buy N, get M at a percent off. The discounted units are the cheapest (or the most expensive)
     `sets * M` units; `sets * N` others pay full price, so no unit is both bought and given."""
     assert reward.buy is not None and reward.get is not None and reward.percent is not None
     size = reward.buy + reward.get
-    units = sum(line.quantity for line in lines)
+    units = sum(lines.quantities)
     sets = units // size
     if reward.max_sets is not None:
         sets = min(sets, reward.max_sets)
@@ -201,16 +202,16 @@ def buy_x_get_y(reward: Reward, lines: Sequence[LineState], shipping: int, curre
     for repeats, members in _sets(runs, sets * reward.get, 1):
         for line_id, value, n in members:
             amounts[line_id] = amounts.get(line_id, 0) + repeats * value * n * numerator
-    return Exact(lines=tuple((line.id, amounts.get(line.id, 0)) for line in lines),
+    return Exact(lines.ids, tuple(amounts.get(line_id, 0) for line_id in lines.ids),
                  denominator=denominator * unit_denominator)
 
 
-def tiered(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
+def tiered(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
     """The highest tier reached on the basis (inclusive), as a percent of the lines or an amount."""
     if reward.basis == "eligible_quantity":
-        measured = Decimal(sum(line.quantity for line in lines))
+        measured = Decimal(sum(lines.quantities))
     else:
-        measured = from_units(sum(line.remaining for line in lines), currency)
+        measured = from_units(sum(lines.remaining), currency)
     reached = [tier for tier in reward.tiers if measured >= tier.at]
     if not reached:
         return Short(reward.basis or "", measured, reward.tiers[0].at)
@@ -222,19 +223,19 @@ def tiered(reward: Reward, lines: Sequence[LineState], shipping: int, currency: 
     else:
         assert tier.amount is not None
         result = _spread(_units(tier.amount, currency), lines)
-    return Exact(lines=result.lines, denominator=result.denominator, next_tier=next_tier)
+    return Exact(result.ids, result.numerators, denominator=result.denominator, next_tier=next_tier)
 
 
-def free_shipping(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
+def free_shipping(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
     return Exact(shipping=shipping)
 
 
-def shipping_amount_off(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
+def shipping_amount_off(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
     assert reward.amount is not None
     return Exact(shipping=min(_units(reward.amount, currency), shipping))
 
 
-def shipping_percent_off(reward: Reward, lines: Sequence[LineState], shipping: int, currency: str) -> Result:
+def shipping_percent_off(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
     assert reward.percent is not None
     numerator, denominator = _percent(reward.percent)
     return Exact(shipping=shipping * numerator, denominator=denominator)

@@ -24,6 +24,9 @@ MONEY_VARIABLES = frozenset({"cart_subtotal", "eligible_subtotal"})
 SPEND_VARIABLES = frozenset({"cart_subtotal", "eligible_subtotal"})
 QUANTITY_VARIABLES = frozenset({"cart_quantity", "eligible_quantity"})
 REGION_VARIABLES = frozenset({"region"})
+# Measured for each promotion on the cart as earlier promotions left it (and its own targeted lines);
+# every other variable has one value for the whole evaluation.
+MEASURED_PER_PROMOTION = frozenset({"cart_subtotal", "eligible_subtotal", "eligible_quantity"})
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SALES_CHANNELS = ("web", "app", "store", "phone", "marketplace")

@@ -2,11 +2,12 @@ from decimal import Decimal
 from fractions import Fraction
 
 from engine.model import Reward, Tier
-from engine.rewards import Exact, LineState, Short, buy_x_get_y, fixed_price, tiered
+from engine.rewards import Exact, Lines, Short, buy_x_get_y, fixed_price, tiered
 
 
 def lines(*specs):
-    return [LineState(id_, qty, int(total)) for id_, qty, total in specs]  # JPY: minor units are yen
+    ids, quantities, totals = zip(*specs)
+    return Lines(ids, quantities, tuple(int(t) for t in totals))  # JPY: minor units are yen
 
 
 def as_dict(result):
