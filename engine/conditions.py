@@ -108,13 +108,15 @@ class Condition:
     variables: frozenset[str]
 
     def measure(self, values: Mapping[str, Any]) -> tuple[bool, tuple[LeafResult, ...]]:
-        """Evaluate every leaf against variable values; return the tree's verdict and all leaves."""
+        """Evaluate every leaf against variable values; return the tree's verdict and, when it fails,
+        every leaf as measured (a passing tree's leaves are not reported, so they are not recorded)."""
         if self.root is None:
             return True, ()
         outcomes = [leaf.test(values[leaf.variable], leaf.operand) for leaf in self.leaves]
-        results = tuple(LeafResult(leaf.variable, leaf.operator, leaf.value, values[leaf.variable], ok)
-                        for leaf, ok in zip(self.leaves, outcomes))
-        return _decide(self.root, outcomes), results
+        if _decide(self.root, outcomes):
+            return True, ()
+        return False, tuple(LeafResult(leaf.variable, leaf.operator, leaf.value, values[leaf.variable], ok)
+                            for leaf, ok in zip(self.leaves, outcomes))
 
     def passes_if(self, outcomes: list[bool]) -> bool:
         """The tree's verdict for given leaf outcomes (used to ask "would it pass if ... were met?")."""

@@ -162,6 +162,9 @@ def _parse_preview(preview: Iterable[str], ruleset: RuleSet) -> frozenset[str]:
     return names
 
 
+NO_USAGE = Usage()
+
+
 def _order(promotion: Promotion) -> tuple:
     return promotion.order
 
@@ -203,7 +206,7 @@ def _gate(p: Promotion, ctx: _Context) -> NotApplied | None:
         return _refuse(p, Reason.NOT_STARTED, starts=p.starts.isoformat())
     if p.ends is not None and ctx.now >= p.ends:
         return _refuse(p, Reason.EXPIRED, ends=p.ends.isoformat())
-    used = ctx.usage.get(p.id, Usage())
+    used = ctx.usage.get(p.id, NO_USAGE)
     if p.limits.total_uses is not None and used.total_uses >= p.limits.total_uses:
         return _refuse(p, Reason.USAGE_LIMIT_REACHED, limit=f"{p.limits.total_uses} uses in all")
     if p.limits.uses_per_customer is not None and used.customer_uses >= p.limits.uses_per_customer:
@@ -232,6 +235,7 @@ class _Outcome:
     hints: tuple[Hint, ...]
     total: Decimal          # discounts on this order
     granted: Decimal        # promotional balance granted for later orders
+    left: _State            # what is left to pay on each line and on shipping after the discounts
 
     def value(self) -> Decimal:
         """What the outcome is worth to the customer: a balance granted counts like a discount."""
@@ -266,7 +270,7 @@ def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
                 hints.extend(_next_tier_hint(promotion, next_tier, ctx))
     total = sum((a.amount for a in applied if a.stage != Stage.GRANT.value), ctx.zero)
     granted = sum((a.amount for a in applied if a.stage == Stage.GRANT.value), ctx.zero)
-    return _Outcome(tuple(applied), failed, tuple(hints), total, granted)
+    return _Outcome(tuple(applied), failed, tuple(hints), total, granted, state)
 
 
 def _resolve(live: list[Promotion], ctx: _Context) -> _Outcome:
@@ -300,7 +304,7 @@ def _resolve(live: list[Promotion], ctx: _Context) -> _Outcome:
             not_applied.extend(alone[x.id].not_applied)
             if winner is None:
                 hints.extend(alone[x.id].hints)
-    return _Outcome(best.applied, not_applied, tuple(hints), best.total, best.granted)
+    return _Outcome(best.applied, not_applied, tuple(hints), best.total, best.granted, best.left)
 
 
 def _lost(p: Promotion, winners: tuple[str, ...], ctx: _Context) -> NotApplied:
@@ -363,7 +367,7 @@ def _capped(p: Promotion, amount: int, ctx: _Context) -> tuple[int, tuple[str, .
     capped_by: list[str] = []
     caps = [("reward.max_discount", p.reward.max_discount), ("limits.max_discount", p.limits.max_discount)]
     if p.limits.budget is not None:
-        caps.append(("limits.budget", p.limits.budget - ctx.usage.get(p.id, Usage()).budget_spent))
+        caps.append(("limits.budget", p.limits.budget - ctx.usage.get(p.id, NO_USAGE).budget_spent))
     for name, cap in caps:
         if cap is not None and amount > (cap_units := to_units(cap, ctx.currency)):
             amount = cap_units
@@ -503,27 +507,35 @@ def _trace(ctx: _Context, codes: tuple[CodeResult, ...], outcome: _Outcome, not_
             per_line[share.line].append(LineDiscount(a.promotion, a.stage, share.amount))
         if a.shipping is not None:
             shipping_discounts.append(LineDiscount(a.promotion, a.stage, a.shipping))
+    # Each line's discount and total from what the promotions left on it, in minor units; _split has
+    # checked every share against what was left, and the sums are checked against the totals below.
+    currency, left = ctx.currency, outcome.left
     lines = []
+    discounted_units = 0
     for line in ctx.cart.lines:
-        discount = sum((d.amount for d in per_line[line.id]), ctx.zero)
-        total = line.subtotal - discount
-        if total < 0:
+        subtotal_units, total_units = ctx.subtotals[line.id], left.lines[line.id]
+        if total_units < 0 or total_units > subtotal_units:
             raise InvariantError(f"line {line.id} went below zero")
+        discounted_units += subtotal_units - total_units
         lines.append(LineTrace(line.id, line.sku, line.name, line.category, line.seller, line.product_type,
-                               line.unit_price, line.quantity, line.subtotal, tuple(per_line[line.id]), discount, total))
+                               line.unit_price, line.quantity, from_units(subtotal_units, currency),
+                               tuple(per_line[line.id]), from_units(subtotal_units - total_units, currency),
+                               from_units(total_units, currency)))
     shipping = None
-    shipping_price = ctx.zero
-    shipping_discount = sum((d.amount for d in shipping_discounts), ctx.zero)
     if ctx.cart.shipping is not None:
-        shipping_price = ctx.cart.shipping.price
-        if shipping_discount > shipping_price:
+        if left.shipping < 0 or left.shipping > ctx.shipping_units:
             raise InvariantError("shipping went below zero")
+        discounted_units += ctx.shipping_units - left.shipping
+        shipping_price = ctx.cart.shipping.price
         shipping = ShippingTrace(ctx.cart.shipping.method, shipping_price, tuple(shipping_discounts),
-                                 shipping_discount, shipping_price - shipping_discount)
-    subtotal = sum((line.subtotal for line in ctx.cart.lines), ctx.zero)
+                                 from_units(ctx.shipping_units - left.shipping, currency),
+                                 from_units(left.shipping, currency))
+    else:
+        shipping_price = ctx.zero
+    subtotal = from_units(sum(ctx.subtotals.values()), currency)
     discount = by_stage["item"] + by_stage["order"] + by_stage["shipping"]
-    if discount > subtotal + shipping_price or discount != outcome.total:
-        raise InvariantError("total discount does not match the applied promotions or exceeds the order")
+    if discount != outcome.total or discount != from_units(discounted_units, currency):
+        raise InvariantError("total discount does not match the applied promotions or what they took off the lines")
     totals = Totals(subtotal, by_stage["item"], by_stage["order"], shipping_price, by_stage["shipping"], discount,
                     subtotal + shipping_price - discount)
     hints = tuple(sorted(outcome.hints, key=lambda h: (_order(ctx.ruleset.promotions[h.promotion]), h.kind,

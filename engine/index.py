@@ -109,7 +109,7 @@ class _Bucket:
                 more += by_brand.get(line.brand, ())
             if more:  # a promotion may include a line by category and by SKU: count the line once
                 hits = tuple({p.id: p for p in hits + more}.values())
-            for p in hits + self.include_all:
+            for p in hits:
                 if p.id in excluding and p.targets.excludes(line):
                     continue
                 bucket = into.get(p.id)
@@ -118,6 +118,12 @@ class _Bucket:
                     found[p.id] = p
                 else:
                     bucket.append(line)
+        # A promotion that includes everything is in no map: its lines are the cart's, minus exclusions.
+        for p in self.include_all:
+            kept = [line for line in lines if not p.targets.excludes(line)] if p.id in excluding else list(lines)
+            if kept:
+                into[p.id] = kept
+                found[p.id] = p
 
 
 def _freeze(groups: dict[str, list["Promotion"]]) -> Mapping[str, tuple["Promotion", ...]]:

@@ -80,9 +80,15 @@ def to_units(amount: Decimal, currency: str) -> int:
     return whole
 
 
+_EXPONENTS: dict[str, int] = {}   # currency -> -minor_unit(currency): from_units runs hundreds of times per cart
+
+
 def from_units(units: int, currency: str) -> Decimal:
     """Whole minor units as money written in the currency's minor unit: 1250 USD -> Decimal("12.50")."""
-    return Decimal(units).scaleb(-minor_unit(currency))
+    exponent = _EXPONENTS.get(currency)
+    if exponent is None:
+        exponent = _EXPONENTS[currency] = -minor_unit(currency)
+    return Decimal(units).scaleb(exponent) if exponent else Decimal(units)
 
 
 def round_units(numerator: int, denominator: int, rounding: str) -> int:

@@ -73,7 +73,16 @@ def test_compiled_condition_agrees_with_business_rules(tree, facts):
     values = {name: getattr(variables, name)() for name in condition.variables}
     ours, leaves_measured = condition.measure(values)
     assert ours == bool(check_conditions_recursively(for_business_rules(tree), variables))
-    assert len(leaves_measured) == len(condition.leaves)
+    # A failing tree reports every leaf, as measured; a passing one reports none (nothing to explain).
+    assert len(leaves_measured) == (0 if ours else len(condition.leaves))
+    assert all(m.passed == bool(check_conditions_recursively(for_business_rules(leaf), variables))
+               for m, leaf in zip(leaves_measured, _leaves(tree)))
+
+
+def _leaves(tree):
+    if "all" in tree or "any" in tree:
+        return [leaf for child in tree.get("all", tree.get("any", [])) for leaf in _leaves(child)]
+    return [tree]
 
 
 def test_every_leaf_is_recorded_even_after_a_failure():

@@ -269,3 +269,50 @@ def test_the_trace_json_has_sorted_keys_and_amounts_as_strings():
     assert list(data) == sorted(data)
     assert data["applied"][0]["amount"] == "3.75"  # 29.97 * 12.5% = 3.74625 -> half_up 3.75
     assert data["totals"]["total"] == "26.22"
+
+
+def test_variable_values_are_the_ones_business_rules_variables_give():
+    """evaluate() reads the fixed variables once per evaluation and measures the cart per promotion;
+    each value must equal what `PromotionVariables` (business-rules' methods) gives for the same facts."""
+    import sys
+    from engine.inputs import parse_account, parse_cart, parse_now
+    from engine.money import from_units
+    from engine.variables import VARIABLE_TYPES, Facts, PromotionVariables
+    ev = sys.modules["engine.evaluate"]
+    leaf = {"string": ("equal_to", "x"), "select_multiple": ("shares_at_least_one_element_with", ["vip"]),
+            "boolean": ("is_true", None), "numeric": ("greater_than", "0")}
+    valid = {"local_date": "2026-11-20", "local_weekday": "fri", "region": "US", "sales_channel": "app"}
+    terms = []
+    for name, kind in sorted(VARIABLE_TYPES.items()):
+        operator, value = leaf[kind]
+        value = valid.get(name, value)
+        if kind == "numeric" and name not in ("cart_subtotal", "eligible_subtotal"):
+            value = 0
+        terms.append({"name": name, "operator": operator} | ({} if value is None else {"value": value}))
+    doc = {"id": "every", "name": "Every variable", "status": "active", "currency": "USD",
+           "eligibility": {"any": terms}, "targets": {"include": {"categories": ["a"]}},
+           "reward": {"type": "percent_off", "percent": 10}, "stacking": {"priority": 0, "exclusive": False}}
+    rules = build_ruleset({"r/_settings.yaml": b"currencies: [USD]\n", "r/every.yaml": yaml.safe_dump(doc).encode()})
+    cart = parse_cart({"currency": "USD", "channel": "app", "shipping": {"method": "express", "price": "5.00"},
+                       "lines": [{"id": "L1", "sku": "S1", "category": "a", "seller": "first_party",
+                                  "product_type": "physical", "unit_price": "12.50", "quantity": 3},
+                                 {"id": "L2", "sku": "S2", "category": "b", "seller": "first_party",
+                                  "product_type": "physical", "unit_price": "7.25", "quantity": 2}]}, rules)
+    account = parse_account({"id": "c", "region": "US", "tier": "prime", "segments": ["vip", "staff"],
+                             "order_count": 4, "time_zone": "America/New_York"}, rules)
+    now = parse_now("2026-11-21T03:30:00+00:00")
+    promotion = rules.promotions["every"]
+    ctx = ev._Context.build(rules, cart, account, now, {}, frozenset(), {"every": (cart.lines[0],)})
+    state = ev._State(lines={"L1": 3001, "L2": 1450}, shipping=500)   # after some earlier discount on L1
+    facts = Facts(region="US", customer_tier="prime", customer_segments=("vip", "staff"), order_count=4,
+                  sales_channel="app", shipping_method="express", cart_subtotal=from_units(4451, "USD"),
+                  cart_quantity=5, eligible_subtotal=from_units(3001, "USD"), eligible_quantity=3,
+                  local_date="2026-11-20", local_weekday="fri", local_hour=22)
+    expected = PromotionVariables(facts)
+    got = ev._values(promotion, state, ctx)
+    assert promotion.condition.variables == set(VARIABLE_TYPES)
+    for name in VARIABLE_TYPES:
+        want = getattr(expected, name)()
+        assert got[name] == want and type(got[name]) is type(want), name
+        if isinstance(want, Decimal):
+            assert str(got[name]) == str(want), name   # the same digits, as the trace shows them
