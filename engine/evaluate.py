@@ -392,10 +392,11 @@ def _split(p: Promotion, result: Exact, amount: int, capped_by: tuple[str, ...],
     lines = dict(state.lines)
     shares: list[LineShare] = []
     for line_id, part in zip(ids, parts):
-        if part > lines[line_id]:
-            raise InvariantError(f"{p.id}: {part} minor units on line {line_id} exceed what is left ({lines[line_id]})")
         if part:
-            lines[line_id] -= part
+            left = lines[line_id] - part
+            if left < 0:
+                raise InvariantError(f"{p.id}: {part} minor units on line {line_id} exceed what is left")
+            lines[line_id] = left
             shares.append(LineShare(line_id, from_units(part, currency)))
     if sum(parts) != amount:
         raise InvariantError(f"{p.id}: line shares do not add up to {money}")

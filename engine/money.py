@@ -153,11 +153,12 @@ def allocate_units(total: int, numerators: Sequence[int], denominator: int, keys
     left = total - sum(floors)
     if not left:
         return floors
-    remainders = [n - f * denominator for n, f in zip(numerators, floors)]
-    order = sorted((i for i in range(len(numerators)) if remainders[i]), key=lambda i: (-remainders[i], keys[i]))
+    # (-remainder, key, position) tuples sort largest remainder first, ties to the smallest key.
+    order = sorted((f * denominator - n, k, i) for i, (n, f, k) in enumerate(zip(numerators, floors, keys))
+                   if n != f * denominator)
     if left > len(order):
         raise ValueError(f"allocate: {total} minor units is more than the weights' sum rounded up")
-    for i in order[:left]:
+    for _, _, i in order[:left]:
         floors[i] += 1
     return floors
 
