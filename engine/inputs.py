@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,7 +19,7 @@ from . import schemas
 from .errors import InputError, Problem
 from .model import (Account, Cart, GiftCard, Line, Lot, PaysFor, Points, RuleSet, Shipping,
                     Usage)
-from .money import MoneyError, parse_money, quantum
+from .money import MoneyError, minor_unit, parse_money, quantum
 from .yamlsafe import json_path
 
 MAX_CODES = 20
@@ -50,19 +51,26 @@ def parse_cart(data: Mapping[str, Any], ruleset: RuleSet, source: str = "cart") 
         raise InputError(problems, source)
     _check_currency(data["currency"], ruleset, source)
     currency = data["currency"]
+    unit = _unit(currency)
     lines: list[Line] = []
     seen: set[str] = set()
     for i, raw in enumerate(data["lines"]):
-        if raw["id"] in seen:
-            problems.append(Problem(source, 0, 0, f"$.lines[{i}].id", f"duplicate line id {raw['id']!r}"))
-        seen.add(raw["id"])
-        price = _money(raw["unit_price"], currency, f"$.lines[{i}].unit_price", source, problems)
-        lines.append(Line(id=raw["id"], sku=raw["sku"], name=raw.get("name", raw["sku"]), category=raw["category"],
-                          brand=raw.get("brand"), seller=raw["seller"], product_type=raw["product_type"],
-                          unit_price=price or Decimal(0), quantity=raw["quantity"]))
+        line_id = raw["id"]
+        if line_id in seen:
+            problems.append(Problem(source, 0, 0, f"$.lines[{i}].id", f"duplicate line id {line_id!r}"))
+        seen.add(line_id)
+        price = _checked_money(raw["unit_price"], unit)
+        if price is None:
+            price = _money(raw["unit_price"], currency, f"$.lines[{i}].unit_price", source, problems)
+        sku = raw["sku"]
+        lines.append(_line({"id": line_id, "sku": sku, "name": raw.get("name", sku), "category": raw["category"],
+                            "brand": raw.get("brand"), "seller": raw["seller"], "product_type": raw["product_type"],
+                            "unit_price": price or Decimal(0), "quantity": raw["quantity"]}))
     shipping = None
     if "shipping" in data:
-        price = _money(data["shipping"]["price"], currency, "$.shipping.price", source, problems)
+        price = _checked_money(data["shipping"]["price"], unit)
+        if price is None:
+            price = _money(data["shipping"]["price"], currency, "$.shipping.price", source, problems)
         shipping = Shipping(method=data["shipping"]["method"], price=price or Decimal(0))
     if problems:
         raise InputError(problems, source)
@@ -82,6 +90,50 @@ def _money(text: str, currency: str, where: str, source: str, problems: list[Pro
     except MoneyError as exc:
         problems.append(Problem(source, 0, 0, where, str(exc)))
         return None
+
+
+# --- the per-line shortcuts: parse_cart builds up to 1,000 lines on every evaluate() ----------------
+
+@lru_cache(maxsize=None)
+def _unit(currency: str) -> tuple[int, Decimal] | None:
+    """The currency's decimal places and smallest amount; None if money.py does not know it (then
+    parse_money, called instead, words the error)."""
+    try:
+        return minor_unit(currency), quantum(currency)
+    except MoneyError:
+        return None
+
+
+def _checked_money(text: str, unit: tuple[int, Decimal] | None) -> Decimal | None:
+    """What `parse_money(text, currency)` returns, for a string that has passed the schema; or None where
+    this shortcut does not decide, and the caller calls parse_money itself (which words any error).
+
+    It skips parse_money's type and pattern checks (money._DECIMAL_TEXT), because the schema's pattern
+    has made them: `$defs/money` is the very same pattern, and `unit_price`'s pattern admits nothing
+    else either once an amount has no more decimals than its currency has (at most 4 in ISO 4217).
+    It also admits amounts with up to 11 decimals, such as "0.0000010"; those are always finer
+    than the currency, so they go to parse_money, which refuses them in its own words.
+    tests/test_inputs.py holds this against strings drawn from the schemas' own patterns.
+    """
+    if unit is None:
+        return None
+    places, smallest = unit
+    dot = text.find(".")
+    # Decimals counted on the text. A pattern's `$` also admits one trailing newline, which is
+    # counted too: a miscount only ever sends an amount to parse_money, never lets a finer one by.
+    if dot >= 0 and len(text) - dot - 1 > places:
+        return None
+    return Decimal(text).quantize(smallest)
+
+
+# Line is a frozen dataclass: its __init__ sets each of the nine fields through object.__setattr__,
+# which costs more than all of a line's other work. A cart's lines are built by handing the new
+# object its instance dict whole: the same Line, equal and hashing alike (tests/test_inputs.py
+# compares the two and checks that parse_cart's dict names exactly Line's fields, in order).
+def _line(fields: dict[str, Any]) -> Line:
+    line = object.__new__(Line)
+    object.__setattr__(line, "__dict__", fields)
+    return line
 
 
 def parse_account(data: Mapping[str, Any], ruleset: RuleSet, source: str = "account") -> Account:

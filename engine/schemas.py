@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
+import numbers
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -137,16 +139,44 @@ def _pattern_message(error: ValidationError) -> str:
 # more than the evaluation of a large cart. `quick_valid` compiles the same schema file into plain
 # functions that answer only "certainly valid"; anything else (including a keyword the compiler does
 # not know) sends the document through `check()` above, so every error message stays jsonschema's.
+#
+# What costs time in such functions is calling them, more than the tests inside. So the compiler
+# turns each schema node into as few closures as it can:
+# - a node of a common shape becomes one closure that tests the value's type once: a string with
+#   a length and a pattern (`_string`), an enum of strings (`_enum`), a bounded integer
+#   (`_integer`), an array (`_array`), an object whose keys are looked up in one loop (`_object`);
+# - a `$ref` is the closure of the node it names, not a wrapper around it;
+# - several checks on one node are joined by `_all`, which returns a single check unwrapped.
+# Any other combination of keywords is compiled keyword by keyword (`_per_keyword`). And a regex
+# search costs more than the rest of a string's checks: each pattern remembers the strings it has
+# matched (a bounded set), since a cart's categories, brands, SKUs and currencies recur.
+# tests/test_schemas.py holds every shape to jsonschema's verdict.
 
 class _Unsupported(Exception):
     """The schema uses a keyword the quick check does not implement: always use the full check."""
 
 
 _ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "$defs", "$comment", "default", "examples"})
+# Keywords that apply subschemas to the value itself; each becomes one check beside the node's own.
+_APPLICATORS = frozenset({"$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else"})
+# Keywords that constrain only values of one JSON type: a value of another type passes them.
+_STRING_KEYWORDS = frozenset({"pattern", "minLength", "maxLength"})
+_NUMBER_KEYWORDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
+_ARRAY_KEYWORDS = frozenset({"items", "minItems", "maxItems", "uniqueItems"})
+_OBJECT_KEYWORDS = frozenset({"properties", "additionalProperties", "required", "minProperties", "maxProperties"})
+_ASSERTIONS = frozenset({"type", "enum", "const"}) | _STRING_KEYWORDS | _NUMBER_KEYWORDS | _ARRAY_KEYWORDS \
+    | _OBJECT_KEYWORDS
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Number) and not isinstance(v, bool)
+
+
+# JSON types as jsonschema's Draft 2020-12 type checker defines them (an integer may be 2.0).
 _TYPES: dict[str, Any] = {
     "string": lambda v: isinstance(v, str),
     "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "number": _is_number,
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
     "boolean": lambda v: isinstance(v, bool),
@@ -169,115 +199,30 @@ def _quick(kind: str) -> Any:
         return None
 
 
-def _compile(node: dict, root: dict, refs: dict, exact: bool) -> Any:  # noqa: C901 - one branch per keyword
+def _compile(node: dict, root: dict, refs: dict, exact: bool) -> Any:
     """A function of a document. With `exact`, it must say False only for invalid documents too (it is
     used under `not`, `if` or `oneOf`, where a wrong False would become a wrong True); otherwise
     False may also mean "not sure"."""
-    checks: list[Any] = []
-    unknown = set(node) - _ANNOTATIONS - {"type", "enum", "const", "pattern", "minLength", "maxLength", "minimum",
-                                          "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems",
-                                          "uniqueItems", "required", "properties", "additionalProperties", "items",
-                                          "$ref", "minProperties", "maxProperties", "allOf", "anyOf", "oneOf", "not", "if", "then",
-                                          "else"}
+    unknown = set(node) - _ANNOTATIONS - _APPLICATORS - _ASSERTIONS
     if unknown:
         raise _Unsupported(sorted(unknown))
-    if "$ref" in node:
-        ref = node["$ref"]
-        if not ref.startswith("#/$defs/"):
-            raise _Unsupported(ref)
-        name = ref[len("#/$defs/"):]
-        key = (name, exact)
-        if key not in refs:
-            refs[key] = None  # a recursive reference: compiled once, looked up at call time
-            refs[key] = _compile(root["$defs"][name], root, refs, exact)
-        checks.append(lambda v, key=key: refs[key](v))
     sub = lambda n, exact_here=exact: _compile(n, root, refs, exact_here)  # noqa: E731
-    if "allOf" in node:
-        parts = [sub(n) for n in node["allOf"]]
-        checks.append(lambda v: all(p(v) for p in parts))
-    if "anyOf" in node:
-        parts = [sub(n, True) for n in node["anyOf"]]
-        checks.append(lambda v: any(p(v) for p in parts))
-    if "oneOf" in node:
-        parts = [sub(n, True) for n in node["oneOf"]]
-        checks.append(lambda v: sum(1 for p in parts if p(v)) == 1)
-    if "not" in node:
-        negated = sub(node["not"], True)
-        checks.append(lambda v: not negated(v))
-    if "if" in node:
-        condition = sub(node["if"], True)
-        then = sub(node["then"]) if "then" in node else (lambda v: True)
-        otherwise = sub(node["else"]) if "else" in node else (lambda v: True)
-        checks.append(lambda v: then(v) if condition(v) else otherwise(v))
-    if "type" in node:
-        names = node["type"] if isinstance(node["type"], list) else [node["type"]]
-        tests = [_TYPES[n] for n in names]
-        checks.append(lambda v: any(t(v) for t in tests))
-    if "enum" in node:
-        if not all(isinstance(o, str) for o in node["enum"]):
-            raise _Unsupported("enum")
-        options = frozenset(node["enum"])
-        checks.append(lambda v: isinstance(v, str) and v in options)
-    if "const" in node:
-        const = node["const"]
-        if not isinstance(const, (str, bool)):
-            raise _Unsupported("const")
-        # Same type as well as equal: JSON's true is not 1, and "x" is not a bool.
-        checks.append(lambda v: type(v) is type(const) and v == const)
-    if "pattern" in node:
-        search = re.compile(node["pattern"]).search
-        checks.append(lambda v: not isinstance(v, str) or search(v) is not None)
-    for key, holds in (("minLength", lambda n, x: len(n) >= x), ("maxLength", lambda n, x: len(n) <= x)):
-        if key in node:
-            checks.append(lambda v, x=node[key], holds=holds: not isinstance(v, str) or holds(v, x))
-    for key, holds in (("minimum", lambda n, x: n >= x), ("maximum", lambda n, x: n <= x),
-                       ("exclusiveMinimum", lambda n, x: n > x), ("exclusiveMaximum", lambda n, x: n < x)):
-        if key in node:
-            checks.append(lambda v, x=node[key], holds=holds:
-                          not _TYPES["number"](v) or holds(v, x))
-    for key, holds in (("minItems", lambda n, x: len(n) >= x), ("maxItems", lambda n, x: len(n) <= x)):
-        if key in node:
-            checks.append(lambda v, x=node[key], holds=holds: not isinstance(v, list) or holds(v, x))
-    if node.get("uniqueItems"):
-        if exact:
-            raise _Unsupported("uniqueItems under not/if/oneOf")
-        checks.append(lambda v: not isinstance(v, list) or
-                      (all(isinstance(i, str) for i in v) and len(set(v)) == len(v)))
-    if "items" in node:
-        item = sub(node["items"])
-        def each_item(v: Any) -> bool:
-            if isinstance(v, list):
-                for i in v:
-                    if not item(i):
-                        return False
-            return True
-        checks.append(each_item)
-    if "minProperties" in node:
-        checks.append(lambda v, x=node["minProperties"]: not isinstance(v, dict) or len(v) >= x)
-    if "maxProperties" in node:
-        checks.append(lambda v, x=node["maxProperties"]: not isinstance(v, dict) or len(v) <= x)
-    if "required" in node:
-        required = tuple(node["required"])
-        checks.append(lambda v: not isinstance(v, dict) or all(k in v for k in required))
-    properties = {k: sub(s) for k, s in node.get("properties", {}).items()}
-    extra = node.get("additionalProperties", True)
-    if extra is not True and extra is not False:
-        raise _Unsupported("additionalProperties schema")
-    if properties or extra is False:
-        def check_properties(v: Any) -> bool:
-            if not isinstance(v, dict):
-                return True
-            for key, value in v.items():
-                test = properties.get(key)
-                if test is None:
-                    if extra is False:
-                        return False
-                elif not test(value):
-                    return False
-            return True
-        checks.append(check_properties)
+    checks = _applicators(node, root, refs, exact, sub)
+    own = {key: value for key, value in node.items() if key in _ASSERTIONS}
+    if own:
+        checks.append(_assertions(own, sub, exact))
+    return _all(checks)
+
+
+def _all(checks: list) -> Any:
+    """One function that holds when every check holds; no wrapper around a single check."""
+    if not checks:
+        return lambda v: True
     if len(checks) == 1:
         return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda v: first(v) and second(v)
     checks_tuple = tuple(checks)
 
     def every(v: Any) -> bool:
@@ -286,3 +231,230 @@ def _compile(node: dict, root: dict, refs: dict, exact: bool) -> Any:  # noqa: C
                 return False
         return True
     return every
+
+
+def _ref(ref: str, root: dict, refs: dict, exact: bool) -> Any:
+    """The check of the node `ref` names, compiled once per (name, exact)."""
+    if not ref.startswith("#/$defs/"):
+        raise _Unsupported(ref)
+    key = (ref[len("#/$defs/"):], exact)
+    if key not in refs:
+        refs[key] = None  # being compiled: a reference to it from inside itself finds None
+        refs[key] = _compile(root["$defs"][key[0]], root, refs, exact)
+    if refs[key] is None:  # a recursive reference: look the check up at call time, once it exists
+        return lambda v: refs[key](v)
+    return refs[key]
+
+
+def _applicators(node: dict, root: dict, refs: dict, exact: bool, sub: Any) -> list:
+    checks: list[Any] = []
+    if "$ref" in node:
+        checks.append(_ref(node["$ref"], root, refs, exact))
+    if "allOf" in node:
+        checks.append(_all([sub(n) for n in node["allOf"]]))
+    if "anyOf" in node:
+        any_parts = tuple(sub(n, True) for n in node["anyOf"])
+
+        def any_of(v: Any) -> bool:
+            for part in any_parts:
+                if part(v):
+                    return True
+            return False
+        checks.append(any_of)
+    if "oneOf" in node:
+        one_parts = tuple(sub(n, True) for n in node["oneOf"])
+
+        def one_of(v: Any) -> bool:
+            found = False
+            for part in one_parts:
+                if part(v):
+                    if found:
+                        return False
+                    found = True
+            return found
+        checks.append(one_of)
+    if "not" in node:
+        negated = sub(node["not"], True)
+        checks.append(lambda v: not negated(v))
+    if "if" in node:
+        condition = sub(node["if"], True)
+        then = sub(node["then"]) if "then" in node else (lambda v: True)
+        otherwise = sub(node["else"]) if "else" in node else (lambda v: True)
+        checks.append(lambda v: then(v) if condition(v) else otherwise(v))
+    return checks
+
+
+def _assertions(node: dict, sub: Any, exact: bool) -> Any:
+    """One check for a node's own keywords (`node` holds only those): a fused one for a common shape."""
+    kind = node.get("type")
+    keys = set(node) - {"type"}
+    if keys == {"enum"} and kind in (None, "string"):
+        return _enum(node["enum"])
+    if kind == "string" and keys <= _STRING_KEYWORDS:
+        return _string(node, typed=True)
+    if kind == "integer" and keys <= {"minimum", "maximum"}:
+        return _integer(node, _all(_per_keyword(node, sub, exact)))
+    if kind == "array" and keys <= _ARRAY_KEYWORDS:
+        return _array(node, sub, exact, typed=True)
+    if kind in ("object", None) and keys <= _OBJECT_KEYWORDS:
+        return _object(node, sub, typed=kind == "object")
+    return _all(_per_keyword(node, sub, exact))
+
+
+def _per_keyword(node: dict, sub: Any, exact: bool) -> list:
+    """The general case: type, enum and const, then each type's own keywords; all must hold."""
+    checks: list[Any] = []
+    keys = set(node)
+    if "type" in node:
+        names = node["type"] if isinstance(node["type"], list) else [node["type"]]
+        tests = tuple(_TYPES[n] for n in names)
+        checks.append(tests[0] if len(tests) == 1 else lambda v: any(t(v) for t in tests))
+    if "enum" in node:
+        checks.append(_enum(node["enum"]))
+    if "const" in node:
+        checks.append(_const(node["const"]))
+    if keys & _STRING_KEYWORDS:
+        checks.append(_string(node, typed=False))
+    if keys & _NUMBER_KEYWORDS:
+        checks.append(_number(node))
+    if keys & _ARRAY_KEYWORDS:
+        checks.append(_array(node, sub, exact, typed=False))
+    if keys & _OBJECT_KEYWORDS:
+        checks.append(_object(node, sub, typed=False))
+    return checks
+
+
+def _enum(options: list) -> Any:
+    if not all(isinstance(o, str) for o in options):
+        raise _Unsupported("enum")
+    # jsonschema compares a string with ==, and nothing but a string equals one.
+    option_set = frozenset(options)
+    return lambda v: isinstance(v, str) and v in option_set
+
+
+def _const(const: Any) -> Any:
+    if isinstance(const, bool):  # JSON's true is not 1
+        return lambda v: v is const
+    if isinstance(const, str):
+        return lambda v: isinstance(v, str) and v == const
+    raise _Unsupported("const")
+
+
+# The keywords of each type, fused. With `typed`, the node also says `"type": <that type>`, so a value of
+# another type fails; without, it passes (a keyword about strings says nothing about a number).
+
+_MATCHES_KEPT = 1024  # strings remembered per pattern; past that, new ones are searched every time
+
+
+def _string(node: dict, typed: bool) -> Any:
+    low, high = node.get("minLength", 0), node.get("maxLength", math.inf)
+    if "pattern" not in node:
+        if typed:
+            return lambda v: isinstance(v, str) and low <= len(v) <= high
+        return lambda v: not isinstance(v, str) or low <= len(v) <= high
+    search = re.compile(node["pattern"]).search
+    # Strings this pattern has matched, up to a bound: a set lookup costs a fraction of a search,
+    # and the same categories, brands and SKUs come back call after call. Only a match is kept, so
+    # a string is never called valid that the search refused. (Threads adding at once may pass the
+    # bound by a few; no harm.)
+    matched: set[str] = set()
+
+    def string(v: Any) -> bool:
+        if not isinstance(v, str):
+            return not typed
+        if not low <= len(v) <= high:
+            return False
+        if v in matched:
+            return True
+        if search(v) is None:
+            return False
+        if len(matched) < _MATCHES_KEPT:
+            matched.add(v)
+        return True
+    return string
+
+
+def _integer(node: dict, general: Any) -> Any:
+    """`"type": "integer"` with minimum and/or maximum. A plain int (the common case; a bool is not one)
+    is compared at once; anything else (2.0, true, "3") goes through the general checks."""
+    low, high = node.get("minimum", -math.inf), node.get("maximum", math.inf)
+
+    def integer(v: Any) -> bool:
+        if type(v) is int:
+            return low <= v <= high
+        return general(v)
+    return integer
+
+
+def _number(node: dict) -> Any:
+    # Each bound fails exactly when jsonschema's does (`v < minimum` and so on), NaN included.
+    tests = []
+    if "minimum" in node:
+        tests.append(lambda v, x=node["minimum"]: not v < x)
+    if "maximum" in node:
+        tests.append(lambda v, x=node["maximum"]: not v > x)
+    if "exclusiveMinimum" in node:
+        tests.append(lambda v, x=node["exclusiveMinimum"]: not v <= x)
+    if "exclusiveMaximum" in node:
+        tests.append(lambda v, x=node["exclusiveMaximum"]: not v >= x)
+    return lambda v: not _is_number(v) or all(t(v) for t in tests)
+
+
+def _array(node: dict, sub: Any, exact: bool, typed: bool) -> Any:
+    item = sub(node["items"]) if "items" in node else None
+    low, high = node.get("minItems", 0), node.get("maxItems", math.inf)
+    unique = bool(node.get("uniqueItems"))
+    if unique and exact:
+        raise _Unsupported("uniqueItems under not/if/oneOf")
+
+    def array(v: Any) -> bool:
+        if not isinstance(v, list):
+            return not typed
+        if not low <= len(v) <= high:
+            return False
+        if item is not None:
+            for i in v:
+                if not item(i):
+                    return False
+        # Repeats are found with a set for lists of strings only; other lists are "not sure".
+        return not unique or (all(isinstance(i, str) for i in v) and len(set(v)) == len(v))
+    return array
+
+
+def _object(node: dict, sub: Any, typed: bool) -> Any:
+    properties = {key: sub(s) for key, s in node.get("properties", {}).items()}
+    extra = node.get("additionalProperties", True)
+    if extra is not True and extra is not False:
+        raise _Unsupported("additionalProperties schema")
+    required = frozenset(node.get("required", ()))
+    low, high = node.get("minProperties", 0), node.get("maxProperties", math.inf)
+
+    if extra is False:
+        # Closed: every key of the value must be a known property, so walk the value's keys.
+        check_of = properties.get  # bound once: this loop runs for every line of every cart
+
+        def closed_object(v: Any) -> bool:
+            if not isinstance(v, dict):
+                return not typed
+            if not low <= len(v) <= high:
+                return False
+            for key, value in v.items():
+                test = check_of(key)
+                if test is None or not test(value):
+                    return False
+            return v.keys() >= required
+        return closed_object
+
+    # Open: other keys are allowed, so walk the properties the schema names.
+    property_items = tuple(properties.items())
+
+    def open_object(v: Any) -> bool:
+        if not isinstance(v, dict):
+            return not typed
+        if not low <= len(v) <= high:
+            return False
+        for key, test in property_items:
+            if key in v and not test(v[key]):
+                return False
+        return v.keys() >= required
+    return open_object

@@ -209,3 +209,74 @@ def test_balances_in_the_account_are_not_mutated():
     before = copy.deepcopy(account)
     evaluate(RULES, cart(), account, now=NOW)
     assert account == before
+
+
+# parse_cart's shortcuts (engine/inputs.py) must build exactly what the plain code builds.
+
+def test_lines_built_by_parse_cart_are_the_lines_the_constructor_builds():
+    import dataclasses
+    from engine.inputs import parse_cart
+    from engine.model import Line
+    parsed = parse_cart(cart(lines=[line(), line(id="L2", name="Book", brand="acme", unit_price="12")]), RULES)
+    for built in parsed.lines:
+        assert list(vars(built)) == [f.name for f in dataclasses.fields(Line)]  # every field, in order
+        plain = Line(**vars(built))
+        assert built == plain and hash(built) == hash(plain) and repr(built) == repr(plain)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.lines[0].quantity = 3
+
+
+def _money_patterns():
+    from engine.schemas import schema
+    cart_schema, account_schema = schema("cart"), schema("account")
+    return sorted({cart_schema["$defs"]["money"]["pattern"], account_schema["$defs"]["money"]["pattern"],
+                   cart_schema["$defs"]["line"]["properties"]["unit_price"]["pattern"]})
+
+
+def _both_ways(text, currency):
+    """(the shortcut's answer, parse_money's answer or its error message)"""
+    from engine.inputs import _checked_money, _unit
+    from engine.money import MoneyError, parse_money
+    try:
+        slow = parse_money(text, currency, "x")
+    except MoneyError as exc:
+        slow = str(exc)
+    return _checked_money(text, _unit(currency)), slow
+
+
+@pytest.mark.parametrize("text", ["1500", "12.50", "12.5", "0", "0.5", "0.0001", "0.00001", "0.0000001", "1.2345",
+                                  "0.10000000", "5\n", "1.5\n", "12.50\n", "999999999999999.999999"])
+@pytest.mark.parametrize("currency", ["JPY", "USD", "KWD", "UYW", "ZZZ"])
+def test_the_money_shortcut_answers_as_parse_money_or_leaves_it_to_it(text, currency):
+    fast, slow = _both_ways(text, currency)
+    assert fast is None or (fast == slow and str(fast) == str(slow))
+    if currency == "USD" and text in ("1500", "12.50", "12.5", "0.5"):
+        assert fast is not None  # the ordinary amounts do take the shortcut
+
+
+def test_money_patterns_are_read_from_the_schemas():
+    assert len(_money_patterns()) == 2  # `$defs/money` (the same in both) and the unit price's
+
+
+from hypothesis import given, settings as hsettings, strategies as hst  # noqa: E402
+
+
+@hsettings(max_examples=1000, deadline=None)
+@given(hst.sampled_from(_money_patterns()).flatmap(hst.from_regex), hst.sampled_from(["JPY", "USD", "KWD", "UYW"]))
+def test_the_money_shortcut_agrees_with_parse_money_on_whatever_the_schemas_admit(text, currency):
+    fast, slow = _both_ways(text, currency)
+    assert fast is None or (fast == slow and str(fast) == str(slow))
+
+
+@pytest.mark.parametrize("price", ["0.0000010", "0.00000100000", "0.12000", "1.5\n", "1500\n"])
+def test_prices_the_schema_admits_keep_parse_moneys_verdict_and_words(price):
+    from engine.money import MoneyError, parse_money
+    from engine.schemas import check
+    assert check("cart", cart(lines=[line(unit_price=price)])) == []
+    try:
+        parse_money(price, "JPY", "$.lines[0].unit_price")
+        expected = []
+    except MoneyError as exc:
+        expected = [str(exc)]
+    problems = refused(cart(lines=[line(unit_price=price)])) if expected else []
+    assert [p.message for p in problems] == expected
