@@ -118,10 +118,12 @@ def _checked_money(text: str, unit: tuple[int, Decimal] | None) -> Decimal | Non
     if unit is None:
         return None
     places, smallest = unit
+    # A pattern's `$` (as jsonschema searches it) also admits one trailing newline: such text goes to
+    # parse_money, which refuses it.
+    if text.endswith("\n"):
+        return None
     dot = text.find(".")
-    # Decimals counted on the text. A pattern's `$` also admits one trailing newline, which is
-    # counted too: a miscount only ever sends an amount to parse_money, never lets a finer one by.
-    if dot >= 0 and len(text) - dot - 1 > places:
+    if dot >= 0 and len(text) - dot - 1 > places:   # decimals counted on the text
         return None
     return Decimal(text).quantize(smallest)
 

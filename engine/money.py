@@ -54,7 +54,7 @@ def parse_decimal(text: object, what: str = "value") -> Decimal:
     """A non-negative decimal from its string form. Floats, NaN, exponents and signs are refused."""
     if isinstance(text, bool) or not isinstance(text, str):
         raise MoneyError(f"{what} must be a decimal string such as \"12.50\", not {type(text).__name__} {text!r}")
-    if not _DECIMAL_TEXT.match(text):
+    if not _DECIMAL_TEXT.fullmatch(text):   # fullmatch: a `$` alone would let "500\n" through
         raise MoneyError(f"{what} {text!r} is not a plain non-negative decimal such as \"12.50\"")
     return Decimal(text)
 

@@ -147,9 +147,7 @@ def _pattern_message(error: ValidationError) -> str:
 #   (`_integer`), an array (`_array`), an object whose keys are looked up in one loop (`_object`);
 # - a `$ref` is the closure of the node it names, not a wrapper around it;
 # - several checks on one node are joined by `_all`, which returns a single check unwrapped.
-# Any other combination of keywords is compiled keyword by keyword (`_per_keyword`). And a regex
-# search costs more than the rest of a string's checks: each pattern remembers the strings it has
-# matched (a bounded set), since a cart's categories, brands, SKUs and currencies recur.
+# Any other combination of keywords is compiled keyword by keyword (`_per_keyword`).
 # tests/test_schemas.py holds every shape to jsonschema's verdict.
 
 class _Unsupported(Exception):
@@ -343,9 +341,6 @@ def _const(const: Any) -> Any:
 # The keywords of each type, fused. With `typed`, the node also says `"type": <that type>`, so a value of
 # another type fails; without, it passes (a keyword about strings says nothing about a number).
 
-_MATCHES_KEPT = 1024  # strings remembered per pattern; past that, new ones are searched every time
-
-
 def _string(node: dict, typed: bool) -> Any:
     low, high = node.get("minLength", 0), node.get("maxLength", math.inf)
     if "pattern" not in node:
@@ -353,24 +348,11 @@ def _string(node: dict, typed: bool) -> Any:
             return lambda v: isinstance(v, str) and low <= len(v) <= high
         return lambda v: not isinstance(v, str) or low <= len(v) <= high
     search = re.compile(node["pattern"]).search
-    # Strings this pattern has matched, up to a bound: a set lookup costs a fraction of a search,
-    # and the same categories, brands and SKUs come back call after call. Only a match is kept, so
-    # a string is never called valid that the search refused. (Threads adding at once may pass the
-    # bound by a few; no harm.)
-    matched: set[str] = set()
 
     def string(v: Any) -> bool:
         if not isinstance(v, str):
             return not typed
-        if not low <= len(v) <= high:
-            return False
-        if v in matched:
-            return True
-        if search(v) is None:
-            return False
-        if len(matched) < _MATCHES_KEPT:
-            matched.add(v)
-        return True
+        return low <= len(v) <= high and search(v) is not None
     return string
 
 

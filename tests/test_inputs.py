@@ -39,7 +39,7 @@ def refused(c=None, account=None, **kwargs):
 
 @pytest.mark.parametrize("price, fragment", [
     (1500.0, "quoted"), ("-1", "is not valid"), ("0", "is not valid"), ("1500.5", "finer than JPY"),
-    ("1e3", "is not valid"), ("NaN", "is not valid")])
+    ("1e3", "is not valid"), ("NaN", "is not valid"), ("1500\n", "plain non-negative decimal")])
 def test_bad_prices_are_refused_with_their_path(price, fragment):
     [p] = refused(cart(lines=[line(unit_price=price)]))
     assert p.path == "$.lines[0].unit_price" and fragment in p.message

@@ -18,7 +18,8 @@ def test_unknown_currency_is_an_error_not_a_default():
         minor_unit("XYZ")
 
 
-@pytest.mark.parametrize("bad", [12.5, 1, None, True, "1e3", "-1", "NaN", "Infinity", " 1", "1.", ".5", "01", "1,000"])
+@pytest.mark.parametrize("bad", [12.5, 1, None, True, "1e3", "-1", "NaN", "Infinity", " 1", "1.", ".5", "01", "1,000",
+                                 "1\n", "1.50\n"])
 def test_parse_decimal_refuses_anything_but_a_plain_decimal_string(bad):
     with pytest.raises(MoneyError):
         parse_decimal(bad)
