@@ -134,6 +134,11 @@ def _freeze(groups: dict[str, list["Promotion"]]) -> Mapping[str, tuple["Promoti
 class CandidateIndex:
     buckets: tuple[_Bucket, ...]
     coded: int                         # promotions with a code
+    # Most buckets require one region, `region equal_to "JP"`: those are looked up by the region, so
+    # the buckets of other regions cost one subtraction, not a test each. The rest are tested one by one.
+    by_region: Mapping[str, tuple[_Bucket, ...]]
+    by_region_size: int                # promotions in all of `by_region`'s buckets
+    tested: tuple[_Bucket, ...]
 
     @staticmethod
     def build(promotions: Iterable["Promotion"]) -> "CandidateIndex":
@@ -167,7 +172,16 @@ class CandidateIndex:
             buckets.append(_Bucket(regions, channels, len(members), _freeze(by_category), _freeze(by_sku),
                                    _freeze(by_brand), tuple(include_all),
                                    frozenset(p.id for p in members if has_exclusions(p))))
-        return CandidateIndex(tuple(buckets), coded)
+        by_region: dict[str, list[_Bucket]] = {}
+        tested = []
+        for bucket in buckets:
+            region = _one_region(bucket.regions)
+            if region is None:
+                tested.append(bucket)
+            else:
+                by_region.setdefault(region, []).append(bucket)
+        return CandidateIndex(tuple(buckets), coded, _freeze(by_region),
+                              sum(b.size for bs in by_region.values() for b in bs), tuple(tested))
 
     def scope(self, promotions: Mapping[str, "Promotion"], codes: Mapping[str, tuple[str, ...]],
               lines: tuple["Line", ...], region: str, channel: str, entered: Iterable[str]) -> Scope:
@@ -176,7 +190,11 @@ class CandidateIndex:
         targeted: dict[str, list["Line"]] = {}
         found: dict[str, "Promotion"] = {}
         automatic = 0
-        for bucket in self.buckets:
+        passing = self.by_region.get(region, ())
+        others = self.by_region_size - sum(bucket.size for bucket in passing)
+        if others:   # they require another region
+            out_of_scope[Reason.REGION_NOT_ELIGIBLE.value] += others
+        for bucket in passing + self.tested:
             reason = _failure(bucket.regions, bucket.channels, region, channel)
             if reason is not None:
                 out_of_scope[reason.value] += bucket.size
@@ -195,6 +213,14 @@ class CandidateIndex:
             out_of_scope[Reason.CODE_NOT_ENTERED.value] = self.coded - len(entered_promotions)
         considered = tuple(found[pid] for pid in sorted(found))
         return Scope(considered, MappingProxyType(result), out_of_scope)
+
+
+def _one_region(leaves: tuple[Leaf, ...]) -> str | None:
+    """The region a bucket requires when it is exactly `region equal_to <code>` (true for that region alone)."""
+    if len(leaves) == 1 and leaves[0].operator == "equal_to" and isinstance(leaves[0].operand, str) \
+            and leaves[0].operand:
+        return leaves[0].operand
+    return None
 
 
 def _leaf_key(leaf: Leaf) -> tuple[str, str, Any]:

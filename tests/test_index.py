@@ -187,3 +187,20 @@ def test_a_line_included_twice_by_one_promotion_is_targeted_once():
     indexed = rules.index.scope(rules.promotions, rules.codes, cart.lines, "JP", "web", set())
     assert [line.id for line in indexed.targeted["both"]] == ["L1"]
     assert indexed == scanned_scope(rules, cart, account, set())
+
+
+def test_buckets_for_other_regions_are_counted_without_being_tested(monkeypatch):
+    """The cost of scope grows with the buckets a cart can get, not with every region's bucket."""
+    index_module = importlib.import_module("engine.index")
+    tested = []
+    real_failure = index_module._failure
+    monkeypatch.setattr(index_module, "_failure", lambda regions, *rest: tested.append(regions) or
+                        real_failure(regions, *rest))
+    regions = [f"A{chr(ord('A') + i)}" for i in range(26)]
+    rules = _rules([{"id": "jp", "targets": {"include": {"categories": ["a"]}}, "eligibility": only("JP")}] +
+                   [{"id": f"r{i}", "targets": {"include": {"categories": ["a"]}}, "eligibility": only(region)}
+                    for i, region in enumerate(regions)])
+    trace = evaluate(rules, ONE_LINE, JP_ACCOUNT, now=NOW)
+    assert [[leaf.operand for leaf in leaves] for leaves in tested] == [["JP"]]
+    assert [a.promotion for a in trace.applied] == ["jp"]
+    assert dict(trace.out_of_scope) == {"region_not_eligible": 26}
