@@ -63,3 +63,22 @@ def test_a_broken_reload_keeps_the_current_rule_set(tmp_path):
     with pytest.raises(RuleFileError):
         holder.reload()
     assert holder.current is before
+
+
+def test_a_loaded_rule_set_is_moved_out_of_the_collectors_scans_and_a_replaced_one_is_still_freed(tmp_path):
+    import gc
+    import weakref
+    one, two = write_version(tmp_path / "one", 1), write_version(tmp_path / "two", 2)
+    frozen_before = gc.get_freeze_count()
+    try:
+        holder = RuleSetHolder(one)
+        assert gc.get_freeze_count() > frozen_before
+        old = weakref.ref(holder.current)
+        holder.reload(two)
+        assert old() is None   # frozen, yet freed by reference counting: a rule set has no cycles
+        left_alone = RuleSetHolder(two, exempt_from_gc=False)
+        gc.unfreeze()
+        left_alone.reload(one)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
