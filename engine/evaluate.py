@@ -315,13 +315,15 @@ def _lost(p: Promotion, winners: tuple[str, ...], ctx: _Context) -> NotApplied:
 def _values(p: Promotion, state: _State, ctx: _Context) -> Mapping[str, Any]:
     """The values of the variables `p`'s conditions read: the evaluation's fixed values, and the cart as
     it stands for this promotion (the same values `PromotionVariables` gives for these facts; a test checks)."""
-    measured = p.condition.variables & MEASURED_PER_PROMOTION
-    if not measured:
-        return ctx.fixed_values
-    values = dict(ctx.fixed_values)
+    fixed = ctx.fixed_values
+    if not p.condition.variables & MEASURED_PER_PROMOTION:
+        return fixed
+    values: dict[str, Any] = {}
     targeted = ctx.targeted[p.id]
-    for name in measured:
-        if name == "cart_subtotal":
+    for name in p.condition.variables:
+        if name not in MEASURED_PER_PROMOTION:
+            values[name] = fixed[name]
+        elif name == "cart_subtotal":
             values[name] = from_units(sum(state.lines.values()), ctx.currency)
         elif name == "eligible_subtotal":
             left = state.lines
