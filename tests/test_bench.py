@@ -31,3 +31,18 @@ def test_the_business_rules_baseline_runs_on_the_same_inputs():
     total = baseline.evaluate_with_business_rules(baseline.prepare(docs), generate.cart(rnd, 10), generate.account(rnd),
                                                   [], datetime.fromisoformat(generate.NOW))
     assert total >= 0
+
+
+def test_the_phase_timer_covers_every_phase_and_puts_evaluate_back_as_it_was():
+    import sys
+    from bench import floor
+    module = sys.modules["engine.evaluate"]
+    before = {name: getattr(module, name) for name in floor.PHASES}
+    docs = generate.ruleset_docs(20, 5)
+    rules = build_ruleset(generate.files_of(docs))
+    rnd = random.Random(3)
+    inputs = [(generate.cart(rnd, 5), generate.account(rnd), []) for _ in range(3)]
+    spent = floor.phases(rules, inputs, runs=6)
+    assert set(spent) == set(floor.PHASES) | {"everything else"}
+    assert spent["_resolve"] > 0 and spent["parse_cart"] > 0
+    assert {name: getattr(module, name) for name in floor.PHASES} == before
