@@ -225,25 +225,43 @@ class Trace:
     inputs: Inputs
 
     def to_dict(self) -> dict[str, Any]:
-        out = _plain(dataclasses.replace(self, inputs=None))
+        out = {name: _plain(value) for name in _field_names(Trace) if name != "inputs"
+               and (value := getattr(self, name)) is not None}
         out["out_of_scope"] = {reason: count for reason, count in self.out_of_scope}
         out["inputs"] = inputs_to_dict(self.inputs)
         return out
 
     def to_json(self, indent: int | None = 2) -> str:
+        """The trace as JSON with sorted keys. `indent=None` writes it compact, several times faster
+        (Python's json module uses its C encoder only then): the form for a service's responses."""
         return json.dumps(self.to_dict(), sort_keys=True, indent=indent, ensure_ascii=False) + "\n"
 
 
+_PLAIN_TYPES = (str, int, bool, float, type(None))   # exact types: a str-valued Enum is not a plain str
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if getattr(value, f.name) is not None}
-    if isinstance(value, Decimal):
+    """A trace value as JSON data: records as objects without their None fields, amounts as exact
+    strings, enums as their values, sequences as lists."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return value
+    if kind is Decimal:
         return f"{value:f}"
+    if kind is tuple or kind is list:
+        return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(kind):
+        return {name: _plain(v) for name in _field_names(kind) if (v := getattr(value, name)) is not None}
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     return value
