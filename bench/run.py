@@ -4,8 +4,9 @@ Reports, for 10 / 100 / 1,000 / 10,000 promotions and carts of 5 / 50 / 500 line
 median and p99 (the full Trace, as frozen objects), the business-rules baseline's median on the same
 carts in the same run, their ratio (baseline median / evaluate() median), the median with the trace
 also serialized by to_json(indent=None) (compact, as a service sends it), and evaluate()'s peak memory
-(tracemalloc, in a separate pass so it does not distort the timings). Then: 10,000 promotions of which 9,000 are out of scope against the
-1,000 in scope alone, and the time to load and validate 10,000 rule files from disk. Each rule set is
+(tracemalloc, in a separate pass so it does not distort the timings). Then: 10,000 promotions of
+which 9,000 are out of scope against the 1,000 in scope alone, the time to load and validate 10,000
+rule files from disk, and where the time goes at 1,000 x 50 (bench/floor.py). Each rule set is
 exempted from the cyclic garbage collector after it is built, as RuleSetHolder does in a service.
 Not a test: nothing here passes or fails; the figures go in the README.
 """
