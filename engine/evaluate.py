@@ -3,9 +3,10 @@ no mutation of its inputs; the same inputs give the same trace, byte for byte.
 
 The order of work, which the README states for users:
 1. Check the inputs (a bad cart, account, code list or `now` raises InputError; nothing is decided).
-2. Scope: a promotion is considered when its code was entered, or it is automatic, its required
-   region and channel match, and it targets at least one line; the rest are only counted, by
-   reason. The rule set's candidate index (engine/index.py) finds them without a scan.
+2. Scope: a promotion is considered when its code was entered, or it is automatic, for the cart's
+   currency, within its window, its required region and channel match, and it targets at least one
+   line; the rest are only counted, by reason. The rule set's candidate index (engine/index.py)
+   finds them without a scan.
 3. Gates that do not depend on other promotions: status, currency, window, usage limits, budget,
    targeted lines.
 4. Stages, in order: item, order, shipping; within a stage, priority (higher first), then id.
@@ -53,13 +54,13 @@ def evaluate(ruleset: RuleSet, cart: Mapping[str, Any], account: Mapping[str, An
     return evaluate_with(indexed_scope, ruleset, cart, account, codes=codes, now=now, usage=usage, preview=preview)
 
 
-ScopeFinder = Callable[[RuleSet, Cart, Account, set[str]], Scope]
+ScopeFinder = Callable[[RuleSet, Cart, Account, set[str], datetime], Scope]
 
 
-def indexed_scope(ruleset: RuleSet, cart: Cart, account: Account, entered_codes: set[str]) -> Scope:
+def indexed_scope(ruleset: RuleSet, cart: Cart, account: Account, entered_codes: set[str], now: datetime) -> Scope:
     """The promotions this cart could get, found through the rule set's candidate index."""
-    return ruleset.index.scope(ruleset.promotions, ruleset.codes, cart.lines, account.region, cart.channel,
-                               entered_codes)
+    return ruleset.index.scope(ruleset.promotions, ruleset.codes, cart.lines, cart.currency, account.region,
+                               cart.channel, entered_codes, now)
 
 
 def evaluate_with(find_scope: ScopeFinder, ruleset: RuleSet, cart: Mapping[str, Any], account: Mapping[str, Any], *,
@@ -74,7 +75,7 @@ def evaluate_with(find_scope: ScopeFinder, ruleset: RuleSet, cart: Mapping[str, 
     used = parse_usage(usage, ruleset)
     previewed = _parse_preview(preview, ruleset)
     code_results, entered_codes = _match_codes(ruleset, entered)
-    scope = find_scope(ruleset, the_cart, the_account, entered_codes)
+    scope = find_scope(ruleset, the_cart, the_account, entered_codes, when)
     ctx = _Context.build(ruleset, the_cart, the_account, when, used, previewed, scope.targeted)
 
     gated: list[NotApplied] = []

@@ -7,6 +7,7 @@ rule set's candidate index); tests/test_index.py checks that over generated rule
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -37,7 +38,13 @@ def _holds(leaf: Leaf, account: Account, cart: Cart) -> bool:
                                 PromotionVariables(facts)))
 
 
-def _out_of_scope_reason(p: Promotion, account: Account, cart: Cart) -> str | None:
+def _out_of_scope_reason(p: Promotion, account: Account, cart: Cart, now: datetime) -> str | None:
+    if p.currency is not None and p.currency != cart.currency:
+        return "currency_mismatch"
+    if p.starts is not None and now < p.starts:
+        return "not_started"
+    if p.ends is not None and now >= p.ends:
+        return "expired"
     required = _required(p.condition.root)
     if any(leaf.variable == "region" and not _holds(leaf, account, cart) for leaf in required):
         return "region_not_eligible"
@@ -46,7 +53,7 @@ def _out_of_scope_reason(p: Promotion, account: Account, cart: Cart) -> str | No
     return None
 
 
-def scanned_scope(ruleset: RuleSet, cart: Cart, account: Account, entered_codes: set[str]) -> Scope:
+def scanned_scope(ruleset: RuleSet, cart: Cart, account: Account, entered_codes: set[str], now: datetime) -> Scope:
     considered: list[Promotion] = []
     targeted = {}
     out: Counter = Counter()
@@ -57,7 +64,7 @@ def scanned_scope(ruleset: RuleSet, cart: Cart, account: Account, entered_codes:
                 out["code_not_entered"] += 1
                 continue
         else:
-            reason = _out_of_scope_reason(p, account, cart)
+            reason = _out_of_scope_reason(p, account, cart, now)
             if reason is not None:
                 out[reason] += 1
                 continue

@@ -3,6 +3,7 @@ counts the others by the same reasons, and so gives the same trace, byte for byt
 from __future__ import annotations
 
 import importlib
+from datetime import datetime
 
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -83,10 +84,14 @@ def scenarios(draw):
     files = {"r/_settings.yaml": b"currencies: [JPY, USD]\n"}
     codes = []
     for i in range(draw(st.integers(1, 10))):
+        own = draw(st.sampled_from([currency, currency, "JPY", "USD"]))   # sometimes another currency's
         doc = {"id": f"p{i}", "name": f"Promotion {i}", "status": draw(st.sampled_from(["active", "active", "paused"])),
-               "currency": currency, "targets": draw(targets()), "reward": draw(rewards(currency)),
+               "currency": own, "targets": draw(targets()), "reward": draw(rewards(own)),
                "stacking": {"priority": draw(st.integers(0, 3)), "exclusive": draw(st.sampled_from([False, False, True]))}}
-        tree = draw(eligibility(currency))
+        window = draw(st.sampled_from(WINDOWS))
+        if window:
+            doc["window"] = window
+        tree = draw(eligibility(own))
         if tree is not None:
             doc["eligibility"] = tree
         if draw(st.integers(0, 3)) == 0:
@@ -108,18 +113,31 @@ def scenarios(draw):
     account = {"id": "a", "region": draw(st.sampled_from(REGIONS)), "tier": draw(st.sampled_from(["standard", "prime"])),
                "order_count": draw(st.integers(0, 3)), "time_zone": "Asia/Tokyo"}
     entered = draw(st.lists(st.sampled_from(codes + ["NOPE"]), max_size=3)) if codes else []
-    return build_ruleset(files), cart, account, entered
+    nows = draw(st.lists(st.sampled_from(NOWS), min_size=1, max_size=3))
+    return build_ruleset(files), cart, account, entered, nows
+
+
+# Windows around the moments below, some starting or ending exactly at one of them.
+WINDOWS = [None, None,
+           {"starts": "2026-11-01T00:00:00+09:00", "ends": "2026-12-01T00:00:00+09:00"},
+           {"starts": "2026-10-01T00:00:00+09:00", "ends": "2026-11-21T10:00:00+09:00"},
+           {"starts": "2026-11-21T01:00:00Z", "ends": "2026-11-22T00:00:00+09:00"},
+           {"starts": "2026-11-25T00:00:00+09:00"},
+           {"ends": "2026-11-21T10:00:01+09:00"}]
+NOWS = [NOW, "2026-11-21T09:59:59+09:00", "2026-11-21T10:00:01+09:00", "2026-11-22T00:00:00+09:00",
+        "2026-10-15T00:00:00+09:00", "2026-12-24T00:00:00Z"]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_the_index_gives_the_same_trace_as_scanning_every_promotion_and_line(scenario):
-    rules, cart, account, codes = scenario
-    indexed = evaluate(rules, cart, account, codes=codes, now=NOW)
-    plain = evaluate_plainly(rules, cart, account, codes=codes, now=NOW)
-    assert indexed.to_json() == plain.to_json()
-    listed = len(indexed.applied) + len(indexed.not_applied) + len(indexed.grants)
-    assert listed + sum(count for _, count in indexed.out_of_scope) == len(rules.promotions)
+    rules, cart, account, codes, nows = scenario
+    for now in nows:   # one rule set at several moments: each stretch of time has its own market
+        indexed = evaluate(rules, cart, account, codes=codes, now=now)
+        plain = evaluate_plainly(rules, cart, account, codes=codes, now=now)
+        assert indexed.to_json() == plain.to_json()
+        listed = len(indexed.applied) + len(indexed.not_applied) + len(indexed.grants)
+        assert listed + sum(count for _, count in indexed.out_of_scope) == len(rules.promotions)
 
 
 def _rules(docs):
@@ -184,9 +202,10 @@ def test_a_line_included_twice_by_one_promotion_is_targeted_once():
     rules = _rules([{"id": "both", "targets": {"include": {"categories": ["a"], "skus": ["S1"]}}}])
     from engine.inputs import parse_account, parse_cart
     cart, account = parse_cart(ONE_LINE, rules), parse_account(JP_ACCOUNT, rules)
-    indexed = rules.index.scope(rules.promotions, rules.codes, cart.lines, "JP", "web", set())
+    now = datetime.fromisoformat(NOW)
+    indexed = rules.index.scope(rules.promotions, rules.codes, cart.lines, "JPY", "JP", "web", set(), now)
     assert [line.id for line in indexed.targeted["both"]] == ["L1"]
-    assert indexed == scanned_scope(rules, cart, account, set())
+    assert indexed == scanned_scope(rules, cart, account, set(), now)
 
 
 def test_buckets_for_other_regions_are_counted_without_being_tested(monkeypatch):
