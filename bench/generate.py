@@ -1,8 +1,8 @@
 """Seeded synthetic rule sets and carts for the benchmark. The same seed gives the same files, byte for byte.
 
 A rule set has about 200 categories, ten regions, about 20% code-gated and 10% exclusive promotions,
-minimum-spend conditions and every reward type. `out_of_scope_files` makes promotions that no
-benchmark cart can get: other regions and other categories.
+minimum-spend conditions and every reward type. `ruleset_docs` can add promotions that no benchmark
+cart can get: for other regions and other categories, or past campaigns in the same markets.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _targets(rnd: random.Random, categories: tuple[str, ...], by_category_only: 
 
 
 def promotion(rnd: random.Random, index: int, regions: tuple[str, ...], categories: tuple[str, ...],
-              prefix: str = "p", elsewhere: bool = False) -> dict:
+              prefix: str = "p", elsewhere: bool = False, ended: bool = False) -> dict:
     """One promotion; `elsewhere` ones always require one of `regions` and target only `categories`."""
     pid = f"{prefix}{index:05d}"
     doc: dict = {"id": pid, "name": f"Promotion {pid}", "status": "active" if rnd.random() < 0.95 else "paused",
@@ -80,7 +80,12 @@ def promotion(rnd: random.Random, index: int, regions: tuple[str, ...], categori
     if rnd.random() < 0.20:
         doc["code"] = f"C{pid.upper()}"
     roll = rnd.random()
-    if roll < 0.25:
+    if ended:   # a past campaign, kept in the catalogue: one of 120 month-long windows before NOW
+        month = rnd.randrange(120)
+        year, month = 2016 + month // 12, month % 12 + 1
+        doc["window"] = {"starts": f"{year}-{month:02d}-01T00:00:00+09:00",
+                         "ends": f"{year}-{month:02d}-28T00:00:00+09:00"}
+    elif roll < 0.25:
         doc["window"] = {"starts": "2026-11-01T00:00:00+09:00", "ends": "2026-12-01T00:00:00+09:00"}
     elif roll < 0.30:
         doc["window"] = {"starts": "2026-10-01T00:00:00+09:00", "ends": "2026-11-01T00:00:00+09:00"}
@@ -106,16 +111,19 @@ def promotion(rnd: random.Random, index: int, regions: tuple[str, ...], categori
     return doc
 
 
-def ruleset_docs(count: int, seed: int, out_of_scope: int = 0) -> list[dict]:
-    """`count` promotions for the benchmark's markets, then `out_of_scope` for other markets and categories.
+def ruleset_docs(count: int, seed: int, out_of_scope: int = 0, ended: int = 0) -> list[dict]:
+    """`count` promotions for the benchmark's markets, then `out_of_scope` for other markets and categories,
+    then `ended` past campaigns for the benchmark's own markets and categories (windows ended before NOW).
 
-    The first `count` are the same whatever `out_of_scope` is, so "1,000 in scope" and "1,000 in scope
+    The first `count` are the same whatever the others are, so "1,000 in scope" and "1,000 in scope
     plus 9,000 out of scope" share their in-scope promotions exactly."""
     rnd = random.Random(seed)
     docs = [promotion(rnd, i, REGIONS, CATEGORIES) for i in range(count)]
     other = random.Random(seed + 1)
     docs += [promotion(other, i, OTHER_REGIONS, OTHER_CATEGORIES, prefix="x", elsewhere=True)
              for i in range(out_of_scope)]
+    past = random.Random(seed + 2)
+    docs += [promotion(past, i, REGIONS, CATEGORIES, prefix="e", ended=True) for i in range(ended)]
     return docs
 
 

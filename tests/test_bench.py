@@ -46,3 +46,16 @@ def test_the_phase_timer_covers_every_phase_and_puts_evaluate_back_as_it_was():
     assert set(spent) == set(floor.PHASES) | {"everything else"}
     assert spent["_resolve"] > 0 and spent["parse_cart"] > 0
     assert {name: getattr(module, name) for name in floor.PHASES} == before
+
+
+def test_ended_campaigns_are_for_the_benchmark_markets_and_out_of_scope_by_their_window():
+    docs = generate.ruleset_docs(10, 5, ended=100)
+    ended = [d for d in docs if d["id"].startswith("e")]
+    assert len(ended) == 100 and all(d["window"]["ends"] < "2026" for d in ended)
+    rules = build_ruleset(generate.files_of(docs))
+    rnd = random.Random(4)
+    trace = evaluate(rules, generate.cart(rnd, 30), generate.account(rnd), codes=[], now=generate.NOW)
+    listed = {a.promotion for a in trace.applied} | {n.promotion for n in trace.not_applied}
+    assert not any(pid.startswith("e") for pid in listed)
+    automatic_ended = sum(1 for d in ended if "code" not in d)
+    assert dict(trace.out_of_scope)["expired"] >= automatic_ended
