@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cached_property
-from types import MappingProxyType
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
+from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
@@ -31,7 +31,7 @@ from .conditions import LeafResult
 from .errors import InputError, InvariantError, Problem
 from .index import Scope
 from .inputs import parse_account, parse_cart, parse_codes, parse_now, parse_usage
-from .model import STAGE_ORDER, Account, Cart, Line, Promotion, RuleSet, Stage, Usage
+from .model import Account, Cart, Line, Promotion, RuleSet, Stage, Usage
 from .money import allocate_units, format_money, from_units, minor_unit, quantum, round_units, to_units
 from .reasons import Reason, hint, message
 from .rewards import REWARDS, Exact, Lines, NextTier, Short

@@ -140,6 +140,10 @@ def allocate_units(total: int, numerators: Sequence[int], denominator: int, keys
         raise ValueError("allocate: weights and keys differ in length")
     if total < 0 or denominator <= 0:
         raise ValueError(f"allocate: {total} is not a non-negative number of minor units")
+    if len(numerators) == 1:   # most promotions target one line: it takes the whole amount
+        if total > -(-numerators[0] // denominator):
+            raise ValueError(f"allocate: {total} minor units is more than the weights' sum rounded up")
+        return [total]
     exact_sum = sum(numerators)
     if exact_sum == 0:
         if total != 0:

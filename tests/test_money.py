@@ -61,6 +61,12 @@ def test_allocate_never_gives_a_part_more_than_its_weight_rounded_up():
 def test_allocate_refuses_more_than_the_weights_can_take():
     with pytest.raises(ValueError):
         allocate(Decimal(5), [Fraction(1), Fraction(1)], ["a", "b"], "JPY")
+    with pytest.raises(ValueError):   # one part: at most its weight rounded up
+        allocate(Decimal(3), [Fraction(3, 2)], ["a"], "JPY")
+    with pytest.raises(ValueError):
+        allocate(Decimal(1), [Fraction(0)], ["a"], "JPY")
+    assert allocate(Decimal(2), [Fraction(3, 2)], ["a"], "JPY") == [Decimal(2)]
+    assert allocate(Decimal(1), [Fraction(3, 2)], ["a"], "JPY") == [Decimal(1)]   # a cap below the weight
 
 
 @given(st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=12), st.data())
