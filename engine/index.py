@@ -217,6 +217,10 @@ class CandidateIndex:
         boundaries = sorted({t for p in automatic for t in (p.starts, p.ends) if t is not None})
         return CandidateIndex(automatic, tuple(boundaries), len(every) - len(automatic))
 
+    def __reduce__(self) -> tuple:
+        """Copied or pickled (a rule set shipped to worker processes) without its cache and lock."""
+        return (CandidateIndex, (self.automatic, self.boundaries, self.coded))
+
     def market(self, currency: str, now: datetime) -> _Market:
         """The market for carts in `currency` at `now`: every `now` in the same stretch between two
         window boundaries gives the same one (a boundary itself begins the next stretch, as a window

@@ -223,3 +223,12 @@ def test_buckets_for_other_regions_are_counted_without_being_tested(monkeypatch)
     assert [[leaf.operand for leaf in leaves] for leaves in tested] == [["JP"]]
     assert [a.promotion for a in trace.applied] == ["jp"]
     assert dict(trace.out_of_scope) == {"region_not_eligible": 26}
+
+
+def test_a_rule_set_copies_without_its_market_cache():
+    import copy
+    rules = _rules([{"id": "jp", "targets": {"include": {"categories": ["a"]}}, "eligibility": only("JP")}])
+    before = evaluate(rules, ONE_LINE, JP_ACCOUNT, now=NOW)   # builds and caches a market
+    twin = copy.deepcopy(rules)
+    assert twin.index._markets == {} and twin.index.automatic == rules.index.automatic
+    assert evaluate(twin, ONE_LINE, JP_ACCOUNT, now=NOW).to_json() == before.to_json()
