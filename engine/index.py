@@ -66,12 +66,6 @@ def scope_leaves(promotion: "Promotion") -> tuple[tuple[Leaf, ...], tuple[Leaf, 
             tuple(leaf for leaf in required if leaf.variable == "sales_channel"))
 
 
-def scope_failure(promotion: "Promotion", region: str, channel: str) -> Reason | None:
-    """Why an automatic promotion is out of scope for this region and channel, if it is (region first)."""
-    regions, channels = scope_leaves(promotion)
-    return _failure(regions, channels, region, channel)
-
-
 def _failure(regions: tuple[Leaf, ...], channels: tuple[Leaf, ...], region: str, channel: str) -> Reason | None:
     if not all(leaf.test(region, leaf.operand) for leaf in regions):
         return Reason.REGION_NOT_ELIGIBLE
