@@ -57,6 +57,7 @@ def test_every_shipped_schema_is_a_valid_2020_12_schema():
 
 # The quick check must never call a document valid that jsonschema refuses, and must accept the
 # ordinary valid documents (otherwise it saves nothing).
+import copy  # noqa: E402
 import json  # noqa: E402
 
 import pytest  # noqa: E402
@@ -71,7 +72,8 @@ _ODD = hst.sampled_from([None, True, False, 0, 1, -1, 1.5, 2.0, 10_000, "", "x",
                          # their bounds, non-ASCII digits, a too-fine price, NaN, bounds of integers
                          "12.50\n", "JP\n", "vip\n", "\n", "a" * 64, "a" * 65, "٣", "0.0000001", "0.000001",
                          float("nan"), 9999, 9999.0, 10**12, 10**12 + 1, 0.0, -0.0, "as_needed", "as needed",
-                         ["vip", "gold"], ["third_party", "third_party"], [1, 1], [{"a": 1}]])
+                         ["vip", "gold"], ["third_party", "third_party"], [1, 1], [{"a": 1}]]
+                        ).map(copy.deepcopy)   # a fresh copy each draw: mutations must not change the pool
 _LINE = {"id": "L1", "sku": "SKU-1", "category": "books", "brand": "acme", "seller": "first_party",
          "product_type": "physical", "unit_price": "1500", "quantity": 2, "name": "Book"}
 _CART = {"id": "c", "currency": "JPY", "channel": "web", "lines": [_LINE, dict(_LINE, id="L2")],
@@ -123,7 +125,6 @@ _PROMOTION = {"id": "p", "name": "P", "status": "active", "currency": "JPY", "co
 @hst.composite
 def _mutated_deep(draw, base):
     """A copy of `base` with a few values anywhere in it replaced, dropped or added."""
-    import copy
     doc = copy.deepcopy(base)
     for _ in range(draw(hst.integers(1, 3))):
         parent, node = None, doc
