@@ -141,10 +141,6 @@ class Promotion:
         object.__setattr__(self, "stage", stage)
         object.__setattr__(self, "order", (STAGE_ORDER.index(stage), -self.priority, self.id))
 
-    def order_key(self) -> tuple:
-        """Within a stage: higher priority first, then id."""
-        return (-self.priority, self.id)
-
 
 @dataclass(frozen=True)
 class RuleSet:

@@ -94,6 +94,8 @@ def from_units(units: int, currency: str) -> Decimal:
 def round_units(numerator: int, denominator: int, rounding: str) -> int:
     """The one rounding point: the exact amount numerator/denominator minor units, rounded to a whole
     minor unit with the rule set's mode. Half-way cases are decided exactly, in integers."""
+    if rounding not in ROUNDING_MODES:   # checked first: an unknown mode is an error even on a whole amount
+        raise MoneyError(f"unknown rounding mode {rounding!r}; known: {', '.join(ROUNDING_MODES)}")
     if denominator <= 0 or numerator < 0:
         raise ValueError("round_units: amounts here are never negative, denominators always positive")
     whole, rest = divmod(numerator, denominator)
@@ -106,19 +108,13 @@ def round_units(numerator: int, denominator: int, rounding: str) -> int:
         up = twice > denominator or (twice == denominator and whole % 2 == 1)
     elif rounding == "half_down":
         up = twice > denominator
-    elif rounding == "down":
-        up = False
-    elif rounding == "up":
-        up = True
     else:
-        raise MoneyError(f"unknown rounding mode {rounding!r}; known: {', '.join(ROUNDING_MODES)}")
+        up = rounding == "up"   # "down" never rounds up
     return whole + up
 
 
 def round_to_minor(amount: Fraction, currency: str, rounding: str) -> Decimal:
     """`round_units` for an exact amount of money (a Fraction of the currency's major unit)."""
-    if rounding not in ROUNDING_MODES:
-        raise MoneyError(f"unknown rounding mode {rounding!r}; known: {', '.join(ROUNDING_MODES)}")
     if amount < 0:
         raise ValueError("round_to_minor: amounts here are never negative")
     units = amount * 10 ** minor_unit(currency)

@@ -75,14 +75,9 @@ Calculator = Callable[[Reward, Lines, int, str], Result]
 
 @lru_cache(maxsize=1024)
 def _percent(percent: Decimal) -> tuple[int, int]:
-    """A percent as the fraction numerator / denominator of 1: 12.5 -> (125, 1000)."""
+    """A percent as the fraction numerator / denominator of 1: 12.5 -> (25, 200)."""
     numerator, denominator = percent.as_integer_ratio()
     return numerator, denominator * 100
-
-
-def _units(amount: Decimal, currency: str) -> int:
-    """A reward's amount (checked by the loader to fit the currency) in minor units."""
-    return to_units(amount, currency)
 
 
 def _spread(amount: int, lines: Lines) -> Exact:
@@ -106,7 +101,7 @@ def percent_off(reward: Reward, lines: Lines, shipping: int, currency: str) -> R
 
 def amount_off(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
     assert reward.amount is not None
-    amount = _units(reward.amount, currency)
+    amount = to_units(reward.amount, currency)
     if reward.scope == "per_unit":   # min(amount, a unit's share of what is left) per unit
         return Exact(lines.ids, tuple(min(amount * q, r) for q, r in zip(lines.quantities, lines.remaining)))
     if reward.scope == "per_line":
@@ -163,7 +158,7 @@ def fixed_price(reward: Reward, lines: Lines, shipping: int, currency: str) -> R
     if reward.max_sets is not None:
         count = min(count, reward.max_sets)
     runs, denominator = _runs(lines, cheapest_first=False)
-    price = _units(reward.price, currency) * denominator   # in the unit values' denominator
+    price = to_units(reward.price, currency) * denominator   # in the unit values' denominator
     # Each set's saving is spread over its units in proportion to their value, so each set has its own
     # denominator: exact Fractions here (a few per cart), one common denominator at the end.
     amounts: dict[str, Fraction] = {}
@@ -222,7 +217,7 @@ def tiered(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result
         result = _percent_of_lines(tier.percent, lines)
     else:
         assert tier.amount is not None
-        result = _spread(_units(tier.amount, currency), lines)
+        result = _spread(to_units(tier.amount, currency), lines)
     return Exact(result.ids, result.numerators, denominator=result.denominator, next_tier=next_tier)
 
 
@@ -232,7 +227,7 @@ def free_shipping(reward: Reward, lines: Lines, shipping: int, currency: str) ->
 
 def shipping_amount_off(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
     assert reward.amount is not None
-    return Exact(shipping=min(_units(reward.amount, currency), shipping))
+    return Exact(shipping=min(to_units(reward.amount, currency), shipping))
 
 
 def shipping_percent_off(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:

@@ -41,6 +41,15 @@ def test_each_rounding_mode_decides_exact_halves_exactly(mode, half_2, half_3):
     assert round_to_minor(Fraction(7, 2), "JPY", mode) == Decimal(half_3)
 
 
+def test_an_unknown_rounding_mode_is_an_error_even_when_nothing_needs_rounding():
+    from engine.money import round_units
+    with pytest.raises(MoneyError, match="unknown rounding mode"):
+        round_units(300, 3, "nearest")          # exactly 100: no rounding needed, still refused
+    with pytest.raises(MoneyError, match="unknown rounding mode"):
+        round_to_minor(Fraction(5), "JPY", "bankers")
+    assert round_units(300, 3, "down") == 100 and round_units(301, 3, "up") == 101 and round_units(301, 3, "down") == 100
+
+
 def test_rounding_uses_the_currency_minor_unit():
     assert round_to_minor(Fraction("1.2345"), "KWD", "half_up") == Decimal("1.235")
     assert round_to_minor(Fraction("1.2345"), "USD", "half_up") == Decimal("1.23")

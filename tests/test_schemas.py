@@ -98,15 +98,20 @@ def _mutated(draw, base):
             target = doc["lines"][draw(hst.integers(0, len(doc["lines"]) - 1))]
             if not isinstance(target, dict):
                 continue
-        action = draw(hst.sampled_from(["set", "drop", "add"]))
-        keys = sorted(target)
-        if action == "drop" and keys:
-            target.pop(draw(hst.sampled_from(keys)))
-        elif action == "set" and keys:
-            target[draw(hst.sampled_from(keys))] = draw(_ODD)
-        else:
-            target[draw(hst.sampled_from(["colour", "id", "brand", "segments", "shipping"]))] = draw(_ODD)
+        _mutate(draw, target, ["colour", "id", "brand", "segments", "shipping"])
     return doc
+
+
+def _mutate(draw, node: dict, new_keys: list[str]) -> None:
+    """Set one of `node`'s keys to an odd value, drop one, or add one of `new_keys`."""
+    action = draw(hst.sampled_from(["set", "drop", "add"]))
+    keys = sorted(node)
+    if action == "drop" and keys:
+        node.pop(draw(hst.sampled_from(keys)))
+    elif action == "set" and keys:
+        node[draw(hst.sampled_from(keys))] = draw(_ODD)
+    else:
+        node[draw(hst.sampled_from(new_keys))] = draw(_ODD)
 
 
 _PROMOTION = {"id": "p", "name": "P", "status": "active", "currency": "JPY", "code": "SAVE",
@@ -132,14 +137,7 @@ def _mutated_deep(draw, base):
             key = draw(hst.sampled_from(sorted(node) if isinstance(node, dict) else list(range(len(node)))))
             parent, node = node, node[key]
         if isinstance(node, dict):
-            action = draw(hst.sampled_from(["set", "drop", "add"]))
-            keys = sorted(node)
-            if action == "drop" and keys:
-                node.pop(draw(hst.sampled_from(keys)))
-            elif action == "set" and keys:
-                node[draw(hst.sampled_from(keys))] = draw(_ODD)
-            else:
-                node[draw(hst.sampled_from(["value", "percent", "amount", "any", "all", "colour"]))] = draw(_ODD)
+            _mutate(draw, node, ["value", "percent", "amount", "any", "all", "colour"])
         elif isinstance(node, list) and node:
             node[draw(hst.integers(0, len(node) - 1))] = draw(_ODD)
     return doc
