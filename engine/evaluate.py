@@ -35,7 +35,7 @@ from .model import Account, Cart, Line, Promotion, RuleSet, Stage, Usage
 from .money import allocate_units, format_money, from_units, minor_unit, quantum, round_units, to_units
 from .reasons import Reason, hint, message
 from .rewards import REWARDS, Exact, Lines, NextTier, Short
-from .ruleset import normalise_code
+from .text import normalise_code
 from .tenders import pay
 from .trace import (TRACE_FORMAT, Applied, CodeResult, FailedCondition, Grant, Hint, Inputs, LineDiscount, LineShare,
                     LineTrace, NotApplied, ShippingTrace, Threshold, Totals, Trace, scope_of)

@@ -18,6 +18,7 @@ from .conditions import compile_condition
 from .errors import Problem, RuleFileError
 from .model import Limits, PaysFor, Promotion, Reward, RuleSet, Targets, Tier, pool_token
 from .money import DEFAULT_ROUNDING, MoneyError, known_currency, parse_decimal, parse_money
+from .text import normalise_code
 from .variables import MONEY_VARIABLES
 from .yamlsafe import YAML11_BOOL_WORDS, Positions, YamlProblems, json_path, load
 
@@ -25,11 +26,6 @@ SETTINGS_FILE = "_settings.yaml"
 MAX_FILES = 50_000
 MAX_CONDITION_DEPTH = 8
 MAX_CONDITION_LEAVES = 200
-
-
-def normalise_code(code: str) -> str:
-    """Codes match after trimming, case-insensitively."""
-    return code.strip().upper()
 
 
 def load_ruleset(directory: str | Path) -> RuleSet:

@@ -42,7 +42,7 @@ from ..inputs import parse_now
 from ..model import POOL_TOKEN_PREFIX, Promotion, RuleSet, Usage
 from ..money import quantum
 from ..refund import evaluate_kept, refund
-from ..ruleset import normalise_code
+from ..text import normalise_code
 from ..trace import Trace
 from . import codes as pool
 from .errors import LedgerError, LedgerReason, Refusal, ReservationRefused, message
