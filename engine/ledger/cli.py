@@ -41,7 +41,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "ledger" and args.ledger_command == "init":
-            engine = make_engine(args.db)
+            engine = make_engine(args.db, create=True)
             migrate(engine)
             engine.dispose()
             print(f"ledger ready at {_shown(args.db)}")
