@@ -37,7 +37,7 @@ def test_init_generate_and_show(tmp_path, capsys):
     engine.dispose()
     assert stored == {code_hash(c) for c in plain}
     assert main(["codes", "generate", "--db", db, "--promotion", "spring-pool", "--count", "1", "--out", str(out),
-                 *rules]) == 2                                        # never overwrites the only copy
+                 *rules]) == 1                                        # never overwrites the only copy
     assert main(["codes", "generate", "--db", db, "--promotion", "nope", "--count", "1",
                  "--out", str(tmp_path / "x.txt"), *rules]) == 1
     assert not (tmp_path / "x.txt").exists()
