@@ -28,6 +28,9 @@ from .ledger import Ledger
 from .store import make_engine, migrate
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
 class _Refused(Exception):
     """One line for stderr; exit 1."""
 
@@ -124,7 +127,8 @@ def _check_kind(db: str) -> None:
 
 
 def _require_ledger(db: str) -> None:
-    """A read or a change needs a ledger that `promo ledger init` made; a SQLite file is never created here."""
+    """A read or a change needs a ledger that `promo ledger init` made. A SQLite file is never created
+    here, and a file that is not SQLite is never opened (SQLite would write to an empty one)."""
     path = _sqlite_path(db)
     if path is None:
         return
@@ -132,9 +136,19 @@ def _require_ledger(db: str) -> None:
         info = os.stat(path) if path else None
     except (OSError, ValueError):
         info = None
+    advice = f"run `promo ledger init --db {shown(db)}` first"
     if info is None or not stat.S_ISREG(info.st_mode):
         what = " (it is a directory)" if info is not None and stat.S_ISDIR(info.st_mode) else ""
-        raise _Refused(f"promo: no ledger at {shown(db)}{what}; run `promo ledger init --db {shown(db)}` first")
+        raise _Refused(f"promo: no ledger at {shown(db)}{what}; {advice}")
+    if info.st_size == 0:
+        raise _Refused(f"promo: no ledger at {shown(db)} (the file is empty); {advice}")
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise _Refused(f"promo: cannot read the ledger at {shown(db)}: {exc.strerror or type(exc).__name__}") from None
+    if header != SQLITE_HEADER:
+        raise _Refused(f"promo: {shown(db)} is not a ledger database (not SQLite)")
 
 
 def _show(ledger: Ledger, args: argparse.Namespace) -> int:
