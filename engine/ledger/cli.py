@@ -23,7 +23,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from ..render import clean_text, promotion_report_lines
 from ..ruleset import load_ruleset
 from . import codes as pool
-from .errors import LedgerError
+from .errors import LedgerError, LedgerReason
 from .ledger import Ledger
 from .store import make_engine, migrate
 
@@ -94,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
     except _Refused as exc:
         print(exc, file=sys.stderr)
     except LedgerError as exc:
-        print(f"promo: {clean_text(_redacted(str(exc), args.db))}", file=sys.stderr)
+        if exc.reason is getattr(LedgerReason, "NOT_INITIALISED", None):   # the same advice, however it is found
+            print(_no_tables(args.db), file=sys.stderr)
+        else:
+            print(f"promo: {clean_text(_redacted(str(exc), args.db))}", file=sys.stderr)
     except SQLAlchemyError as exc:
         print(_database_problem(exc, args.db), file=sys.stderr)
     return 1
@@ -211,12 +214,16 @@ def _database_problem(exc: SQLAlchemyError, db: str) -> str:
         return f"promo: --db takes a SQLite file path or a postgresql:// URL; got {shown(db)}"
     said = str(getattr(exc, "orig", None) or exc)
     if "no such table" in said or getattr(getattr(exc, "orig", None), "sqlstate", None) == "42P01":
-        return f"promo: the ledger at {shown(db)} has no tables yet; run `promo ledger init --db {shown(db)}` first"
+        return _no_tables(db)
     if "file is not a database" in said:
         return f"promo: {shown(db)} is not a ledger database (not SQLite)"
     if isinstance(exc, DBAPIError):
         return f"promo: cannot use the ledger at {shown(db)}: {clean_text(_redacted(_first_line(said), db))}"
     return f"promo: cannot use the ledger at {shown(db)} ({type(exc).__name__})"
+
+
+def _no_tables(db: str) -> str:
+    return f"promo: the ledger at {shown(db)} has no tables yet; run `promo ledger init --db {shown(db)}` first"
 
 
 def _sqlite_path(db: str) -> str | None:
