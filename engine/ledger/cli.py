@@ -94,8 +94,11 @@ def run(args: argparse.Namespace) -> int:
     except _Refused as exc:
         print(exc, file=sys.stderr)
     except LedgerError as exc:
-        if exc.reason is getattr(LedgerReason, "NOT_INITIALISED", None):   # the same advice, however it is found
+        if exc.reason is LedgerReason.NOT_INITIALISED:   # the same advice, however it is found
             print(_no_tables(args.db), file=sys.stderr)
+        elif exc.reason is LedgerReason.UNAVAILABLE:
+            print(f"promo: cannot use the ledger at {shown(args.db)}: {clean_text(_redacted(str(exc), args.db))}",
+                  file=sys.stderr)
         else:
             print(f"promo: {clean_text(_redacted(str(exc), args.db))}", file=sys.stderr)
     except SQLAlchemyError as exc:
