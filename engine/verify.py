@@ -48,7 +48,11 @@ def verified(ruleset: RuleSet, trace: Trace | Mapping[str, Any]) -> Trace:
     """The trace re-derived from its own inputs with `ruleset`, after checking that it equals what was
     given. Raises InputError for a trace that is not one or names another rule set, TraceMismatch for
     one whose numbers its inputs do not give."""
-    doc = trace_document(trace)
+    return rederived(ruleset, trace_document(trace))
+
+
+def rederived(ruleset: RuleSet, doc: dict) -> Trace:
+    """`verified` for a document `trace_document` has already checked."""
     if doc["ruleset_version"] != ruleset.version:
         raise InputError([Problem("trace", 0, 0, "$.ruleset_version",
                                   f"the order was priced with rule set {shorten(doc['ruleset_version'])}, not with "

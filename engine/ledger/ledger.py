@@ -42,7 +42,7 @@ from ..errors import InputError, PromoError
 from ..model import POOL_TOKEN_PREFIX, RuleSet, Usage
 from ..text import normalise_code, shorten, text_problem
 from ..trace import Trace
-from ..verify import TraceMismatch, trace_document, verified
+from ..verify import TraceMismatch, rederived, trace_document
 from . import accounts, codes as pool, reports
 from .common import check_id, check_now, iso, minor, money, money_decimal, us
 from .errors import LedgerError, LedgerReason, Refusal, ReservationRefused
@@ -576,7 +576,7 @@ class Ledger:
             if doc["ruleset_version"] != ruleset.version:
                 raise LedgerError(LedgerReason.WRONG_RULESET, order_id, got=shorten(doc["ruleset_version"]),
                                   expected=ruleset.version)
-            return verified(ruleset, doc)
+            return rederived(ruleset, doc)
         except TraceMismatch as exc:
             raise LedgerError(LedgerReason.TRACE_MISMATCH, order_id, field=exc.field) from None
         except InputError as exc:
