@@ -118,8 +118,8 @@ def _checked_money(text: str, unit: tuple[int, Decimal] | None) -> Decimal | Non
     if unit is None:
         return None
     places, smallest = unit
-    # A pattern's `$` (as jsonschema searches it) also admits one trailing newline: such text goes to
-    # parse_money, which refuses it.
+    # The schema matches patterns on the whole text, so a trailing newline never gets here; were it to,
+    # parse_money (which Decimal() is more lenient than) refuses it.
     if text.endswith("\n"):
         return None
     dot = text.find(".")

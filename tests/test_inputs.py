@@ -39,7 +39,7 @@ def refused(c=None, account=None, **kwargs):
 
 @pytest.mark.parametrize("price, fragment", [
     (1500.0, "quoted"), ("-1", "is not valid"), ("0", "is not valid"), ("1500.5", "finer than JPY"),
-    ("1e3", "is not valid"), ("NaN", "is not valid"), ("1500\n", "plain non-negative decimal")])
+    ("1e3", "is not valid"), ("NaN", "is not valid"), ("1500\n", "U+000A")])
 def test_bad_prices_are_refused_with_their_path(price, fragment):
     [p] = refused(cart(lines=[line(unit_price=price)]))
     assert p.path == "$.lines[0].unit_price" and fragment in p.message
@@ -268,7 +268,7 @@ def test_the_money_shortcut_agrees_with_parse_money_on_whatever_the_schemas_admi
     assert fast is None or (fast == slow and str(fast) == str(slow))
 
 
-@pytest.mark.parametrize("price", ["0.0000010", "0.00000100000", "0.12000", "1.5\n", "1500\n"])
+@pytest.mark.parametrize("price", ["0.0000010", "0.00000100000", "0.12000"])
 def test_prices_the_schema_admits_keep_parse_moneys_verdict_and_words(price):
     from engine.money import MoneyError, parse_money
     from engine.schemas import check
