@@ -7,7 +7,10 @@ time is. `load()` returns the plain data and a `Positions` map from JSON path to
 """
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -109,6 +112,31 @@ class _Refused(Exception):
         super().__init__(message)
         self.message = message
         self.mark = mark
+
+
+def read_capped(path: Path, limit: int, follow_links: bool = True) -> bytes | None:
+    """The bytes of the regular file `path`, or None if it holds more than `limit` bytes. The size is
+    checked before reading (stat), and at most limit + 1 bytes are read, so a file that grows in the
+    meantime is caught too. Without `follow_links` a symbolic link is refused (OSError), never
+    followed. Anything but a regular file (a directory, a FIFO, a device) is an OSError."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow_links else getattr(os, "O_NOFOLLOW", 0))
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(0, "not a regular file")
+        if info.st_size > limit:
+            return None
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    return None if size > limit else b"".join(chunks)
 
 
 def load(text: str | bytes, filename: str) -> tuple[Any, Positions]:
