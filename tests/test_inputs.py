@@ -488,3 +488,18 @@ def test_read_json_still_reads_ordinary_files(tmp_path):
     path = tmp_path / "cart.json"
     path.write_text('{"a": [1, 2.5, "x", {"b": null}]}')
     assert read_json(path) == {"a": [1, 2.5, "x", {"b": None}]}
+
+
+from tests.test_schemas import _ACCOUNT_FULL, _CART, _mutated_deep  # noqa: E402
+
+
+@hsettings(max_examples=600, deadline=None)
+@given(_mutated_deep(_CART), _mutated_deep(dict(_ACCOUNT_FULL, promotional_balance=[
+    dict(_ACCOUNT_FULL["promotional_balance"][0]), dict(_ACCOUNT_FULL["promotional_balance"][1], currency="JPY")])))
+def test_evaluate_answers_odd_carts_and_accounts_with_a_trace_or_an_input_error_only(c, account):
+    before = copy.deepcopy((c, account))
+    try:
+        evaluate(RULES, c, account, now=NOW, codes=["welcome"])
+    except InputError:
+        pass
+    assert (c, account) == before
