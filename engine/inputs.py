@@ -2,41 +2,102 @@
 
 Mappings (decoded JSON) are checked against `schemas/cart.schema.json` and
 `schemas/account.schema.json`, then semantically against the rule set (a known currency, prices
-that fit its minor unit, unique line ids, a real IANA time zone). Any problem raises `InputError`
-listing all of them; nothing is evaluated.
+that fit its minor unit, unique line ids, a real IANA time zone, instants within
+`text.EARLIEST`..`text.LATEST`). Any problem raises `InputError` listing all of them; nothing is evaluated.
+
+JSON files (`read_json`: the CLI's cart, account, usage and trace) are bounded before they are read:
+at most MAX_JSON_BYTES, no duplicate keys, no number of more than `text.MAX_NUMBER_DIGITS` digits,
+nesting at most `schemas.MAX_DEPTH` levels.
 """
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from . import schemas
 from .errors import InputError, Problem
 from .model import (Account, Cart, GiftCard, Line, Lot, PaysFor, Points, RuleSet, Shipping,
                     Usage)
 from .money import MoneyError, minor_unit, parse_money, quantum
-from .yamlsafe import json_path
+from .text import MAX_NUMBER_DIGITS, instant_problem, shorten, text_problem
+from .yamlsafe import json_path, read_capped
 
 MAX_CODES = 20
 MAX_CODE_LENGTH = 64
+MAX_JSON_BYTES = 4 * 1024 * 1024   # a full 1,000-line cart is about 250 KiB; its trace about 1.5 MiB
+MAX_COUNT = 10 ** 15               # usage counts: what the ledger's BIGINT columns hold, with room
 
 
 def read_json(path: str | Path) -> Any:
-    """Decode a JSON file strictly: NaN and Infinity are refused; floats stay floats so the schema
-    can refuse them where money is expected."""
-    def refuse(token: str) -> Any:
-        raise InputError([Problem(str(path), 0, 0, "$", f"{token} is not a number promo-engine accepts")])
+    """Decode a JSON file strictly: at most MAX_JSON_BYTES (checked before reading, and again while
+    reading), UTF-8, no duplicate keys, NaN and Infinity refused, no number of more than
+    MAX_NUMBER_DIGITS digits, nesting at most schemas.MAX_DEPTH deep. Floats stay floats so the
+    schema can refuse them where money is expected."""
+    name = str(path)
+
+    def refused(message: str, line: int = 0, column: int = 0) -> InputError:
+        return InputError([Problem(name, line, column, "$", message)], name)
+
+    def constant(token: str) -> Any:
+        raise refused(f"{token} is not a number promo-engine accepts")
+
+    def integer(text: str) -> int:
+        if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+            raise refused(f"a number of {len(text)} digits; at most {MAX_NUMBER_DIGITS} are accepted")
+        return int(text)
+
+    def number(text: str) -> float:
+        value = float(text) if len(text) <= MAX_NUMBER_DIGITS + 10 else math.inf
+        if not math.isfinite(value):
+            raise refused(f"the number {shorten(text)} is out of range")
+        return value
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise refused(f"duplicate key {shorten(key)}; each key may appear once in an object")
+            out[key] = value
+        return out
+
     try:
-        return json.loads(Path(path).read_text("utf-8"), parse_constant=refuse)
-    except json.JSONDecodeError as exc:
-        raise InputError([Problem(str(path), exc.lineno, exc.colno, "$", f"not valid JSON: {exc.msg}")]) from None
+        data = read_capped(Path(path), MAX_JSON_BYTES)
     except OSError as exc:
-        raise InputError([Problem(str(path), 0, 0, "$", f"cannot read: {exc.strerror}")]) from None
+        raise refused(f"cannot read: {exc.strerror or 'not a regular file'}") from None
+    if data is None:
+        raise refused(f"file is larger than {MAX_JSON_BYTES // (1024 * 1024)} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise refused(f"file is not UTF-8 text ({exc.reason})") from None
+    try:
+        doc = json.loads(text, parse_constant=constant, parse_int=integer, parse_float=number,
+                         object_pairs_hook=unique)
+    except json.JSONDecodeError as exc:
+        raise refused(f"not valid JSON: {exc.msg}", exc.lineno, exc.colno) from None
+    except RecursionError:
+        raise refused(f"nested deeper than {schemas.MAX_DEPTH} levels") from None
+    if _depth_over(doc, schemas.MAX_DEPTH):
+        raise refused(f"nested deeper than {schemas.MAX_DEPTH} levels")
+    return doc
+
+
+def _depth_over(doc: Any, limit: int) -> bool:
+    stack = [(doc, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth >= limit:
+                return True
+            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return False
 
 
 def _schema_problems(kind: str, data: Any, source: str) -> list[Problem]:
@@ -118,8 +179,8 @@ def _checked_money(text: str, unit: tuple[int, Decimal] | None) -> Decimal | Non
     if unit is None:
         return None
     places, smallest = unit
-    # A pattern's `$` (as jsonschema searches it) also admits one trailing newline: such text goes to
-    # parse_money, which refuses it.
+    # The schema matches patterns on the whole text, so a trailing newline never gets here; were it to,
+    # parse_money (which Decimal() is more lenient than) refuses it.
     if text.endswith("\n"):
         return None
     dot = text.find(".")
@@ -146,11 +207,9 @@ def parse_account(data: Mapping[str, Any], ruleset: RuleSet, source: str = "acco
     problems = _schema_problems("account", data, source)
     if problems:
         raise InputError(problems, source)
-    try:
-        ZoneInfo(data["time_zone"])
-    except (ZoneInfoNotFoundError, ValueError):
+    if not known_time_zone(data["time_zone"]):
         problems.append(Problem(source, 0, 0, "$.time_zone",
-                                f"unknown time zone {data['time_zone']!r}; use an IANA name such as Asia/Tokyo"))
+                                f"unknown time zone {shorten(data['time_zone'])}; use an IANA name such as Asia/Tokyo"))
     lots = _lots(data.get("promotional_balance", ()), ruleset, source, problems)
     gift_card = None
     if "gift_card" in data:
@@ -167,7 +226,7 @@ def parse_account(data: Mapping[str, Any], ruleset: RuleSet, source: str = "acco
                                     f"{use} points chosen but the account holds {raw['balance']}"))
         if _known(raw["currency"], ruleset, "$.points.currency", source, problems):
             value = _money(raw["value"], raw["currency"], "$.points.value", source, problems)
-            if value == 0:
+            if value is not None and value <= 0:
                 problems.append(Problem(source, 0, 0, "$.points.value", "a point must be worth more than 0"))
             points = Points(raw["balance"], value or Decimal(0), raw["currency"], use)
     if problems:
@@ -175,6 +234,28 @@ def parse_account(data: Mapping[str, Any], ruleset: RuleSet, source: str = "acco
     return Account(id=data["id"], region=data["region"], tier=data["tier"], segments=tuple(data.get("segments", ())),
                    order_count=data["order_count"], time_zone=data["time_zone"], lots=tuple(lots),
                    gift_card=gift_card, points=points)
+
+
+@lru_cache(maxsize=1)
+def _zone_keys() -> frozenset[str]:
+    """The IANA zone keys: tzdata's list (the package is a dependency), else the system's."""
+    try:
+        from importlib.resources import files
+        return frozenset(files("tzdata").joinpath("zones").read_text("utf-8").split())
+    except (ImportError, OSError):
+        return frozenset(available_timezones()) - {"localtime", "posixrules"}
+
+
+def known_time_zone(name: object) -> bool:
+    """A real IANA zone key ("Asia/Tokyo", "UTC") that ZoneInfo loads. Only names from the list are ever
+    handed to ZoneInfo, so "Asia" (a directory), "../../etc/passwd" or "UTC\n" never reach the file system."""
+    if not isinstance(name, str) or name not in _zone_keys():
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
 
 
 def _known(currency: str, ruleset: RuleSet, where: str, source: str, problems: list[Problem]) -> bool:
@@ -207,42 +288,63 @@ def _lots(raws: Iterable[Mapping[str, Any]], ruleset: RuleSet, source: str, prob
 
 
 def _instant(text: str, where: str, source: str, problems: list[Problem]) -> datetime | None:
-    """An ISO 8601 instant with a UTC offset, as lot dates must be."""
+    """An ISO 8601 instant with a UTC offset, in the accepted range, as lot dates must be."""
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        problems.append(Problem(source, 0, 0, where, f"{text!r} is not an ISO 8601 date and time"))
+        problems.append(Problem(source, 0, 0, where, f"{shorten(text)} is not an ISO 8601 date and time"))
         return None
     if value.utcoffset() is None:
-        problems.append(Problem(source, 0, 0, where, f"{text!r} has no UTC offset"))
+        problems.append(Problem(source, 0, 0, where, f"{shorten(text)} has no UTC offset"))
+        return None
+    problem = instant_problem(value)
+    if problem is not None:
+        problems.append(Problem(source, 0, 0, where, problem))
         return None
     return value
 
 
 def parse_now(now: datetime | str) -> datetime:
-    """The evaluation moment. Naive times are refused: a promotion window is an instant, not a wall clock."""
+    """The evaluation moment. Naive times are refused: a promotion window is an instant, not a wall clock.
+    So is an instant outside `text.EARLIEST`..`text.LATEST`, which local-time conversions would overflow."""
     if isinstance(now, str):
+        problem = text_problem(now, 40)
+        if problem is not None:
+            raise InputError([Problem("now", 0, 0, "$", problem)], "now")
         try:
             now = datetime.fromisoformat(now.replace("Z", "+00:00"))
         except ValueError:
             raise InputError([Problem("now", 0, 0, "$", f"{now!r} is not an ISO 8601 date and time")], "now") from None
     if not isinstance(now, datetime):
         raise InputError([Problem("now", 0, 0, "$", "now must be a datetime with a UTC offset")], "now")
-    if now.tzinfo is None or now.utcoffset() is None:
+    try:
+        offset = now.utcoffset()
+    except (ValueError, TypeError, OverflowError):
+        offset = None
+    if offset is None:
         raise InputError([Problem("now", 0, 0, "$", f"{now.isoformat()} has no UTC offset; naive times are refused")],
                          "now")
+    problem = instant_problem(now)
+    if problem is not None:
+        raise InputError([Problem("now", 0, 0, "$", problem)], "now")
     return now
 
 
 def parse_codes(codes: Iterable[str]) -> tuple[str, ...]:
+    """The entered codes, refused before any is looked at if there are more than MAX_CODES; each must be
+    text of at most MAX_CODE_LENGTH characters with no control or invisible character."""
     if isinstance(codes, (str, bytes, Mapping)) or not isinstance(codes, Iterable):
         raise InputError([Problem("codes", 0, 0, "$", "codes must be a list of strings")], "codes")
-    out = tuple(codes)
-    problems = [Problem("codes", 0, 0, f"$[{i}]", "a code must be text of at most "
-                        f"{MAX_CODE_LENGTH} characters")
-                for i, code in enumerate(out) if not isinstance(code, str) or len(code) > MAX_CODE_LENGTH]
+    if hasattr(codes, "__len__") and len(codes) > MAX_CODES:  # type: ignore[arg-type]
+        raise InputError([Problem("codes", 0, 0, "$", f"at most {MAX_CODES} codes may be entered")], "codes")
+    out = tuple(itertools.islice(codes, MAX_CODES + 1))   # never more than that read from a generator
     if len(out) > MAX_CODES:
-        problems.append(Problem("codes", 0, 0, "$", f"at most {MAX_CODES} codes may be entered"))
+        raise InputError([Problem("codes", 0, 0, "$", f"at most {MAX_CODES} codes may be entered")], "codes")
+    problems = []
+    for i, code in enumerate(out):
+        problem = text_problem(code, MAX_CODE_LENGTH, identifier=True)
+        if problem is not None:
+            problems.append(Problem("codes", 0, 0, f"$[{i}]", f"a code {problem}"))
     if problems:
         raise InputError(problems, "codes")
     return out
@@ -258,7 +360,7 @@ def parse_usage(usage: Mapping[str, Usage | Mapping[str, Any]] | None, ruleset: 
     out: dict[str, Usage] = {}
     problems: list[Problem] = []
     for pid, value in usage.items():
-        where = f"$.{pid}"
+        where = f"$.{shorten(pid)}" if not isinstance(pid, str) or len(pid) > 64 else f"$.{pid}"
         if isinstance(value, Mapping):
             unknown = set(value) - {"total_uses", "customer_uses", "budget_spent"}
             if unknown:
@@ -279,8 +381,9 @@ def parse_usage(usage: Mapping[str, Usage | Mapping[str, Any]] | None, ruleset: 
             continue
         for name in ("total_uses", "customer_uses"):
             count = getattr(value, name)
-            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                problems.append(Problem("usage", 0, 0, f"{where}.{name}", "must be a whole number, 0 or more"))
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT:
+                problems.append(Problem("usage", 0, 0, f"{where}.{name}",
+                                        f"must be a whole number, 0 or more and at most {MAX_COUNT:,}"))
         promotion = ruleset.promotions.get(pid)
         if not isinstance(value.budget_spent, Decimal) or not value.budget_spent.is_finite() or value.budget_spent < 0:
             problems.append(Problem("usage", 0, 0, f"{where}.budget_spent", "must be a non-negative Decimal"))

@@ -8,19 +8,22 @@ rule set does not load and `RuleFileError` lists them all as `file:line:column: 
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+from babel import Locale, UnknownLocaleError
 
 from . import schemas
 from .conditions import compile_condition
 from .errors import Problem, RuleFileError
 from .model import Limits, PaysFor, Promotion, Reward, RuleSet, Targets, Tier, pool_token
 from .money import DEFAULT_ROUNDING, MoneyError, known_currency, parse_decimal, parse_money
-from .text import normalise_code
+from .text import instant_problem, normalise_code, shorten
 from .variables import MONEY_VARIABLES
-from .yamlsafe import YAML11_BOOL_WORDS, Positions, YamlProblems, json_path, load
+from .yamlsafe import MAX_FILE_BYTES, YAML11_BOOL_WORDS, Positions, YamlProblems, json_path, load, read_capped
 
 SETTINGS_FILE = "_settings.yaml"
 MAX_FILES = 50_000
@@ -28,24 +31,69 @@ MAX_CONDITION_DEPTH = 8
 MAX_CONDITION_LEAVES = 200
 
 
+RULE_SUFFIXES = (".yaml", ".yml")
+
+
 def load_ruleset(directory: str | Path) -> RuleSet:
-    """Read and check every rule file in `directory`; raise RuleFileError listing all problems."""
+    """Read and check every rule file in `directory`; raise RuleFileError listing all problems.
+
+    What the directory may hold: rule files `*.yaml` / `*.yml` (lower case) and `_settings.yaml`,
+    each a regular file of at most yamlsafe.MAX_FILE_BYTES (checked before it is read). Names that
+    start with a dot (`.DS_Store`, `.x.yaml.swp`, `.git`) are ignored. Anything else is a problem
+    naming it: another extension (`notes.txt`, `x.YAML`, `x.json`), a directory, a symbolic link
+    (never followed: a rule set is exactly the files in its directory), a device or FIFO. The
+    directory itself may be a link."""
     root = Path(directory)
     if not root.is_dir():
         raise RuleFileError([Problem(str(root), 1, 1, "$", "rule directory not found")])
-    paths = sorted(p for p in root.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml"))
-    if len(paths) > MAX_FILES:
-        raise RuleFileError([Problem(str(root), 1, 1, "$", f"more than {MAX_FILES} rule files")])
     files: dict[str, bytes] = {}
-    unreadable: list[Problem] = []
-    for path in paths:
-        try:
-            files[str(path)] = path.read_bytes()
-        except OSError as exc:
-            unreadable.append(Problem(str(path), 1, 1, "$", f"cannot read the file: {exc.strerror}"))
-    if unreadable:
-        raise RuleFileError(unreadable)
+    refused: list[Problem] = []
+    count = 0
+    with os.scandir(root) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            count += 1
+            if count > MAX_FILES:
+                raise RuleFileError([Problem(str(root), 1, 1, "$", f"more than {MAX_FILES} rule files")])
+            path = root / entry.name
+            problem = _entry_problem(entry)
+            if problem is None:
+                try:
+                    data = read_capped(path, MAX_FILE_BYTES, follow_links=False)
+                except OSError as exc:
+                    problem = f"cannot read the file: {exc.strerror or 'not a regular file'}"
+                else:
+                    if data is None:
+                        problem = f"file is larger than {MAX_FILE_BYTES // 1024} KiB"
+                    else:
+                        files[str(path)] = data
+            if problem is not None:
+                refused.append(Problem(str(path), 1, 1, "$", problem))
+    if refused:
+        raise RuleFileError(refused)
     return build_ruleset(files)
+
+
+def _entry_problem(entry: os.DirEntry) -> str | None:
+    """Why a directory entry is not a rule file, or None. Links are looked at, never followed."""
+    if entry.is_symlink():
+        return "is a symbolic link; rule files must be regular files in the rules directory (links are not followed)"
+    if entry.is_dir(follow_symlinks=False):
+        return "is a directory; the rules directory holds rule files only (rules are not read from sub-directories)"
+    if not entry.is_file(follow_symlinks=False):
+        return "is not a regular file"
+    suffix = Path(entry.name).suffix
+    if suffix not in RULE_SUFFIXES:
+        hint = f"; rename it to {Path(entry.name).stem}{suffix.lower()}" if suffix.lower() in RULE_SUFFIXES else \
+            " (rule files end in .yaml or .yml; move other files out of the rules directory)"
+        return f"unexpected file {entry.name!r}{hint}"
+    try:
+        if entry.stat(follow_symlinks=False).st_size > MAX_FILE_BYTES:
+            return f"file is larger than {MAX_FILE_BYTES // 1024} KiB"
+    except OSError as exc:
+        return f"cannot read the file: {exc.strerror}"
+    return None
 
 
 def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
@@ -67,6 +115,9 @@ def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
     seen_ids: dict[str, str] = {}
     for path in paths:
         if path == settings_path:
+            continue
+        if path.suffix not in RULE_SUFFIXES:
+            problems.append(Problem(str(path), 1, 1, "$", f"unexpected file {path.name!r} (rule files end in .yaml or .yml)"))
             continue
         if path.name.startswith("_"):
             problems.append(Problem(str(path), 1, 1, "$", f"unknown settings file; the only one is {SETTINGS_FILE}"))
@@ -92,7 +143,8 @@ def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
             continue
         if promotion.code in active_codes:
             problems.append(_problem(Path(promotion.source), where[promotion.id], ("code",),
-                                     f"code {promotion.code!r} is already used by active promotion "
+                                     f"duplicate code: {promotion.code!r} (codes are compared trimmed, NFKC and "
+                                     f"case-folded) is already used by active promotion "
                                      f"{active_codes[promotion.code]!r}; a code names one active promotion"))
         else:
             active_codes[promotion.code] = promotion.id
@@ -117,7 +169,20 @@ def _load_settings(path: Path, data: bytes | None, problems: list[Problem]) -> d
         if not known_currency(code):
             problems.append(_problem(path, positions, ("currencies", i), f"unknown ISO 4217 currency {code!r}"))
             ok = False
+    if "locale" in doc and not known_locale(doc["locale"]):
+        problems.append(_problem(path, positions, ("locale",), f"unknown locale {doc['locale']!r}; "
+                                                               "use one Babel knows, such as en_US or ja_JP"))
+        ok = False
     return doc if ok else None
+
+
+def known_locale(name: str) -> bool:
+    """A locale Babel has data for, so that formatting money at checkout cannot fail."""
+    try:
+        Locale.parse(name)
+    except (UnknownLocaleError, ValueError, TypeError):
+        return False
+    return True
 
 
 def _read(path: Path, data: bytes, kind: str, problems: list[Problem]) -> tuple[Any, Positions]:
@@ -229,10 +294,14 @@ def _moment(c: _Checker, text: str, where: tuple) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        c.fail(where, f"{text!r} is not a valid date and time ({exc})")
+        c.fail(where, f"{shorten(text)} is not a valid date and time ({exc})")
         return None
     if moment.tzinfo is None:  # the schema requires an offset; kept as a second line of defence
         c.fail(where, f"{text!r} has no UTC offset; write e.g. {text}+09:00")
+        return None
+    problem = instant_problem(moment)
+    if problem is not None:
+        c.fail(where, problem)
         return None
     return moment
 

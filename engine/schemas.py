@@ -2,7 +2,24 @@
 
 `check(kind, data)` returns every violation as (path tuple, message); callers attach file, line and
 column. Messages are rewritten from jsonschema's where its wording is about JSON rather than about
-the rule ("'x' is not of type 'string'" becomes "write money as a quoted decimal, e.g. \"500\"").
+the rule ("'x' is not of type 'string'" becomes "write money as a quoted decimal, e.g. \"500\""), and
+echo at most a shortened form of the value (`text.shorten`).
+
+The schema files are read by editors too, with ECMA-262 regular expressions, where `$` is the end of
+the text. Our validator (`Validator`) agrees with them and is stricter than plain Draft 2020-12 in four
+ways, which the quick check below shares:
+- `pattern` must match the whole text (`re.fullmatch`): Python's `re.search` with `^...$` would let
+  "alcohol\n" through as "alcohol";
+- `"type": "integer"` is a true integer: 2.0 is not one (nor is true);
+- every value of `"type": "string"` refuses control characters (C0, DEL, C1, NUL) and lone surrogates
+  (`text.forbidden_character`); a node marked `"x-line-breaks": true` (a promotion's description)
+  allows newlines and tabs;
+- a list over its `maxItems` or a text over its `maxLength` is refused by that keyword alone: its
+  items are not checked one by one, nor its text matched (a 100,000-line cart is refused at once).
+Before jsonschema sees a document the quick check did not pass, one iterative walk (`_bounds`) refuses
+nesting deeper than MAX_DEPTH, numbers of more than MAX_NUMBER_DIGITS digits and any list, text or
+mapping larger than every cap in that schema, so that nothing inside jsonschema recurses without end
+or formats a huge value.
 """
 from __future__ import annotations
 
@@ -15,8 +32,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators as _validators
 from jsonschema.exceptions import ValidationError
+
+from .text import MAX_NUMBER_DIGITS, big_number, forbidden_character, shorten
 
 SCHEMA_KINDS = ("promotion", "ruleset", "cart", "account", "trace")
 # The schemas are the project's top-level `schemas/` directory: one copy, read by the engine, the
@@ -31,25 +50,161 @@ def schema(kind: str) -> dict:
     return json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text("utf-8"))
 
 
+# --- the validator: Draft 2020-12 with whole-text patterns, true integers and clean text -------------
+
+_DRAFT = Draft202012Validator.VALIDATORS
+
+
 @lru_cache(maxsize=None)
-def validator(kind: str) -> Draft202012Validator:
+def _regex(pattern: str) -> re.Pattern:
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, node: dict) -> Any:
+    if not isinstance(instance, str) or len(instance) > node.get("maxLength", math.inf):
+        return  # not text, or too long: maxLength says so, and a huge text is not matched
+    if _regex(pattern).fullmatch(instance) is None:
+        yield ValidationError(f"{shorten(instance)} does not match {pattern!r}")
+
+
+def _type(validator: Any, types: Any, instance: Any, node: dict) -> Any:
+    names = types if isinstance(types, list) else [types]
+    if not any(validator.is_type(instance, name) for name in names):
+        yield ValidationError(f"{shorten(instance)} is not of type {', '.join(map(repr, names))}")
+    elif isinstance(instance, str) and "string" in names:
+        problem = forbidden_character(instance, line_breaks=node.get("x-line-breaks") is True)
+        if problem is not None:
+            yield ValidationError(problem, validator="forbidden_character")
+
+
+def _over(key: str, size: Any) -> Any:
+    """The Draft keyword `key`, skipped for a value over the node's cap `size` (its own error says so)."""
+    draft = _DRAFT[key]
+
+    def keyword(validator: Any, value: Any, instance: Any, node: dict) -> Any:
+        if isinstance(instance, (list, str, dict)) and len(instance) > node.get(size, math.inf):
+            return
+        yield from draft(validator, value, instance, node)
+    return keyword
+
+
+def _cap(key: str, word: str) -> Any:
+    def keyword(validator: Any, limit: int, instance: Any, node: dict) -> Any:
+        kind = {"maxItems": list, "maxLength": str, "maxProperties": dict}[key]
+        if isinstance(instance, kind) and len(instance) > limit:
+            yield ValidationError(f"has {len(instance)} {word}; at most {limit} are allowed")
+    return keyword
+
+
+Validator = _validators.extend(
+    Draft202012Validator,
+    validators={"pattern": _pattern, "type": _type,
+                "items": _over("items", "maxItems"), "uniqueItems": _over("uniqueItems", "maxItems"),
+                "maxItems": _cap("maxItems", "items"), "maxLength": _cap("maxLength", "characters"),
+                "maxProperties": _cap("maxProperties", "keys")},
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda checker, v: isinstance(v, int) and not isinstance(v, bool)),
+)
+
+
+@lru_cache(maxsize=None)
+def validator(kind: str) -> Any:
     doc = schema(kind)
     Draft202012Validator.check_schema(doc)
-    return Draft202012Validator(doc)
+    return Validator(doc)
 
 
 def check(kind: str, data: Any) -> list[tuple[tuple, str]]:
     """Every schema violation, deepest first within a path, each once."""
     if quick_valid(kind, data):  # the common case, without jsonschema's cost; the same verdict
         return []
+    bounds = _bounds(kind, data)
+    if bounds:
+        return bounds
     seen: set[tuple] = set()
     out: list[tuple[tuple, str]] = []
-    for error in validator(kind).iter_errors(data):
+    errors = list(validator(kind).iter_errors(data))
+    # A control character in a text is said once, in those words, rather than also as a failed pattern.
+    dirty = {tuple(e.absolute_path) for e in errors if e.validator == "forbidden_character"}
+    for error in errors:
+        if error.validator == "pattern" and tuple(error.absolute_path) in dirty:
+            continue
         path, message = _explain(error)
         if (path, message) not in seen:
             seen.add((path, message))
             out.append((path, message))
     return sorted(out, key=lambda pm: (tuple(str(p) for p in pm[0]), pm[1]))
+
+
+MAX_DEPTH = 32          # levels of nesting in a JSON document; the deepest valid one has about 20
+MAX_NODES = 1_000_000   # values in one document; a full 1,000-line cart has about 15,000
+
+
+@lru_cache(maxsize=None)
+def _caps(kind: str) -> tuple[float, float]:
+    """The largest maxItems and maxLength anywhere in the schema: a longer list or text is invalid
+    wherever it is. A schema with a list or text without its cap (the trace's) has no such bound."""
+    items, length = 0.0, 64.0
+    stack: list[Any] = [schema(kind)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            types = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
+            if "array" in types:
+                items = max(items, node.get("maxItems", math.inf))
+            if "string" in types and "enum" not in node and "const" not in node:
+                length = max(length, node.get("maxLength", math.inf))
+            # an `if` node is a test, not a field: it needs no cap of its own
+            stack.extend(v for k, v in node.items() if k not in ("enum", "const", "examples", "default", "if"))
+        elif isinstance(node, list):
+            stack.extend(node)
+    return items, length
+
+
+def _node_at(kind: str, path: tuple) -> dict:
+    """The schema node for `path`, followed through properties, items and $ref only ({} if elsewhere)."""
+    root = schema(kind)
+    node: Any = root
+    for part in path + (None,):
+        while isinstance(node, dict) and "$ref" in node and node["$ref"].startswith("#/$defs/"):
+            node = root["$defs"][node["$ref"][len("#/$defs/"):]]
+        if part is None or not isinstance(node, dict):
+            break
+        node = node.get("items") if isinstance(part, int) else node.get("properties", {}).get(part)
+    return node if isinstance(node, dict) else {}
+
+
+def _bounds(kind: str, data: Any) -> list[tuple[tuple, str]]:
+    """One iterative walk, before jsonschema sees `data`: nesting, huge numbers, oversized lists and
+    texts. The first problem found, or []."""
+    max_items, max_length = _caps(kind)
+    stack: list[tuple[Any, tuple, int]] = [(data, (), 0)]
+    nodes = 0
+    while stack:
+        value, path, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            return [((), f"has more than {MAX_NODES:,} values; far more than any {kind} holds")]
+        if isinstance(value, str):
+            if len(value) > max_length:
+                limit = _node_at(kind, path).get("maxLength", max_length)
+                return [(path, f"text length must be at most {limit}; got {len(value)} characters")]
+        elif isinstance(value, (dict, list)):
+            if depth >= MAX_DEPTH:
+                return [(path, f"nested deeper than {MAX_DEPTH} levels")]
+            if isinstance(value, list):
+                if len(value) > max_items:
+                    limit = _node_at(kind, path).get("maxItems", max_items)
+                    return [(path, f"has {len(value)} items; at most {limit} are allowed")]
+                stack.extend((item, path + (i,), depth + 1) for i, item in enumerate(value))
+            else:
+                for key, item in value.items():
+                    if isinstance(key, str) and len(key) > max_length:
+                        return [(path, f"has a key of {len(key)} characters: {shorten(key)}")]
+                    stack.append((item, path + (key,), depth + 1))
+        elif big_number(value):
+            return [(path, f"{shorten(value)}: a number of more than {MAX_NUMBER_DIGITS} digits is never valid")]
+    return []
 
 
 def _explain(error: ValidationError) -> tuple[tuple, str]:
@@ -70,12 +225,12 @@ def _explain(error: ValidationError) -> tuple[tuple, str]:
         return path, f"missing required key {match.group(1)!r}" if match else error.message
     if kind == "enum":
         options = [str(o) for o in expected]
-        close = difflib.get_close_matches(str(found), options, n=1)
+        close = difflib.get_close_matches(found, options, n=1) if isinstance(found, str) and len(found) < 100 else []
         what = _what(path)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        return path, f"unknown {what} {found!r}{hint} (one of: {', '.join(options)})"
+        return path, f"unknown {what} {shorten(found)}{hint} (one of: {', '.join(options)})"
     if kind == "const":
-        return path, f"must be {expected!r}, not {found!r}"
+        return path, f"must be {expected!r}, not {shorten(found)}"
     if kind == "type":
         return path, _type_message(expected, found)
     if kind == "pattern":
@@ -83,7 +238,7 @@ def _explain(error: ValidationError) -> tuple[tuple, str]:
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         word = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "above",
                 "exclusiveMaximum": "below"}[kind]
-        return path, f"{found!r} is out of range: must be {word} {expected}"
+        return path, f"{shorten(found)} is out of range: must be {word} {expected}"
     if kind == "minItems":
         return path, f"needs at least {expected} item{'s' if expected != 1 else ''}"
     if kind == "maxItems":
@@ -94,12 +249,14 @@ def _explain(error: ValidationError) -> tuple[tuple, str]:
         return path, "must not be empty"
     if kind == "maxProperties":
         return path, f"give only one of: {', '.join(sorted(error.schema.get('properties', {})))}"
+    if kind == "forbidden_character":
+        return path, error.message
     if kind in ("minLength", "maxLength"):
         return path, f"text length must be {'at least' if kind == 'minLength' else 'at most'} {expected}"
     if kind == "oneOf" and path and isinstance(found, dict) and "at" in found:
         return path, "a tier has exactly one of 'percent' or 'amount'"
     if kind in ("oneOf", "anyOf") and error.schema.get("description"):
-        return path, f"{found!r} is not valid: {error.schema['description']}"
+        return path, f"{shorten(found)} is not valid: {error.schema['description']}"
     if kind == "not" and isinstance(found, dict) and "value" in found:
         return path + ("value",), f"operator {found.get('operator')!r} takes no value; remove 'value'"
     return path, error.message
@@ -114,24 +271,24 @@ def _type_message(expected: Any, found: Any) -> str:
     wanted = expected if isinstance(expected, list) else [expected]
     if isinstance(found, float):
         if "string" in wanted:
-            return f"{found!r} is a bare number; write amounts and decimals as quoted text, e.g. \"{found}\""
-        return f"{found!r} must be a whole number"
+            return f"{shorten(found)} is a bare number; write amounts and decimals as quoted text, e.g. \"{found}\""
+        return f"{shorten(found)} must be a whole number"
     if isinstance(found, bool) and "string" in wanted:
         return (f"{str(found).lower()} was read as a yes/no value; if you meant the text (for example the"
                 f" country code NO), put it in quotes")
     if isinstance(found, int) and wanted == ["string"]:
-        return f"{found!r} must be quoted text, e.g. \"{found}\""
+        return f"{shorten(found)} must be quoted text, e.g. \"{found}\""
     names = {"string": "text", "integer": "a whole number", "object": "a mapping of keys", "array": "a list",
              "boolean": "true or false", "number": "a number"}
-    return f"{found!r} must be {' or '.join(names.get(w, w) for w in wanted)}"
+    return f"{shorten(found)} must be {' or '.join(names.get(w, w) for w in wanted)}"
 
 
 def _pattern_message(error: ValidationError) -> str:
     found = error.instance
     description = error.schema.get("description")
     if description:
-        return f"{found!r} is not valid: {description}"
-    return f"{found!r} does not have the expected form ({error.validator_value})"
+        return f"{shorten(found)} is not valid: {description}"
+    return f"{shorten(found)} does not have the expected form ({error.validator_value})"
 
 
 # --- the quick check -----------------------------------------------------------------------------
@@ -154,7 +311,8 @@ class _Unsupported(Exception):
     """The schema uses a keyword the quick check does not implement: always use the full check."""
 
 
-_ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "$defs", "$comment", "default", "examples"})
+_ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "$defs", "$comment", "default", "examples",
+                          "x-line-breaks"})
 # Keywords that apply subschemas to the value itself; each becomes one check beside the node's own.
 _APPLICATORS = frozenset({"$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else"})
 # Keywords that constrain only values of one JSON type: a value of another type passes them.
@@ -170,10 +328,15 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Number) and not isinstance(v, bool)
 
 
-# JSON types as jsonschema's Draft 2020-12 type checker defines them (an integer may be 2.0).
+_clean = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]").search   # text.forbidden_character's tests
+_clean_breaks = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]").search
+
+
+# JSON types as `Validator` defines them: an integer is a true int (not 2.0, not true), and a string
+# holds no control character or lone surrogate.
 _TYPES: dict[str, Any] = {
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
+    "string": lambda v: isinstance(v, str) and _clean(v) is None,
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "number": _is_number,
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
@@ -208,7 +371,13 @@ def _compile(node: dict, root: dict, refs: dict, exact: bool) -> Any:
     checks = _applicators(node, root, refs, exact, sub)
     own = {key: value for key, value in node.items() if key in _ASSERTIONS}
     if own:
-        checks.append(_assertions(own, sub, exact))
+        if node.get("x-line-breaks") is True:
+            if own.get("type") != "string" or set(own) - {"type", "maxLength", "minLength"}:
+                raise _Unsupported("x-line-breaks")
+            low, high = own.get("minLength", 0), own.get("maxLength", math.inf)
+            checks.append(lambda v: isinstance(v, str) and low <= len(v) <= high and _clean_breaks(v) is None)
+        else:
+            checks.append(_assertions(own, sub, exact))
     return _all(checks)
 
 
@@ -345,14 +514,17 @@ def _string(node: dict, typed: bool) -> Any:
     low, high = node.get("minLength", 0), node.get("maxLength", math.inf)
     if "pattern" not in node:
         if typed:
-            return lambda v: isinstance(v, str) and low <= len(v) <= high
+            return lambda v: isinstance(v, str) and low <= len(v) <= high and _clean(v) is None
         return lambda v: not isinstance(v, str) or low <= len(v) <= high
-    search = re.compile(node["pattern"]).search
+    match = _regex(node["pattern"]).fullmatch   # the whole text, as Validator's `pattern`
+
+    if typed:
+        def typed_string(v: Any) -> bool:
+            return isinstance(v, str) and low <= len(v) <= high and match(v) is not None and _clean(v) is None
+        return typed_string
 
     def string(v: Any) -> bool:
-        if not isinstance(v, str):
-            return not typed
-        return low <= len(v) <= high and search(v) is not None
+        return not isinstance(v, str) or (low <= len(v) <= high and match(v) is not None)
     return string
 
 

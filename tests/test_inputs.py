@@ -39,7 +39,7 @@ def refused(c=None, account=None, **kwargs):
 
 @pytest.mark.parametrize("price, fragment", [
     (1500.0, "quoted"), ("-1", "is not valid"), ("0", "is not valid"), ("1500.5", "finer than JPY"),
-    ("1e3", "is not valid"), ("NaN", "is not valid"), ("1500\n", "plain non-negative decimal")])
+    ("1e3", "is not valid"), ("NaN", "is not valid"), ("1500\n", "U+000A")])
 def test_bad_prices_are_refused_with_their_path(price, fragment):
     [p] = refused(cart(lines=[line(unit_price=price)]))
     assert p.path == "$.lines[0].unit_price" and fragment in p.message
@@ -268,7 +268,7 @@ def test_the_money_shortcut_agrees_with_parse_money_on_whatever_the_schemas_admi
     assert fast is None or (fast == slow and str(fast) == str(slow))
 
 
-@pytest.mark.parametrize("price", ["0.0000010", "0.00000100000", "0.12000", "1.5\n", "1500\n"])
+@pytest.mark.parametrize("price", ["0.0000010", "0.00000100000", "0.12000"])
 def test_prices_the_schema_admits_keep_parse_moneys_verdict_and_words(price):
     from engine.money import MoneyError, parse_money
     from engine.schemas import check
@@ -280,3 +280,226 @@ def test_prices_the_schema_admits_keep_parse_moneys_verdict_and_words(price):
         expected = [str(exc)]
     problems = refused(cart(lines=[line(unit_price=price)])) if expected else []
     assert [p.message for p in problems] == expected
+
+
+# --- issue 10: text matches exactly, everything is bounded (trust boundaries) ----------------------
+
+def refused_unchanged(c=None, account=None, **kwargs):
+    """refused(), and the documents handed over are exactly as before."""
+    c = c if c is not None else cart()
+    account = account if account is not None else ACCOUNT
+    before = copy.deepcopy((c, account, kwargs))
+    problems = refused(c, account, **kwargs)
+    assert (c, account, kwargs) == before
+    return problems
+
+
+@pytest.mark.parametrize("field, value", [("category", "alcohol\n"), ("sku", "GIFT-1\n"), ("brand", "acme\n"),
+                                          ("category", "books\r\n"), ("id", "L1\x00"), ("name", "Book\x1b[2J"),
+                                          ("name", "Bo\ud800ok"), ("category", "bo\x85oks")])
+def test_a_line_text_with_a_trailing_newline_or_control_character_is_refused(field, value):
+    [p] = refused_unchanged(cart(lines=[line(**{field: value})]))
+    assert p.path == f"$.lines[0].{field}" and "must not contain the character U+" in p.message
+
+
+def test_a_category_with_a_trailing_newline_is_refused():
+    [p] = refused_unchanged(cart(lines=[line(category="alcohol\n")]))
+    assert (p.path, p.message) == ("$.lines[0].category", "must not contain the character U+000A (at position 7)")
+
+
+def test_an_account_segment_with_a_trailing_newline_is_refused():
+    [p] = refused_unchanged(account=dict(ACCOUNT, segments=["banned\n"]))
+    assert p.path == "$.segments[0]" and "U+000A" in p.message
+
+
+def test_lot_ids_that_differ_only_by_a_trailing_newline_are_refused():
+    lots = [{"id": "x", "amount": "100", "currency": "JPY", "granted_at": "2026-11-01T00:00:00+09:00"},
+            {"id": "x\n", "amount": "100", "currency": "JPY", "granted_at": "2026-11-01T00:00:00+09:00"}]
+    [p] = refused_unchanged(account=dict(ACCOUNT, promotional_balance=lots))
+    assert p.path == "$.promotional_balance[1].id"
+
+
+@pytest.mark.parametrize("field, value", [("tier", "gold\x00"), ("id", "c1\n"), ("time_zone", "UTC\n")])
+def test_account_text_with_control_characters_is_refused(field, value):
+    [p] = refused_unchanged(account=dict(ACCOUNT, **{field: value}))
+    assert p.path == f"$.{field}"
+
+
+@pytest.mark.parametrize("code", ["WELCOME\x00", "WEL\u200bCOME", "\ufeffWELCOME", "WELCOME\n", "WEL\u202eCOME"])
+def test_an_entered_code_with_a_control_or_invisible_character_is_refused(code):
+    [p] = refused_unchanged(codes=[code])
+    assert p.path == "$[0]" and p.file == "codes" and "character U+" in p.message
+
+
+def test_too_many_codes_are_refused_before_any_is_read():
+    def codes():
+        yield from ["WELCOME"] * 21
+        raise AssertionError("read past the cap")
+    [p] = refused(codes=codes())
+    assert p.path == "$" and "at most 20 codes" in p.message
+    [p] = refused(codes=["x\x00"] * 10_000)
+    assert p.path == "$" and "at most 20 codes" in p.message
+
+
+@pytest.mark.parametrize("quantity", [2.0, True, 1e300, 10 ** 5000], ids=["2.0", "True", "1e300", "5000-digits"])
+def test_a_quantity_must_be_a_true_integer(quantity):
+    problems = refused_unchanged(cart(lines=[line(quantity=quantity)]))
+    assert {p.path for p in problems} == {"$.lines[0].quantity"} and all(len(p.message) < 200 for p in problems)
+
+
+@pytest.mark.parametrize("changes", [{"order_count": 3.0}, {"points": {"balance": 10.0, "value": "1", "currency": "JPY",
+                                                                       "use": "as_needed"}},
+                                     {"points": {"balance": 10, "value": "1", "currency": "JPY", "use": 2.0}}])
+def test_account_counts_must_be_true_integers(changes):
+    problems = refused_unchanged(account=dict(ACCOUNT, **changes))
+    assert problems and all(p.path.startswith(("$.order_count", "$.points")) for p in problems)
+
+
+def test_a_hundred_thousand_line_cart_is_refused_at_once():
+    import time
+    big = cart(lines=[line(id=f"L{i}") for i in range(100_000)])
+    started = time.perf_counter()
+    [p] = refused(big)
+    assert time.perf_counter() - started < 3   # generous: it is milliseconds, not a check of every line
+    assert (p.path, p.message) == ("$.lines", "has 100000 items; at most 1000 are allowed")
+
+
+def test_a_deeply_nested_cart_in_memory_is_refused_before_the_schema_check():
+    deep: dict = {}
+    for _ in range(100_000):
+        deep = {"a": deep}
+    [p] = refused(cart(shipping=deep))
+    assert p.path.startswith("$.shipping") and "nested deeper than" in p.message
+
+
+def test_a_ten_megabyte_text_is_refused_and_not_echoed():
+    [p] = refused(cart(lines=[line(name="x" * 10_000_000)]))
+    assert p.path == "$.lines[0].name" and len(str(p)) < 300
+
+
+@pytest.mark.parametrize("now", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00", "1969-12-31T23:59:59Z",
+                                 "2200-01-01T00:00:00Z", datetime.fromisoformat("9999-12-31T00:00:00-05:00")])
+def test_now_outside_the_accepted_range_is_refused(now):
+    [p] = refused(now=now)
+    assert p.file == "now" and "outside the accepted range" in p.message
+
+
+def test_the_edges_of_the_accepted_range_are_inclusive_then_exclusive():
+    from engine.inputs import parse_now
+    assert parse_now("1970-01-01T00:00:00Z") and parse_now("2199-12-31T23:59:59.999999Z")
+    with pytest.raises(InputError):
+        parse_now("2200-01-01T00:00:00Z")
+
+
+@pytest.mark.parametrize("field", ["granted_at", "expires_at"])
+def test_lot_dates_outside_the_accepted_range_are_refused(field):
+    lot = {"id": "lot", "amount": "100", "currency": "JPY", "granted_at": "2026-11-01T00:00:00+09:00",
+           field: "9999-12-31T23:59:59-12:00"}
+    problems = refused_unchanged(account=dict(ACCOUNT, promotional_balance=[lot]))
+    assert [p.path for p in problems] == [f"$.promotional_balance[0].{field}"]
+    assert "outside the accepted range" in problems[0].message
+
+
+@pytest.mark.parametrize("zone", ["Asia", "../../etc/passwd", "", "UTC\n", "/etc/localtime", "localtime",
+                                  "Asia/Tokyo/", "asia/tokyo", "Nowhere/City"])
+def test_only_real_iana_time_zone_keys_are_accepted(zone):
+    [p] = refused_unchanged(account=dict(ACCOUNT, time_zone=zone))
+    assert p.path == "$.time_zone" and "/work" not in p.message and "Errno" not in p.message
+
+
+def test_real_time_zone_keys_are_accepted():
+    from engine.inputs import known_time_zone
+    assert all(known_time_zone(z) for z in ("UTC", "Asia/Tokyo", "America/Los_Angeles", "Etc/GMT+12"))
+
+
+@pytest.mark.parametrize("value", ["0", "0.00", "0.0"])
+def test_a_point_worth_nothing_is_refused(value):
+    points = {"balance": 100, "value": value, "currency": "JPY", "use": "as_needed"}
+    [p] = refused_unchanged(account=dict(ACCOUNT, points=points))
+    assert p.path == "$.points.value"
+
+
+def test_usage_counts_are_bounded():
+    [p] = refused(usage={"welcome-first-order-jp": {"total_uses": 10 ** 5000}})
+    assert p.path == "$.welcome-first-order-jp.total_uses" and len(p.message) < 200
+
+
+# --- read_json -----------------------------------------------------------------------------------
+
+def _read_refused(path):
+    with pytest.raises(InputError) as exc:
+        read_json(path)
+    [p] = exc.value.problems
+    return p
+
+
+def test_read_json_refuses_a_file_over_its_cap_without_reading_it(tmp_path, monkeypatch):
+    path = tmp_path / "cart.json"
+    with open(path, "wb") as f:   # 50 MB, sparse: nothing to read if it is not read
+        f.truncate(50 * 1024 * 1024)
+    reads = []
+    import engine.yamlsafe as yamlsafe
+    monkeypatch.setattr(yamlsafe.os, "read", lambda fd, n: reads.append(n) or b"")
+    p = _read_refused(path)
+    assert p.file == str(path) and "larger than 4 MiB" in p.message and reads == []
+
+
+def test_read_json_catches_a_file_that_grows_while_it_is_read(tmp_path, monkeypatch):
+    import engine.yamlsafe as yamlsafe
+    from engine.inputs import MAX_JSON_BYTES
+    path = tmp_path / "cart.json"
+    path.write_text("{}")
+    real_fstat = yamlsafe.os.fstat
+
+    class Small:   # stat says small; the file then turns out to be larger
+        def __init__(self, info):
+            self.st_mode, self.st_size = info.st_mode, 2
+    path.write_bytes(b"[" + b"0," * MAX_JSON_BYTES + b"0]")
+    monkeypatch.setattr(yamlsafe.os, "fstat", lambda fd: Small(real_fstat(fd)))
+    assert "larger than" in _read_refused(path).message
+
+
+@pytest.mark.parametrize("text, fragment", ids=["duplicate", "int", "float", "1e400", "infinity", "deep", "40"],
+                         argvalues=[
+    ('{"id": "a", "id": "b"}', "duplicate key 'id'"),
+    ('{"quantity": 1' + "0" * 5000 + "}", "digits"),
+    ('{"price": 1.' + "5" * 5000 + "}", "out of range"),
+    ('{"price": 1e400}', "out of range"),
+    ('{"x": -Infinity}', "not a number"),
+    ("[" * 100_000 + "]" * 100_000, "nested deeper than"),
+    ("[" * 40 + "]" * 40, "nested deeper than"),
+])
+def test_read_json_refuses_what_no_input_needs(tmp_path, text, fragment):
+    path = tmp_path / "in.json"
+    path.write_text(text)
+    p = _read_refused(path)
+    assert fragment in p.message and len(p.message) < 200
+
+
+def test_read_json_refuses_a_directory_or_a_fifo_without_blocking(tmp_path):
+    import os
+    assert "cannot read" in _read_refused(tmp_path).message
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert "cannot read" in _read_refused(fifo).message
+
+
+def test_read_json_still_reads_ordinary_files(tmp_path):
+    path = tmp_path / "cart.json"
+    path.write_text('{"a": [1, 2.5, "x", {"b": null}]}')
+    assert read_json(path) == {"a": [1, 2.5, "x", {"b": None}]}
+
+
+from tests.test_schemas import _ACCOUNT_FULL, _CART, _mutated_deep  # noqa: E402
+
+
+@hsettings(max_examples=600, deadline=None)
+@given(_mutated_deep(_CART), _mutated_deep(dict(_ACCOUNT_FULL, promotional_balance=[
+    dict(_ACCOUNT_FULL["promotional_balance"][0]), dict(_ACCOUNT_FULL["promotional_balance"][1], currency="JPY")])))
+def test_evaluate_answers_odd_carts_and_accounts_with_a_trace_or_an_input_error_only(c, account):
+    before = copy.deepcopy((c, account))
+    try:
+        evaluate(RULES, c, account, now=NOW, codes=["welcome"])
+    except InputError:
+        pass
+    assert (c, account) == before

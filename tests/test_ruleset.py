@@ -246,15 +246,16 @@ def test_build_ruleset_checks_in_memory_files_the_same_way():
 
 
 def test_an_unreadable_rule_file_is_a_rule_file_error(tmp_path, monkeypatch):
+    import engine.ruleset as ruleset
     write(tmp_path, {"books-500-off.yaml": GOOD})
-    real = Path.read_bytes
+    real = ruleset.read_capped
 
-    def read_bytes(self):
-        if self.name == "books-500-off.yaml":
+    def read_capped(path, limit, follow_links=True):
+        if path.name == "books-500-off.yaml":
             raise PermissionError(13, "Permission denied")
-        return real(self)
+        return real(path, limit, follow_links)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(ruleset, "read_capped", read_capped)
     [p] = problems(tmp_path, {})
     assert p.file.endswith("books-500-off.yaml") and "cannot read the file: Permission denied" in p.message
 
@@ -310,3 +311,128 @@ def test_a_code_pool_promotion_gets_a_token_no_customer_types_and_return_usage_i
 def test_a_code_pool_promotion_cannot_also_have_a_shared_code(tmp_path):
     text = GOOD.replace("currency: JPY\n", "currency: JPY\ncode_pool: true\ncode: SPRING\n")
     assert problems(tmp_path, {"books-500-off.yaml": text})
+
+
+# --- issue 10: trust boundaries of the rules directory and its files ---------------------------------
+
+def test_codes_equal_after_normalisation_are_a_duplicate_code(tmp_path):
+    a = GOOD + "code: WELCOME\n"
+    b = GOOD.replace("id: books-500-off", "id: books-other") + "code: ' welcome'\n"
+    [p] = problems(tmp_path, {"books-500-off.yaml": a, "books-other.yaml": b})
+    assert p.file.endswith("books-other.yaml") and p.line == 20 and p.path == "$.code"
+    assert "duplicate code: 'WELCOME'" in p.message
+
+
+@pytest.mark.parametrize("code", ["ｗｅｌｃｏｍｅ", "WEL\u200bCOME", "WELCOME\\n", "\\tWELCOME", "WELCOME\\u0000"])
+def test_a_rule_file_code_with_look_alike_invisible_or_control_characters_is_refused(tmp_path, code):
+    p = one(tmp_path, GOOD + f'code: "{code}"\n')
+    assert (p.line, p.path) == (20, "$.code")
+
+
+@pytest.mark.parametrize("text, path", [
+    ('name: "500 off\\u0000 books"', "$.name"), ('name: "500 off\\e[31m books"', "$.name"),
+    ('name: "500 off books\\n"', "$.name"), ('name: "500 off \\x85books"', "$.name")])
+def test_control_characters_in_rule_file_text_are_refused_with_their_line(tmp_path, text, path):
+    p = one(tmp_path, GOOD.replace("name: 500 off books", text))
+    assert (p.line, p.path) == (2, path) and "must not contain the character U+" in p.message
+
+
+def test_a_category_with_a_trailing_newline_in_a_rule_file_is_refused(tmp_path):
+    p = one(tmp_path, GOOD.replace("categories: [books]", 'categories: ["books\\n"]'))
+    assert (p.line, p.path) == (12, "$.targets.include.categories[0]") and "U+000A" in p.message
+
+
+@pytest.mark.parametrize("text, fragment", [("percent: 010", "octal"), ("percent: !!int 10", "YAML tags (!!int)")])
+def test_yaml_1_1_numbers_and_tags_in_a_rule_file_are_refused_with_their_line(tmp_path, text, fragment):
+    p = one(tmp_path, GOOD.replace('  scope: per_order\n  amount: "500"', "  " + text).replace("amount_off", "percent_off"))
+    assert p.line == 15 and fragment in p.message
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00", "1969-12-31T00:00:00Z",
+                                  "2200-01-01T00:00:00Z"])
+def test_a_window_outside_the_accepted_range_is_refused(tmp_path, when):
+    p = one(tmp_path, GOOD + f'window:\n  starts: "2026-01-01T00:00:00Z"\n  ends: "{when}"\n')
+    assert (p.line, p.path) == (22, "$.window.ends") and "outside the accepted range" in p.message
+
+
+def test_a_grant_expiry_outside_the_accepted_range_is_refused(tmp_path):
+    p = one(tmp_path, GRANT.replace("expires: {after_days: 30}", 'expires: {at: "9999-12-31T00:00:00-05:00"}')
+            + 'window:\n  ends: "2027-01-01T00:00:00Z"\n')
+    assert p.path == "$.reward.expires.at" and "outside the accepted range" in p.message
+
+
+def test_after_days_is_bounded(tmp_path):
+    p = one(tmp_path, GRANT.replace("after_days: 30", "after_days: 100000"))
+    assert p.path == "$.reward.expires.after_days"
+
+
+def test_an_unknown_locale_is_refused_at_load_time(tmp_path):
+    found = problems(tmp_path, {"books-500-off.yaml": GOOD}, settings=SETTINGS + "locale: zz\n")
+    assert [(p.file.endswith("_settings.yaml"), p.line, p.path) for p in found] == [(True, 3, "$.locale")]
+    assert load_ruleset(write(tmp_path, {}, settings=SETTINGS + "locale: ja_JP\n")).locale == "ja_JP"
+
+
+def test_a_symbolic_link_in_the_rules_directory_is_refused_and_not_followed(tmp_path):
+    secrets = tmp_path / "secrets.txt"
+    secrets.write_text("API_KEY=hunter2-very-secret\n")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    write(rules, {"books-500-off.yaml": GOOD})
+    (rules / "leak.yaml").symlink_to(secrets)
+    (rules / "linked-dir").symlink_to(tmp_path)
+    with pytest.raises(RuleFileError) as exc:
+        load_ruleset(rules)
+    assert sorted(Path(p.file).name for p in exc.value.problems) == ["leak.yaml", "linked-dir"]
+    assert all("symbolic link" in p.message for p in exc.value.problems)
+    assert "hunter2" not in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["extra.YAML", "notes.txt", "x.json", "books.yaml~", "README"])
+def test_a_file_with_an_unexpected_extension_is_an_error(tmp_path, name):
+    (tmp_path / name).write_text("SECRET-CONTENT: 1\n")
+    [p] = problems(tmp_path, {"books-500-off.yaml": GOOD})
+    assert Path(p.file).name == name and "unexpected file" in p.message and "SECRET" not in str(p)
+    if name == "extra.YAML":
+        assert "rename it to extra.yaml" in p.message
+
+
+def test_dot_files_are_ignored(tmp_path):
+    (tmp_path / ".DS_Store").write_bytes(b"\x00\x01binary")
+    (tmp_path / ".books-500-off.yaml.swp").write_bytes(b"\x00swap")
+    (tmp_path / ".git").mkdir()
+    rules = load_ruleset(write(tmp_path, {"books-500-off.yaml": GOOD}))
+    assert list(rules.promotions) == ["books-500-off"]
+
+
+def test_a_sub_directory_is_an_error(tmp_path):
+    (tmp_path / "old").mkdir()
+    [p] = problems(tmp_path, {"books-500-off.yaml": GOOD})
+    assert Path(p.file).name == "old" and "is a directory" in p.message
+
+
+def test_a_huge_rule_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import engine.yamlsafe as yamlsafe
+    huge = tmp_path / "huge.yaml"
+    with open(huge, "wb") as f:
+        f.truncate(3 * 1024 ** 3)   # 3 GiB, sparse
+    real_read = yamlsafe.os.read
+
+    def read(fd, n):
+        assert yamlsafe.os.fstat(fd).st_size < 1024 ** 3, "the huge file was read"
+        return real_read(fd, n)
+    monkeypatch.setattr(yamlsafe.os, "read", read)
+    [p] = problems(tmp_path, {})
+    assert Path(p.file).name == "huge.yaml" and "larger than 64 KiB" in p.message
+
+
+def test_a_fifo_in_the_rules_directory_is_refused_without_blocking(tmp_path):
+    import os
+    os.mkfifo(tmp_path / "pipe.yaml")
+    [p] = problems(tmp_path, {"books-500-off.yaml": GOOD})
+    assert Path(p.file).name == "pipe.yaml" and "not a regular file" in p.message
+
+
+def test_a_ten_megabyte_value_is_echoed_short(tmp_path):
+    settings = "currencies: [JPY]\nlocale: " + "x" * 60_000 + "\n"
+    found = problems(tmp_path, {"books-500-off.yaml": GOOD}, settings=settings)
+    assert found and all(len(str(p)) < 500 for p in found)

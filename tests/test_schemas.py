@@ -63,7 +63,7 @@ import json  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import given, settings as hsettings, strategies as hst  # noqa: E402
 
-from engine.schemas import quick_valid, validator as _validator  # noqa: E402
+from engine.schemas import Validator, quick_valid, validator as _validator  # noqa: E402
 
 _ODD = hst.sampled_from([None, True, False, 0, 1, -1, 1.5, 2.0, 10_000, "", "x", "JP", "jp", "2", "12.50", "0",
                          "-1", "1e3", "web", "tv", "first_party", "physical", "Asia/Tokyo", "a" * 70, [], ["x"],
@@ -74,6 +74,16 @@ _ODD = hst.sampled_from([None, True, False, 0, 1, -1, 1.5, 2.0, 10_000, "", "x",
                          float("nan"), 9999, 9999.0, 10**12, 10**12 + 1, 0.0, -0.0, "as_needed", "as needed",
                          ["vip", "gold"], ["third_party", "third_party"], [1, 1], [{"a": 1}]]
                         ).map(copy.deepcopy)   # a fresh copy each draw: mutations must not change the pool
+# Text a pattern's `$` or a loose check might let through: ordinary values with a control character, a
+# line break, a lone surrogate or an invisible character before, inside or after them.
+_EDGE_TEXT = hst.builds(
+    lambda base, odd, where: base[:where] + odd + base[where:] if where >= 0 else base + odd,
+    hst.sampled_from(["books", "GIFT-1", "acme", "vip", "banned", "JP", "JPY", "1500", "12.50", "L1", "prime",
+                      "Asia/Tokyo", "standard", "2026-11-01T00:00:00+09:00", "lot-1", "SAVE", "a"]),
+    hst.sampled_from(["\n", "\r\n", "\r", "\x00", "\t", "\x1b[31m", "\x7f", "\x85", "\x9f", "\u2028", "\ud800",
+                      "\udfff", "\u200b", "\ufeff", " ", "\n\n"]),
+    hst.sampled_from([-1, 0, 1, 2]))
+_ODD = hst.one_of(_ODD, _EDGE_TEXT, hst.sampled_from([2.0, True, 1.0, 1e300, 10 ** 40]))
 _LINE = {"id": "L1", "sku": "SKU-1", "category": "books", "brand": "acme", "seller": "first_party",
          "product_type": "physical", "unit_price": "1500", "quantity": 2, "name": "Book"}
 _CART = {"id": "c", "currency": "JPY", "channel": "web", "lines": [_LINE, dict(_LINE, id="L2")],
@@ -180,7 +190,6 @@ _SAMPLES = [part for base in (_CART, _ACCOUNT_FULL, _PROMOTION) for part in _par
 
 
 def _exact_checks():
-    from jsonschema import Draft202012Validator
     from engine.schemas import _Unsupported, _compile, schema
     out = []
     for kind in ("cart", "account", "promotion", "trace"):
@@ -192,7 +201,7 @@ def _exact_checks():
             except _Unsupported:
                 continue
             target = root if name is None else {"$defs": root["$defs"], "$ref": f"#/$defs/{name}"}
-            out.append((f"{kind}:{name or 'root'}", check, Draft202012Validator(target)))
+            out.append((f"{kind}:{name or 'root'}", check, Validator(target)))
     return out
 
 
@@ -262,9 +271,8 @@ _SMALL_VALUES = [None, True, False, 0, 1, 2, 3, 4, 1.0, 2.0, 2.5, float("nan"), 
 
 @pytest.mark.parametrize("node", _SMALL_SCHEMAS, ids=lambda n: json.dumps(n)[:60])
 def test_fused_checks_agree_with_jsonschema_on_small_schemas(node):
-    from jsonschema import Draft202012Validator
     from engine.schemas import _Unsupported, _compile
-    validator = Draft202012Validator(node)
+    validator = Validator(node)
     loose = _compile(node, node, {}, exact=False)
     try:
         exact = _compile(node, node, {}, exact=True)
@@ -276,3 +284,126 @@ def test_fused_checks_agree_with_jsonschema_on_small_schemas(node):
             assert not loose(value) or valid, value
             if exact is not None:
                 assert exact(value) == valid, value
+
+
+# --- whole-text patterns, true integers, clean text, caps ----------------------------------------
+
+def _nodes(node, where=""):
+    if isinstance(node, dict):
+        yield where, node
+        for key, value in node.items():
+            if key not in ("enum", "const"):
+                yield from _nodes(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _nodes(value, f"{where}/{i}")
+
+
+_KINDS = ("promotion", "ruleset", "cart", "account", "trace")
+_PATTERNS = sorted({(kind, node["pattern"]) for kind in _KINDS for _, node in _nodes(__import__("engine.schemas").schemas.schema(kind))
+                    if isinstance(node.get("pattern"), str)})
+
+
+@pytest.mark.parametrize("kind, pattern", _PATTERNS)
+def test_every_pattern_is_anchored_and_reads_the_same_in_ecma_262_and_python(kind, pattern):
+    # ^...$ around the whole pattern, and no class whose meaning differs between the two dialects
+    assert pattern.startswith("^") and pattern.endswith("$") and not pattern.endswith("\\$")
+    for construct in ("\\s", "\\S", "\\d", "\\D", "\\w", "\\W", "\\b", "\\Z", "\\A", "(?"):
+        assert construct not in pattern, construct
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(hst.sampled_from(_PATTERNS).flatmap(
+    lambda kp: hst.tuples(hst.just(kp[1]), hst.from_regex(kp[1], fullmatch=True),
+                          hst.sampled_from(["\n", "\r\n", "\x00", " \n"]))))
+def test_a_pattern_matches_the_whole_text_in_the_validator_and_the_quick_check(case):
+    from engine.schemas import _compile
+    pattern, text, tail = case
+    node = {"type": "string", "pattern": pattern}
+    quick = _compile(node, node, {}, exact=True)
+    assert Validator(node).is_valid(text) == quick(text)
+    assert not Validator(node).is_valid(text + tail) and not quick(text + tail)
+
+
+def test_a_category_with_a_trailing_newline_fails_the_schema_once_naming_the_character():
+    from engine.schemas import check
+    line = dict(_LINE, category="alcohol\n")
+    assert check("cart", dict(_CART, lines=[line])) == [(("lines", 0, "category"),
+                                                          "must not contain the character U+000A (at position 7)")]
+
+
+@pytest.mark.parametrize("value", ["Book\x00", "Bo\x1bok", "Book\x7f", "Book\x85", "Bo\ud800ok"])
+def test_control_characters_and_lone_surrogates_are_refused_in_free_text(value):
+    from engine.schemas import check
+    [(path, message)] = check("cart", dict(_CART, lines=[dict(_LINE, name=value)]))
+    assert path == ("lines", 0, "name") and "must not contain the character U+" in message
+    assert not quick_valid("cart", dict(_CART, lines=[dict(_LINE, name=value)]))
+
+
+def test_a_description_may_span_lines_but_holds_no_other_control_character():
+    from engine.schemas import check
+    assert check("promotion", dict(_PROMOTION, description="line one\n\tline two\n")) == []
+    assert quick_valid("promotion", dict(_PROMOTION, description="line one\nline two\n"))
+    [(path, message)] = check("promotion", dict(_PROMOTION, description="notes\x1b[2J"))
+    assert path == ("description",) and "U+001B" in message
+
+
+@pytest.mark.parametrize("value", [2.0, True, 1.0])
+def test_an_integer_field_refuses_floats_and_booleans(value):
+    from engine.schemas import check
+    [(path, _)] = check("cart", dict(_CART, lines=[dict(_LINE, quantity=value)]))
+    assert path == ("lines", 0, "quantity")
+    assert not quick_valid("cart", dict(_CART, lines=[dict(_LINE, quantity=value)]))
+
+
+def test_every_text_and_list_in_the_input_schemas_has_a_cap():
+    from engine.schemas import schema
+    for kind in ("promotion", "ruleset", "cart", "account"):
+        for where, node in _nodes(schema(kind)):
+            types = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
+            if where.endswith("/if") or "enum" in node or "const" in node:
+                continue
+            if "string" in types:
+                assert isinstance(node.get("maxLength"), int), (kind, where)
+            if "array" in types:
+                assert isinstance(node.get("maxItems"), int), (kind, where)
+
+
+def test_text_lengths_fit_the_ledgers_columns():
+    from engine.schemas import schema
+    assert schema("account")["properties"]["id"]["maxLength"] <= 128            # promo_balances.account_id
+    assert schema("account")["$defs"]["lot"]["properties"]["id"]["maxLength"] <= 128   # promo_balances.lot_id
+    assert schema("account")["$defs"]["currency"]["maxLength"] == 3             # promo_balances.currency
+    assert schema("promotion")["properties"]["id"]["maxLength"] <= 64           # promo_promotions.promotion_id
+    assert schema("cart")["properties"]["id"]["maxLength"] <= 128
+
+
+def test_a_document_nested_beyond_the_bound_is_refused_before_jsonschema_sees_it():
+    from engine.schemas import MAX_DEPTH, check
+    deep: list = []
+    for _ in range(50_000):
+        deep = [deep]
+    [(path, message)] = check("cart", dict(_CART, id=deep))
+    assert path[0] == "id" and f"deeper than {MAX_DEPTH}" in message
+
+
+def test_a_number_with_thousands_of_digits_is_refused_without_printing_it():
+    from engine.schemas import check
+    [(path, message)] = check("cart", dict(_CART, lines=[dict(_LINE, quantity=10 ** 5000)]))
+    assert path == ("lines", 0, "quantity") and "more than 30 digits" in message and len(message) < 200
+
+
+def test_a_huge_text_is_refused_and_echoed_short():
+    from engine.schemas import check
+    [(path, message)] = check("cart", dict(_CART, lines=[dict(_LINE, category="x" * 10_000_000)]))
+    assert path == ("lines", 0, "category") and "at most 64" in message and len(message) < 300
+    problems = check("promotion", dict(_PROMOTION, status="y" * 3000))
+    assert problems and all(len(m) < 400 for _, m in problems)
+
+
+def test_a_list_over_its_cap_is_refused_by_the_cap_alone():
+    from engine.schemas import check
+    [(path, message)] = check("account", dict(_ACCOUNT, segments=[f"s{i}" for i in range(100_000)]))
+    assert path == ("segments",) and message == "has 100000 items; at most 100 are allowed"
+    [(path, message)] = check("account", dict(_ACCOUNT, segments=[f"s{i}" for i in range(150)]))
+    assert path == ("segments",) and message == "has 150 items; at most 100 are allowed"

@@ -71,3 +71,58 @@ def test_the_c_parser_and_the_python_parser_give_the_same_result(text, monkeypat
     fast = outcome()
     monkeypatch.setattr(yamlsafe, "_Loader", yamlsafe._PyLoader)
     assert outcome() == fast
+
+
+# --- issue 10: YAML 1.1 surprises, tags, sizes ------------------------------------------------------
+
+@pytest.mark.parametrize("text, line, fragment", [
+    ("a: 1\npercent: 010\n", 2, 'octal number 8; write it without the leading zero (10), or put it in quotes'),
+    ("a: 1\nstarts: 1:30\n", 2, 'base-60 number (90); put it in quotes if you mean the text, e.g. "1:30"'),
+    ("a: 1:30.5\n", 1, "base-60"),
+    ("a: 0x1F\n", 1, "the number 31; write the number in plain decimals"),
+    ("a: 1_000\n", 1, "plain decimals"),
+    ("a: 1" + "0" * 5000 + "\n", 1, "more than 30 digits"),
+])
+def test_yaml_1_1_numbers_nobody_means_are_refused_with_what_to_write(text, line, fragment):
+    [p] = problems(text)
+    assert p.line == line and fragment in p.message and len(p.message) < 300
+
+
+@pytest.mark.parametrize("text, tag", [("a: 1\npercent: !!str 010\n", "!!str"), ("a: !!int '10'\n", "!!int"),
+                                       ("a: !foo x\n", "!foo"), ("a: ! x\n", "!"), ("a: !!map {b: 1}\n", "!!map"),
+                                       ("a: !!python/object:os.system x\n", "!!python/object:os.system")])
+def test_explicit_tags_are_refused_with_their_line_and_what_to_write(text, tag):
+    [p] = problems(text)
+    assert p.line == text.count("\n") and f"YAML tags ({tag}) are not allowed" in p.message and "quotes" in p.message
+
+
+def test_plain_numbers_still_load():
+    assert load("a: 0\nb: 12\nc: -5\nd: '010'\ne: \"1:30\"\n", "f.yaml")[0] == \
+        {"a": 0, "b": 12, "c": -5, "d": "010", "e": "1:30"}
+
+
+def test_a_yaml_error_does_not_echo_the_file_beyond_a_short_snippet():
+    secret = "x" * 5000
+    for text in (f"a: [{secret}\n", f"{secret}: [\n", f"? {secret}\n"):
+        try:
+            load(text, "f.yaml")
+        except YamlProblems as exc:
+            assert all(len(p.message) < 400 for p in exc.problems)
+
+
+def test_read_capped_reads_at_most_the_limit_and_refuses_links_and_non_files(tmp_path):
+    import os
+    path = tmp_path / "f.yaml"
+    path.write_bytes(b"a" * 100)
+    assert yamlsafe.read_capped(path, 100) == b"a" * 100
+    assert yamlsafe.read_capped(path, 99) is None
+    link = tmp_path / "link.yaml"
+    link.symlink_to(path)
+    assert yamlsafe.read_capped(link, 100) == b"a" * 100
+    with pytest.raises(OSError):
+        yamlsafe.read_capped(link, 100, follow_links=False)
+    with pytest.raises(OSError):
+        yamlsafe.read_capped(tmp_path, 100)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OSError):
+        yamlsafe.read_capped(tmp_path / "fifo", 100)
