@@ -62,6 +62,8 @@ def shorten(value: object, limit: int = MAX_ECHO) -> str:
     Containers show their first few items only, and a huge number its size, never its digits."""
     if isinstance(value, (str, bytes)) and len(value) > limit:
         return repr(value[:limit]) + f"... ({len(value)} characters)"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        return f"a {value.bit_length()}-bit number"   # repr() of a 5,000-digit int raises ValueError
     if big_number(value):
         return f"a number of about {int(abs(value).bit_length() * 0.30103)} digits"
     if isinstance(value, (dict, list, tuple, set, frozenset)):

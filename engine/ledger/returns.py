@@ -8,6 +8,7 @@ from typing import Mapping
 
 from ..model import RuleSet
 from ..refund import evaluate_kept, refund
+from ..text import shorten
 from ..trace import Trace
 from .common import minor
 from .errors import LedgerError, LedgerReason
@@ -26,11 +27,11 @@ def cumulative(order_id: str, lines: Mapping[str, int], before: Mapping[str, int
     after = dict(before)
     for line, qty in returned.items():
         if not isinstance(line, str) or line not in lines:
-            raise LedgerError(LedgerReason.BAD_RETURN, order_id, detail=f"the order has no line {str(line)[:64]!r}")
+            raise LedgerError(LedgerReason.BAD_RETURN, order_id, detail=f"the order has no line {shorten(line)}")
         left = lines[line] - before.get(line, 0)
         if type(qty) is not int or not 1 <= qty <= left:
             raise LedgerError(LedgerReason.BAD_RETURN, order_id,
-                              detail=f"line {line} has {left} units left to return; got {str(qty)[:32]}")
+                              detail=f"line {line} has {left} units left to return; got {shorten(qty)}")
         after[line] = before.get(line, 0) + qty
     return after
 
