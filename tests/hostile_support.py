@@ -57,6 +57,11 @@ def load_area(name: str) -> list[dict]:
     return cases
 
 
+def base_commands() -> list[list[str]]:
+    """cli.yaml's good commands (its `base` list), each of which must exit 0."""
+    return yaml.safe_load((HOSTILE / "cli.yaml").read_text("utf-8"))["base"]
+
+
 def base() -> dict:
     return yaml.safe_load((HOSTILE / "base.yaml").read_text("utf-8"))
 

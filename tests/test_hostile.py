@@ -20,12 +20,11 @@ from pathlib import Path
 import pytest
 
 from engine import InputError, RuleFileError, evaluate, load_ruleset
-from engine.errors import PromoError
 from engine.ledger import Ledger, LedgerError, ReservationRefused
 from engine.refund import refund
 
 from .hostile_support import (CLI_MAX_STDERR_LINES, CLI_TIME_LIMIT, assert_case, base, build, load_area, patch,
-                              snapshot, timed, tree_snapshot)
+                              snapshot, timed, tree_snapshot, base_commands)
 
 ERRORS = {"RuleFileError": RuleFileError, "InputError": InputError, "LedgerError": LedgerError,
           "ReservationRefused": ReservationRefused, None: type(None)}
@@ -298,11 +297,10 @@ def run_promo(root: Path, argv: list[str]):
     return done, time.perf_counter() - start
 
 
-CLI = load_area("cli")   # the same cases; the base commands are in its `base` list
+CLI = CASES["cli"]
 
 
-@pytest.mark.parametrize("argv", __import__("yaml").safe_load((Path(__file__).parent / "hostile" / "cli.yaml")
-                                                              .read_text())["base"], ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("argv", base_commands(), ids=lambda a: " ".join(a[:2]))
 def test_each_base_command_succeeds(tmp_path, argv):
     done, _ = run_promo(cli_dir(tmp_path, {}), argv)
     assert done.returncode == 0, done.stderr
@@ -312,7 +310,7 @@ def test_each_base_command_succeeds(tmp_path, argv):
 def test_hostile_cli(tmp_path, case):
     root = cli_dir(tmp_path, case.get("files", {}))
     before = tree_snapshot(root)
-    done, seconds = run_promo(root, case["argv"])
+    done, seconds = run_promo(root, [a if isinstance(a, str) else build(a) for a in case["argv"]])
     expect, wrong = case["expect"], []
     if done.returncode != expect["exit"]:
         wrong.append(f"exit {done.returncode}, expected {expect['exit']}")
@@ -328,10 +326,10 @@ def test_hostile_cli(tmp_path, case):
             wrong.append(f"stdout lacks {fragment!r}")
     if seconds > CLI_TIME_LIMIT:
         wrong.append(f"took {seconds:.1f} s (bound {CLI_TIME_LIMIT} s)")
-    if tree_snapshot(root) != before:
-        wrong.append("files changed: " + ", ".join(sorted(set(tree_snapshot(root).items()) ^ set(before.items())
-                                                          and {k for k in set(tree_snapshot(root)) | set(before)
-                                                               if tree_snapshot(root).get(k) != before.get(k)})))
+    after = tree_snapshot(root)
+    if after != before:
+        wrong.append("files changed: " + ", ".join(sorted(k for k in set(after) | set(before)
+                                                          if after.get(k) != before.get(k))))
     if wrong:
         raise AssertionError(f"{case['id']} ({case['description'].strip()}):\n  " + "\n  ".join(wrong))
 
