@@ -95,7 +95,7 @@ def write_rules(root: Path, case: dict | None) -> Path:
 
 def test_the_base_rule_set_loads_cleanly(tmp_path):
     rules = load_ruleset(write_rules(tmp_path, None))
-    assert set(rules.promotions) == {"books-500-off", "welcome", "spring-draft"}
+    assert set(rules.promotions) == {"books-500-off", "welcome", "spring-pool", "spring-draft"}
 
 
 RULE_CASES = CASES["rule_files"] + CASES["settings"]
