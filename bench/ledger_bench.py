@@ -44,7 +44,7 @@ def postgres_bench_url(test_url: str) -> str:
 
 
 def fresh(db: str) -> None:
-    engine = make_engine(db)
+    engine = make_engine(db, create=True)
     migrate(engine)
     with engine.begin() as conn:
         for table in reversed(TABLES):
@@ -55,7 +55,7 @@ def fresh(db: str) -> None:
 def run(db: str, workers: int, seconds: float) -> tuple[float, float, int]:
     fresh(db)
     ruleset = rules({"rules/bench-hot.yaml": HOT})
-    ledger = Ledger(db, ruleset, pool_size=workers + 2)
+    ledger = Ledger(db, ruleset, pool_size=workers + 2, max_clock_skew=None)
     trace = priced(ruleset, ["BENCH"]).to_dict()
     now = datetime.fromisoformat(NOW)
     latencies: list[list[float]] = [[] for _ in range(workers)]

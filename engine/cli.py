@@ -1,33 +1,95 @@
 """The `promo` command: `promo validate [DIR]`, `promo evaluate ...`, `promo refund ...`, and the ledger's
-`promo ledger init|show` and `promo codes generate` (engine/ledger/cli.py). Input and output live here;
-the clock is read here (only when --now is not given), never in the engine.
+`promo ledger init|show` and `promo codes generate` (engine/ledger/cli.py). Arguments, files, the clock
+(read only when --now is not given) and exit codes live here; what is shown lives in engine/render.py.
 
-Exit codes: 0 success, 1 the rule set or an input was rejected (every problem is listed), 2 usage.
+Exit codes: 0 success; 1 an input was rejected (a rule set, cart, account, usage or trace file, --now, a
+ledger refusal, a file that cannot be read or written: every problem is listed, and each message names
+the file or field to fix); 2 usage (an unknown command or option, a malformed argument); 130 interrupted.
+No failure prints a traceback: anything unexpected is one line, `promo: internal error (Type); please
+report it`.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import stat
 import sys
 from datetime import datetime, timezone
-from decimal import Decimal
 from pathlib import Path
-from typing import Sequence
+from typing import Any, NoReturn, Sequence
 
 from rich.console import Console
-from rich.table import Table
 
 from .errors import PromoError
-from .ledger import cli as ledger_cli
 from .evaluate import evaluate
 from .inputs import read_json
-from .money import format_money
-from .refund import Refund, refund
+from .ledger import cli as ledger_cli
+from .refund import refund
+from .render import clean_lines, clean_text, render_refund, render_trace
 from .ruleset import load_ruleset
-from .trace import Trace
+
+# Kept under their old names: callers that rendered through the CLI module keep working.
+render = render_trace
+
+MAX_INPUT_BYTES = 64 * 1024 * 1024   # a cart, account, usage or trace file; far above any real one
+NOW_EXAMPLE = "2026-11-21T10:00:00+09:00"
+_QUANTITY = re.compile(r"[0-9]{1,9}")
+
+
+class Refused(Exception):
+    """A command refused its input: `message` is what to fix, printed as is; `code` the exit code."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error messages (which echo what was typed) cleaned of control characters."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {clean_lines(message)}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="promo", description="Promotion rule files: validate and evaluate.")
+    """Run one `promo` command and return its exit code. Never raises and never prints a traceback."""
+    try:
+        return _main(argv)
+    except SystemExit as exc:            # argparse: --help (0) or a usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:              # `promo evaluate ... | head`: the reader left; nothing to say
+        _silence_stdout()
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last barrier: a user never sees a library's traceback
+        print(f"promo: internal error ({type(exc).__name__}); please report it", file=sys.stderr)
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 132)
+    try:
+        if args.command == "validate":
+            return _validate(args.directory, console)
+        if args.command == "refund":
+            return _refund(args, console)
+        if args.command in ("ledger", "codes"):
+            return ledger_cli.run(args)
+        return _evaluate(args, console)
+    except Refused as exc:
+        print(clean_lines(str(exc)), file=sys.stderr)
+        return exc.code
+    except PromoError as exc:
+        print(clean_lines(str(exc)), file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="promo", description="Promotion rule files: validate and evaluate.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     validate = commands.add_parser("validate", help="check every rule file; list all problems")
@@ -53,45 +115,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     back.add_argument("--json", action="store_true", help="print the refund as JSON")
 
     ledger_cli.add_commands(commands)
-
-    args = parser.parse_args(argv)
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
-    try:
-        if args.command == "validate":
-            return _validate(args.directory, console)
-        if args.command == "refund":
-            return _refund(args, console)
-        if args.command in ("ledger", "codes"):
-            return ledger_cli.run(args)
-        return _evaluate(args, console)
-    except PromoError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
+    return parser
 
 
 def _validate(directory: str, console: Console) -> int:
     ruleset = load_ruleset(directory)
     active = sum(1 for p in ruleset.promotions.values() if p.status == "active")
-    console.print(f"{directory}: {len(ruleset.promotions)} promotions ({active} active), all valid. "
-                  f"Version {ruleset.version[:19]}")
+    console.print(f"{clean_text(directory)}: {len(ruleset.promotions)} promotions ({active} active), all valid. "
+                  f"Version {clean_text(ruleset.version[:19])}", markup=False)
     return 0
 
 
 def _evaluate(args: argparse.Namespace, console: Console) -> int:
-    ruleset = load_ruleset(args.rules)
+    now = _now(args.now)
     cart_path = Path(args.cart)
-    account_path = Path(args.account) if args.account else cart_path.with_name("account.json")
-    if not account_path.exists():
-        print(f"promo: no account given and {account_path} does not exist; use --account FILE", file=sys.stderr)
-        return 2
-    now = args.now or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    usage = read_json(args.usage) if args.usage else None
-    trace = evaluate(ruleset, read_json(cart_path), read_json(account_path), codes=args.code, now=now, usage=usage,
-                     preview=args.preview)
+    cart = read_input(cart_path, "--cart")
+    if args.account:
+        account = read_input(args.account, "--account")
+    else:
+        account_path = cart_path.with_name("account.json")
+        if not os.path.lexists(account_path):
+            raise Refused(f"promo: no --account given and {clean_text(account_path)} does not exist; "
+                          f"use --account FILE")
+        account = read_input(account_path, "account (beside the cart)")
+    usage = read_input(args.usage, "--usage") if args.usage else None
+    ruleset = load_ruleset(args.rules)
+    trace = evaluate(ruleset, cart, account, codes=args.code, now=now, usage=usage, preview=args.preview)
     if args.json:
         sys.stdout.write(trace.to_json())
     else:
-        render(trace, console, ruleset.locale)
+        render_trace(trace, console, ruleset.locale)
     return 0
 
 
@@ -99,13 +152,16 @@ def _refund(args: argparse.Namespace, console: Console) -> int:
     returned: dict[str, int] = {}
     for item in args.returns:
         line, sep, qty = item.partition("=")
-        if not sep or not qty.isdigit() or line in returned:
-            print(f"promo: --return takes LINE=QTY once per line, e.g. L1=2; got {item!r}", file=sys.stderr)
-            return 2
+        if not sep or not line or not _QUANTITY.fullmatch(qty) or line in returned:
+            raise Refused(f"promo: --return takes LINE=QTY once per line, e.g. L1=2; got {clean_text(repr(item))}", 2)
         returned[line] = int(qty)
+    now = _now(args.now)
+    trace = read_input(args.trace, "--trace")
+    if not isinstance(trace, dict) or "ruleset_version" not in trace or "lines" not in trace:
+        raise Refused(f"promo: --trace {clean_text(args.trace)} is not a trace; give the JSON that "
+                      f"`promo evaluate --json` printed for the order")
     ruleset = load_ruleset(args.rules)
-    now = args.now or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    result = refund(ruleset, read_json(args.trace), returned, now)
+    result = refund(ruleset, trace, returned, now)
     if args.json:
         sys.stdout.write(result.to_json())
     else:
@@ -113,119 +169,64 @@ def _refund(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def render_refund(r: Refund, console: Console, locale: str = "en_US") -> None:
-    def money(value) -> str:
-        return format_money(value, r.currency, locale)
-
-    what = "Cancellation" if r.cancelled else "Return"
-    console.print(f"[bold]{what} of cart {r.cart_id or ''}[/] for {r.account_id} at {r.now}")
-    console.print("Returned: " + ", ".join(f"{x.line} ×{x.quantity} (paid {money(x.paid)})" for x in r.returned_lines))
-    if not r.cancelled:
-        for lost in r.lost_promotions:
-            console.print(f"[yellow]No longer earned[/]: {lost.name} ({lost.promotion}, was {money(lost.before)})"
-                          + (f": {lost.message}" if lost.message else ""))
-    for grant in r.revoked_grants:
-        console.print(f"[yellow]Grant revoked[/]: {money(grant.before)} from {grant.name} ({grant.promotion})"
-                      + (f": {grant.message}" if grant.message else ""))
-    table = Table(title="Back to", show_edge=False, header_style="bold", title_justify="left")
-    for title in ("tender", "paid", "returned part", "clawback", "back", "forfeited"):
-        table.add_column(title, justify="left" if title == "tender" else "right")
-    for p in r.parts:
-        label = p.kind.replace("_", " ") + (f" {p.id}" if p.id else "")
-        back = money(p.amount) + (f" ({p.points} points)" if p.points is not None else "")
-        forfeited = money(p.forfeited) + f" [dim](expired {p.expires_at})[/]" if p.forfeited else ""
-        table.add_row(label, money(p.paid), money(p.returned), money(p.clawback), back, forfeited)
-    console.print(table)
-    console.print(f"Paid {money(r.paid)}  returned units paid {money(r.returned_value)}  clawback -{money(r.clawback)}  "
-                  f"[bold]refund {money(r.refund)}[/]: {money(r.to_customer)} to the customer, {money(r.forfeited)} forfeited  "
-                  f"kept {money(r.kept)}")
-    console.print()
-
-
-def render(trace: Trace, console: Console, locale: str = "en_US") -> None:
-    """The trace as tables a marketer or support agent can read."""
-    def money(value) -> str:
-        return format_money(value, trace.currency, locale)
-
-    console.print(f"[bold]Cart {trace.cart_id or ''}[/] for {trace.account_id} at {trace.now} "
-                  f"({trace.currency}, rounding {trace.rounding})")
-    lines = Table(show_edge=False, header_style="bold")
-    for title, justify in (("line", "left"), ("item", "left"), ("qty", "right"), ("unit", "right"),
-                           ("subtotal", "right"), ("discounts", "left"), ("total", "right")):
-        lines.add_column(title, justify=justify)
-    for line in trace.lines:
-        discounts = "\n".join(f"-{money(d.amount)} {d.promotion}" for d in line.discounts) or "-"
-        lines.add_row(line.id, f"{line.name} [dim]{line.category}, {line.seller}, {line.product_type}[/]",
-                      str(line.quantity), money(line.unit_price), money(line.subtotal), discounts, money(line.total))
-    if trace.shipping is not None:
-        s = trace.shipping
-        discounts = "\n".join(f"-{money(d.amount)} {d.promotion}" for d in s.discounts) or "-"
-        lines.add_row("ship", s.method, "", "", money(s.price), discounts, money(s.total))
-    console.print(lines)
-
-    if trace.applied:
-        applied = Table(title="Applied, in order", show_edge=False, header_style="bold", title_justify="left")
-        for title in ("#", "promotion", "stage", "reward", "amount", "notes"):
-            applied.add_column(title, justify="right" if title in ("#", "amount") else "left")
-        for i, a in enumerate(trace.applied, 1):
-            notes = ", ".join(filter(None, [f"code {a.code}" if a.code else "", "exclusive" if a.exclusive else "",
-                                            *(f"capped by {c}" for c in a.capped_by)]))
-            applied.add_row(str(i), f"{a.name} [dim]({a.promotion})[/]", a.stage, a.reward, "-" + money(a.amount), notes)
-        console.print(applied)
-    if trace.not_applied:
-        skipped = Table(title="Not applied", show_edge=False, header_style="bold", title_justify="left")
-        for title in ("promotion", "reason", "why"):
-            skipped.add_column(title)
-        for n in trace.not_applied:
-            why = n.message
-            for f in n.failed_conditions:
-                why += f"\n[dim]{f.variable} {f.operator} {_shown(f.expected)}: was {_shown(f.actual)}[/]"
-            skipped.add_row(f"{n.name} [dim]({n.promotion})[/]", n.reason.value, why)
-        console.print(skipped)
-    for code in trace.codes:
-        if code.status != "matched":
-            console.print(f"[yellow]Code {code.code}[/]: {code.message}")
-    if trace.out_of_scope:
-        counts = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in trace.out_of_scope)
-        console.print(f"[dim]Not considered for this cart: {counts}.[/]")
-    for h in trace.hints:
-        console.print(f"[green]Hint[/]: {h.message}")
-    t = trace.totals
-    console.print(f"Subtotal {money(t.subtotal)}  item -{money(t.item_discount)}  order -{money(t.order_discount)}  "
-                  f"shipping {money(t.shipping)} -{money(t.shipping_discount)}  "
-                  f"[bold]total due {money(t.total)}[/] (saved {money(t.discount)})")
-    _render_tenders(trace, console, money)
-    console.print()
+def read_input(path: str | Path, what: str) -> Any:
+    """A JSON input file, decoded, or `Refused` naming the option and the file: missing, not a regular
+    file (a directory, a FIFO that would block forever, a device), unreadable, too large, empty, not
+    UTF-8, nested too deeply. Decoding itself (strict JSON) is `read_json`'s."""
+    p = Path(path)
+    shown = f"{what} {clean_text(p)}"
+    try:
+        info = p.stat()
+    except OSError as exc:
+        raise Refused(f"promo: {shown}: cannot read: {exc.strerror or type(exc).__name__}") from None
+    except ValueError:   # an embedded NUL in the path
+        raise Refused(f"promo: {shown}: not a usable file name") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise Refused(f"promo: {shown}: is a directory; give a JSON file")
+    if not stat.S_ISREG(info.st_mode):
+        raise Refused(f"promo: {shown}: is not a regular file; give a JSON file")
+    if info.st_size > MAX_INPUT_BYTES:
+        raise Refused(f"promo: {shown}: is {info.st_size} bytes; an input file is at most {MAX_INPUT_BYTES}")
+    if info.st_size == 0:
+        raise Refused(f"promo: {shown}: is empty; give a JSON file")
+    try:
+        return read_json(p)
+    except UnicodeDecodeError as exc:
+        raise Refused(f"promo: {shown}: is not UTF-8 text (byte {exc.start}); give a JSON file") from None
+    except RecursionError:
+        raise Refused(f"promo: {shown}: is nested too deeply to be a promo-engine input") from None
 
 
-def _shown(value) -> str:
-    """A condition's value as the rule file writes it: text quoted, numbers and lists plain."""
-    return f"{value:f}" if isinstance(value, Decimal) else repr(value)
+def _now(text: str | None) -> str:
+    """--now, checked here so that every command refuses it the same way: an ISO 8601 time with a UTC
+    offset, far enough from the ends of the calendar that local times and day counts stay in it.
+    Without --now, the current time."""
+    if text is None:
+        return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    shown = clean_text(repr(text))
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise Refused(f"promo: --now {shown} is not an ISO 8601 date and time; e.g. {NOW_EXAMPLE}") from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise Refused(f"promo: --now {shown} has no UTC offset; e.g. {NOW_EXAMPLE}")
+    try:
+        utc = when.astimezone(timezone.utc)
+        ok = 1900 <= utc.year <= 9000
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise Refused(f"promo: --now {shown} is out of range; give a time between the years 1900 and 9000")
+    return text
 
 
-def _render_tenders(trace: Trace, console: Console, money) -> None:
-    tenders = trace.tenders
-    table = Table(title="Paid by", show_edge=False, header_style="bold", title_justify="left")
-    for title in ("tender", "amount", "lines", "left after"):
-        table.add_column(title, justify="right" if title == "amount" else "left")
-    for u in tenders.used + (tenders.payment_method,):
-        label = u.kind.replace("_", " ") + (f" {u.id}" if u.id else "")
-        covered = ", ".join([f"{s.line} {money(s.amount)}" for s in u.lines]
-                            + ([f"shipping {money(u.shipping)}"] if u.shipping else []))
-        if u.points is not None:
-            left = f"{u.points_left} points (used {u.points} × {money(u.point_value)})"
-        elif u.balance_left is not None:
-            left = money(u.balance_left) + (f" until {u.expires_at}" if u.expires_at else "")
-        else:
-            left = ""
-        table.add_row(label, money(u.amount), covered or "-", left)
-    console.print(table)
-    for n in tenders.not_used:
-        console.print(f"[dim]Not used[/]: {n.kind.replace('_', ' ')}{' ' + n.id if n.id else ''} "
-                      f"({n.reason.value}): {n.message}")
-    for g in trace.grants:
-        console.print(f"[green]Granted after the order[/]: {money(g.amount)} promotional balance from {g.name} "
-                      f"({g.promotion}), expires {g.expires_at}")
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so that the interpreter's last flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

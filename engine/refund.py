@@ -33,14 +33,13 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Mapping
 
-from . import schemas
-from .errors import InputError, InvariantError, Problem, PromoError
+from .errors import InputError, InvariantError, Problem
 from .evaluate import evaluate
 from .inputs import parse_now
 from .model import RuleSet
 from .money import allocate, parse_money, quantum, split
 from .trace import Trace, _plain
-from .yamlsafe import json_path
+from .verify import verified
 
 
 @dataclass(frozen=True)
@@ -107,25 +106,11 @@ class Refund:
 
 def refund(ruleset: RuleSet, trace: Mapping[str, Any] | Trace, returned: Mapping[str, int],
            now: datetime | str) -> Refund:
-    doc = trace.to_dict() if isinstance(trace, Trace) else trace
-    problems = [Problem("trace", 0, 0, json_path(where), message) for where, message in schemas.check("trace", doc)]
-    if problems:
-        raise InputError(problems, "trace")
-    if doc["ruleset_version"] != ruleset.version:
-        raise InputError([Problem("trace", 0, 0, "$.ruleset_version",
-                                  f"the order was priced with rule set {doc['ruleset_version']}, not with these "
-                                  f"rules ({ruleset.version}); refund it against the rule set it was priced with")],
-                         "trace")
-    if doc["currency"] not in ruleset.currencies:
-        raise InputError([Problem("trace", 0, 0, "$.currency", f"{doc['currency']!r} is not one of the rule set's "
-                                                               "currencies")], "trace")
+    """What returning `returned` (line id -> units) at `now` gives back. The trace's numbers are not
+    believed: it is evaluated again from its own inputs (engine.verify) and refused if it differs."""
     when = parse_now(now)
-    try:
-        return _refund(ruleset, doc, returned, when)
-    except PromoError:
-        raise
-    except ValueError as exc:   # amounts finer than the currency, or shares that do not add up: a tampered trace
-        raise InputError([Problem("trace", 0, 0, "$", f"the trace is not consistent: {exc}")], "trace") from None
+    doc = json.loads(verified(ruleset, trace).to_json(indent=None))
+    return _refund(ruleset, doc, returned, when)
 
 
 def _refund(ruleset: RuleSet, doc: Mapping[str, Any], returned: Mapping[str, int], when: datetime) -> Refund:

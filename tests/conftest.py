@@ -57,7 +57,7 @@ def ledger_db(request, tmp_path):
     from engine.ledger.store import TABLES, make_engine, migrate
     if request.param == "sqlite":
         path = str(tmp_path / "ledger.db")
-        engine = make_engine(path)
+        engine = make_engine(path, create=True)
         migrate(engine)
         engine.dispose()
         return path

@@ -63,3 +63,20 @@ def account(account_id: str = "cust-1", lot: str | None = None, gift_card: str |
 
 def priced(ruleset, codes=(), acct=None, usage=None, now=NOW, **cart_args):
     return evaluate(ruleset, cart(**cart_args), acct or account(), codes=list(codes), now=now, usage=usage)
+
+
+def fund(ledger, acct: dict[str, Any], now: str = NOW) -> dict[str, Any]:
+    """Credit the ledger, through its own operations, with the balances `acct` claims (a lot already
+    in the ledger is left as it is); returns `acct`. Balances belong to the ledger: a trace priced with
+    balances it does not hold is refused."""
+    held = ledger.balances(acct["id"], now)
+    for lot in acct.get("promotional_balance", []):
+        if ("promotional_balance", lot["id"]) not in held:
+            ledger.credit_lot(acct["id"], lot["id"], lot["amount"], lot["currency"], now, granted_at=lot["granted_at"],
+                              expires_at=lot.get("expires_at"), pays_for=lot.get("pays_for"))
+    if "gift_card" in acct and ("gift_card", "") not in held:
+        ledger.load_gift_card(acct["id"], acct["gift_card"]["amount"], acct["gift_card"]["currency"], now)
+    if "points" in acct and ("points", "") not in held:
+        p = acct["points"]
+        ledger.set_points(acct["id"], p["balance"], p["value"], p["currency"], now)
+    return acct

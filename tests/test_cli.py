@@ -1,5 +1,10 @@
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from engine import evaluate, load_ruleset, read_json
 from engine.cli import main
@@ -101,3 +106,188 @@ def test_refund_rejects_a_malformed_return(tmp_path, capsys):
     assert main(["refund", "--rules", str(ROOT / "rules"), "--trace", str(trace), "--return", "L9=1",
                  "--now", "2026-12-05T10:00:00+09:00"]) == 1
     assert "no line 'L9'" in capsys.readouterr().err
+
+
+# --- hostile invocations: one plain message naming what to fix, never a traceback ------------------------
+
+NOW = "2026-11-21T10:00:00+09:00"
+GOOD_CART, GOOD_ACCOUNT, RULES = str(EXAMPLE / "cart.json"), str(EXAMPLE / "account.json"), str(ROOT / "rules")
+
+
+@pytest.fixture
+def hostile(tmp_path, monkeypatch):
+    """A directory of files that are not what a command expects; commands run inside it."""
+    (tmp_path / "adir").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00binary")
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "array.json").write_text("[]")
+    (tmp_path / "object.json").write_text('{"a": 1}')
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "lonely").mkdir()
+    (tmp_path / "lonely" / "cart.json").write_text((EXAMPLE / "cart.json").read_text())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _evaluate_with(**options) -> list[str]:
+    args = {"--rules": RULES, "--cart": GOOD_CART, "--account": GOOD_ACCOUNT, "--now": NOW, **options}
+    return ["evaluate", *[x for key, value in args.items() if value is not None for x in (key, value)]]
+
+
+def _refund_with(trace: str, *returns: str, now: str = NOW) -> list[str]:
+    return ["refund", "--rules", RULES, "--trace", trace, "--return", *(returns or ("L1=1",)), "--now", now]
+
+
+HOSTILE = [
+    # (id, argv, exit code, what stderr must name)
+    ("cart is a directory", _evaluate_with(**{"--cart": "adir"}), 1, ["--cart adir", "is a directory"]),
+    ("cart is missing", _evaluate_with(**{"--cart": "missing.json"}), 1, ["--cart missing.json", "No such file"]),
+    ("cart is a FIFO", _evaluate_with(**{"--cart": "fifo"}), 1, ["--cart fifo", "not a regular file"]),
+    ("cart is binary", _evaluate_with(**{"--cart": "binary.json"}), 1, ["--cart binary.json", "not UTF-8"]),
+    ("cart is empty", _evaluate_with(**{"--cart": "empty.json"}), 1, ["--cart empty.json", "empty"]),
+    ("cart is nested too deeply", _evaluate_with(**{"--cart": "deep.json"}), 1, ["--cart deep.json", "nested"]),
+    ("cart is an array", _evaluate_with(**{"--cart": "array.json"}), 1, ["cart", "must be a mapping"]),
+    ("account is a FIFO", _evaluate_with(**{"--account": "fifo"}), 1, ["--account fifo", "not a regular file"]),
+    ("account beside the cart is missing", _evaluate_with(**{"--cart": "lonely/cart.json", "--account": None}), 1,
+     ["--account", "lonely/account.json"]),
+    ("usage is binary", _evaluate_with(**{"--usage": "binary.json"}), 1, ["--usage binary.json", "not UTF-8"]),
+    ("rules directory is missing", _evaluate_with(**{"--rules": "no-rules"}), 1, ["no-rules", "rule directory"]),
+    ("now at the end of time", _evaluate_with(**{"--now": "9999-12-31T23:59:59-12:00"}), 1, ["--now", "out of range"]),
+    ("now at the start of time", _evaluate_with(**{"--now": "0001-01-01T00:00:00+09:00"}), 1, ["--now", "out of range"]),
+    ("now is a word", _evaluate_with(**{"--now": "yesterday"}), 1, ["--now 'yesterday'", "ISO 8601"]),
+    ("now has no offset", _evaluate_with(**{"--now": "2026-11-21T10:00:00"}), 1, ["--now", "no UTC offset"]),
+    ("trace is not a trace", _refund_with("object.json"), 1, ["--trace object.json", "not a trace"]),
+    ("trace is empty", _refund_with("empty.json"), 1, ["--trace empty.json", "empty"]),
+    ("trace is an array", _refund_with("array.json"), 1, ["--trace array.json", "not a trace"]),
+    ("trace is a directory", _refund_with("adir"), 1, ["--trace adir", "is a directory"]),
+    ("trace is missing", _refund_with("missing.json"), 1, ["--trace missing.json", "No such file"]),
+    ("refund now is a word", _refund_with("object.json", now="tomorrow"), 1, ["--now 'tomorrow'"]),
+    ("return quantity is not a number", _refund_with("object.json", "L1=abc"), 2, ["--return", "'L1=abc'"]),
+    ("return has no quantity", _refund_with("object.json", "L1"), 2, ["--return", "'L1'"]),
+    ("return quantity is a superscript", _refund_with("object.json", "L1=²"), 2, ["--return", "'L1=²'"]),
+    ("return has no line", _refund_with("object.json", "=1"), 2, ["--return", "'=1'"]),
+    ("unknown command", ["frobnicate"], 2, ["invalid choice: 'frobnicate'"]),
+    ("no command", [], 2, ["required"]),
+    ("unknown option", _evaluate_with(**{"--bogus": "1"}), 2, ["unrecognized arguments: --bogus"]),
+    ("cart argument missing", ["evaluate", "--rules", RULES], 2, ["--cart"]),
+]
+
+
+def _assert_plain_failure(code: int, err: str, expected_code: int, names: list[str], max_lines: int = 4) -> None:
+    assert code == expected_code, err
+    assert "Traceback" not in err and "Error:" not in err     # no traceback, no library exception's own text
+    assert 0 < len(err.strip().splitlines()) <= max_lines, err
+    assert "\x1b" not in err
+    for name in names:
+        assert name in err, err
+
+
+@pytest.mark.parametrize("argv,code,names", [case[1:] for case in HOSTILE], ids=[case[0] for case in HOSTILE])
+def test_a_hostile_invocation_gets_one_plain_message(hostile, capsys, argv, code, names):
+    before = sorted(p.name for p in hostile.iterdir())
+    assert main(argv) == code
+    out, err = capsys.readouterr()
+    _assert_plain_failure(code, err, code, names)
+    assert out == ""                                            # nothing half-printed that reads like a result
+    assert sorted(p.name for p in hostile.iterdir()) == before  # and nothing created
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_an_unreadable_cart_is_named(tmp_path, capsys):
+    cart = tmp_path / "cart.json"
+    cart.write_text((EXAMPLE / "cart.json").read_text())
+    cart.chmod(0)
+    assert main(_evaluate_with(**{"--cart": str(cart)})) == 1
+    _assert_plain_failure(1, capsys.readouterr().err, 1, [f"--cart {cart}", "Permission denied"])
+
+
+def test_a_rule_file_problem_never_carries_a_control_sequence_to_the_terminal(tmp_path, capsys):
+    (tmp_path / "_settings.yaml").write_text("currencies: [JPY]\n")
+    (tmp_path / "x.yaml").write_text('id: x\n"\\e[31mbogus\\e]0;title\\a": 1\n')
+    assert main(["validate", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "x.yaml" in err and "bogus" in err
+    assert "\x1b" not in err and "\x07" not in err
+
+
+def _markup_rules(tmp_path: Path) -> tuple[Path, str]:
+    """A rule set whose promotion and line names are rich markup (and, if the schema lets them through, an
+    escape sequence); returns the directory and the name as the loader reads it."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "_settings.yaml").write_text("currencies: [JPY]\n")
+    body = ('id: sale\nname: "{name}"\nstatus: active\ncurrency: JPY\ntargets: {{include: all}}\n'
+            'reward: {{type: amount_off, scope: per_order, amount: "300"}}\nstacking: {{priority: 10, exclusive: false}}\n')
+    for name in (r"[/x] [bold]Sale[/bold] \e[31mred", "[/x] [bold]Sale[/bold] [link=http://x]red[/link]"):
+        (rules / "sale.yaml").write_text(body.format(name=name))
+        try:
+            return rules, load_ruleset(rules).promotions["sale"].name
+        except ValueError:      # the schema refuses control characters in names: markup alone, then
+            continue
+    raise AssertionError("neither name loads")
+
+
+def test_markup_in_a_promotion_name_is_printed_literally(tmp_path, capsys):
+    rules, name = _markup_rules(tmp_path)
+    cart = json.loads((EXAMPLE / "cart.json").read_text())
+    cart["lines"][0]["name"] = "[red]Earbuds[/red] [/]"
+    (tmp_path / "cart.json").write_text(json.dumps(cart))
+    assert main(["evaluate", "--rules", str(rules), "--cart", str(tmp_path / "cart.json"),
+                 "--account", GOOD_ACCOUNT, "--now", NOW]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "[/x] [bold]Sale[/bold]" in out and "[red]Earbuds[/red] [/]" in out
+    assert "\x1b" not in out
+    if "\x1b" in name:
+        assert "\ufffdred" in out            # the escape sequence is shown as a placeholder, not obeyed
+
+
+def test_an_unexpected_error_is_one_line_asking_for_a_report(monkeypatch, capsys):
+    import engine.cli as cli
+
+    def broken(*_args):
+        raise RuntimeError("secret internals")
+    monkeypatch.setattr(cli, "_validate", broken)
+    assert main(["validate", RULES]) == 1
+    out, err = capsys.readouterr()
+    assert err == "promo: internal error (RuntimeError); please report it\n" and out == ""
+
+
+def test_an_interrupt_exits_130_quietly_and_a_closed_pipe_quietly(monkeypatch, capsys):
+    import engine.cli as cli
+
+    def interrupted(*_args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "_validate", interrupted)
+    assert main(["validate", RULES]) == 130
+
+    def closed(*_args):
+        raise BrokenPipeError
+    monkeypatch.setattr(cli, "_validate", closed)
+    assert main(["validate", RULES]) == 1
+    assert capsys.readouterr().err == ""
+
+
+def _promo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("promo")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "engine.cli"]
+    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_through_a_real_process_no_traceback_reaches_stderr(hostile):
+    for argv, code, names in ((_evaluate_with(**{"--cart": "binary.json"}), 1, ["--cart binary.json"]),
+                              (_evaluate_with(**{"--now": "9999-12-31T23:59:59-12:00"}), 1, ["--now"]),
+                              (_refund_with("array.json"), 1, ["--trace array.json"]),
+                              (["refund", "--trace", "x", "--return", "L1=abc"], 2, ["--return"])):
+        done = _promo(*argv, cwd=hostile)
+        _assert_plain_failure(done.returncode, done.stderr, code, names)
+        assert done.stdout == ""
+
+
+def test_through_a_real_process_markup_names_are_printed_literally(tmp_path):
+    rules, _ = _markup_rules(tmp_path)
+    done = _promo("evaluate", "--rules", str(rules), "--cart", GOOD_CART, "--account", GOOD_ACCOUNT, "--now", NOW,
+                  cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == ""
+    assert "[/x] [bold]Sale[/bold]" in done.stdout and "\x1b" not in done.stdout

@@ -15,7 +15,7 @@ from engine.ledger import (CODE_REFUSED_MESSAGE, Ledger, LedgerError, LedgerReas
                            customer_message)
 from engine.ledger.store import TABLES, reading
 
-from .ledger_support import NOW, account, cart, priced, rules
+from .ledger_support import NOW, account, cart, fund, priced, rules
 
 AT = datetime.fromisoformat(NOW)
 LATER = (AT + timedelta(minutes=5)).isoformat()
@@ -23,7 +23,7 @@ LATER = (AT + timedelta(minutes=5)).isoformat()
 
 @pytest.fixture
 def ledger(ledger_db):
-    led = Ledger(ledger_db, rules(), actor="test")
+    led = Ledger(ledger_db, rules(), actor="test", max_clock_skew=None)
     yield led
     led.close()
 
@@ -96,7 +96,7 @@ def test_per_customer_limit_counts_each_customer_apart(ledger):
 
 
 def test_release_gives_everything_back_and_releasing_twice_is_harmless(ledger):
-    trace = priced(ledger.ruleset, ["LIMIT3"], acct=account(lot="1000"))
+    trace = priced(ledger.ruleset, ["LIMIT3"], acct=fund(ledger, account(lot="1000")))
     empty = ledger.usage_snapshot("cust-1", NOW)
     ledger.reserve(trace, "o1", "cust-1", ttl=600, now=NOW)
     assert ledger.balances("cust-1", NOW)[("promotional_balance", "lot-1")] == 0
@@ -114,7 +114,8 @@ def test_the_ttl_frees_a_reservation_and_it_can_no_longer_be_committed(ledger):
     with pytest.raises(LedgerError) as exc:
         ledger.commit("o1", at_expiry)
     assert exc.value.reason is LedgerReason.ORDER_EXPIRED
-    assert ledger.reservation("o1").state == "expired"
+    assert ledger.reservation("o1").state == "held"      # reads and refused writes change nothing...
+    assert ledger.expire(at_expiry) == ("o1",) and ledger.reservation("o1").state == "expired"   # ...a sweep does
 
 
 def test_expire_sweeps_every_reservation_whose_time_is_up(ledger):
@@ -126,7 +127,7 @@ def test_expire_sweeps_every_reservation_whose_time_is_up(ledger):
 
 
 def test_the_same_lot_cannot_pay_for_two_orders(ledger):
-    trace = priced(ledger.ruleset, acct=account(lot="1000"))
+    trace = priced(ledger.ruleset, acct=fund(ledger, account(lot="1000")))
     ledger.reserve(trace, "o1", "cust-1", ttl=600, now=NOW)
     with pytest.raises(ReservationRefused) as exc:
         ledger.reserve(trace, "o2", "cust-1", ttl=600, now=NOW)
@@ -136,17 +137,17 @@ def test_the_same_lot_cannot_pay_for_two_orders(ledger):
 
 
 def test_a_trace_priced_with_what_the_ledger_holds_is_accepted(ledger):
-    ledger.reserve(priced(ledger.ruleset, acct=account(lot="1000"), quantity=1, price="600"), "o1", "cust-1",
+    ledger.reserve(priced(ledger.ruleset, acct=fund(ledger, account(lot="1000")), quantity=1, price="600"), "o1", "cust-1",
                    ttl=600, now=NOW)
     ledger.commit("o1", NOW)
     left = ledger.balances("cust-1", NOW)[("promotional_balance", "lot-1")]
     assert left == Decimal(0)   # ¥600 item + ¥500 shipping: the lot pays ¥1,000 of ¥1,100
-    trace = priced(ledger.ruleset, acct=account(lot=f"{left:f}", gift_card="3000"))
+    trace = priced(ledger.ruleset, acct=fund(ledger, account(lot=f"{left:f}", gift_card="3000")))
     assert ledger.reserve(trace, "o2", "cust-1", ttl=600, now=NOW).state == "held"
 
 
 def test_cancel_gives_back_budget_balances_and_usage_when_the_promotion_says_so(ledger):
-    trace = priced(ledger.ruleset, ["BUDGET", "ONCE", "KEPT"], acct=account(lot="1000", gift_card="500", points=200))
+    trace = priced(ledger.ruleset, ["BUDGET", "ONCE", "KEPT"], acct=fund(ledger, account(lot="1000", gift_card="500", points=200)))
     ledger.reserve(trace, "o1", "cust-1", ttl=600, now=NOW)
     ledger.commit("o1", NOW)
     result = ledger.cancel("o1", LATER)
@@ -162,7 +163,7 @@ def test_cancel_gives_back_budget_balances_and_usage_when_the_promotion_says_so(
 
 
 def test_cancelling_twice_is_harmless(ledger):
-    trace = priced(ledger.ruleset, ["BUDGET"], acct=account(gift_card="500"))
+    trace = priced(ledger.ruleset, ["BUDGET"], acct=fund(ledger, account(gift_card="500")))
     ledger.reserve(trace, "o1", "cust-1", ttl=600, now=NOW)
     ledger.commit("o1", NOW)
     first = ledger.cancel("o1", LATER)
@@ -174,7 +175,7 @@ def test_cancelling_twice_is_harmless(ledger):
 
 
 def test_expired_lot_balance_is_forfeited_not_given_back(ledger):
-    trace = priced(ledger.ruleset, acct=account(lot="1000", lot_expires="2026-11-25T00:00:00+09:00"))
+    trace = priced(ledger.ruleset, acct=fund(ledger, account(lot="1000", lot_expires="2026-11-25T00:00:00+09:00")))
     ledger.reserve(trace, "o1", "cust-1", ttl=600, now=NOW)
     ledger.commit("o1", NOW)
     result = ledger.cancel("o1", "2026-11-26T00:00:00+09:00")
@@ -240,7 +241,7 @@ def test_a_cancelled_single_use_code_can_be_used_again_when_usage_is_returned(le
 
 
 def test_every_operation_appends_to_the_audit_log(ledger):
-    trace = priced(ledger.ruleset, ["LIMIT3"], acct=account(gift_card="500"))
+    trace = priced(ledger.ruleset, ["LIMIT3"], acct=fund(ledger, account(gift_card="500")))
     seen = 0
     steps = [lambda: ledger.reserve(trace, "o1", "cust-1", ttl=600, now=NOW),
              lambda: ledger.commit("o1", NOW), lambda: ledger.cancel("o1", LATER),
@@ -291,7 +292,7 @@ def test_bad_requests_are_clear_errors_and_change_nothing(ledger, case):
         "order id of another customer": (lambda: ledger.reserve(trace, "live", "cust-9", ttl=600, now=later),
                                          LedgerReason.ORDER_REUSED),
         "amount finer than the currency": (lambda: ledger.reserve(finer(trace), "new", "c", ttl=60, now=later),
-                                           LedgerReason.BAD_REQUEST),
+                                           LedgerReason.TRACE_MISMATCH),
         "release committed": (lambda: ledger.release("done", later), LedgerReason.ORDER_COMMITTED),
         "bad return": (lambda: ledger.cancel("done", later, returned={"L1": 9}, return_id="r"),
                        LedgerReason.BAD_RETURN),
@@ -311,7 +312,7 @@ def finer(trace):
 
 
 def test_an_expired_hold_never_blocks_and_the_balances_show_it_freed(ledger):
-    trace = priced(ledger.ruleset, ["ONCE"], acct=account(lot="1000"))
+    trace = priced(ledger.ruleset, ["ONCE"], acct=fund(ledger, account(lot="1000")))
     for i in range(3):   # other abandoned checkouts, due before ours
         ledger.reserve(priced(ledger.ruleset, ["LIMIT3"]), f"a{i}", f"other-{i}", ttl=60, now=NOW)
     ledger.reserve(trace, "zzz", "cust-1", ttl=60, now=NOW)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from engine.ledger import Ledger, LedgerReason, ReservationRefused
 from engine.ledger.store import balances, reading, promotion_counters, reservation_items, reservations
 
-from .ledger_support import NOW, account, priced, rules
+from .ledger_support import NOW, account, fund, priced, rules
 
 THREADS = 32
 PROCESSES = 4
@@ -39,7 +39,7 @@ def setup_races(ledger: Ledger) -> dict[str, dict]:
                  "reason": LedgerReason.CODE_ALREADY_USED},
         "limit": {"trace": limit, "codes": [], "wins": 1, "reason": LedgerReason.USAGE_LIMIT_REACHED},
         "budget": {"trace": budget, "codes": [], "wins": 1, "reason": LedgerReason.BUDGET_EXHAUSTED},
-        "lot": {"trace": priced(ruleset, acct=account("lot-owner", lot="1000")), "codes": [], "wins": 1,
+        "lot": {"trace": priced(ruleset, acct=fund(ledger, account("lot-owner", lot="1000"))), "codes": [], "wins": 1,
                 "reason": LedgerReason.BALANCE_CHANGED},
     }
 
@@ -55,7 +55,7 @@ def contend(ledger: Ledger, trace: dict, order_id: str, codes: list[str]) -> str
 
 
 def process_worker(db: str, tasks: list, barrier, results) -> None:
-    ledger = Ledger(db, rules())
+    ledger = Ledger(db, rules(), max_clock_skew=None)
     barrier.wait(timeout=120)       # every process is connected before the first reserve
     results.put([(race, contend(ledger, trace, order_id, codes)) for race, trace, order_id, codes in tasks])
     ledger.close()
@@ -85,10 +85,11 @@ def check_counters_match_committed(ledger: Ledger) -> None:
         taken: dict[tuple, int] = {}
         for item in committed:
             subject = tuple(json.loads(item.subject))
-            if item.kind == "promotion":
+            if item.kind == "use":
                 uses[subject[0]] = uses.get(subject[0], 0) + item.uses
+            if item.kind == "budget":
                 spent[subject[0]] = spent.get(subject[0], 0) + item.amount
-            if item.kind == "balance":
+            if item.kind in ("promotional_balance", "gift_card", "points"):
                 taken[subject] = taken.get(subject, 0) + item.amount
         for row in conn.execute(select(promotion_counters)):
             assert (row.uses, row.spent, row.held_uses, row.held_spent) == \
@@ -100,7 +101,7 @@ def check_counters_match_committed(ledger: Ledger) -> None:
 
 @pytest.fixture
 def ledger(ledger_db):
-    led = Ledger(ledger_db, rules(), pool_size=THREADS)
+    led = Ledger(ledger_db, rules(), pool_size=THREADS, max_clock_skew=None)
     yield led
     led.close()
 
@@ -134,7 +135,7 @@ def test_4_processes_race_and_exactly_the_allowed_number_win(ledger, ledger_db):
 
 
 def reserve_then_die(db: str, trace: dict, code: str) -> None:
-    Ledger(db, rules()).reserve(trace, "doomed", "customer-doomed", ttl=60, now=NOW, codes=[code])
+    Ledger(db, rules(), max_clock_skew=None).reserve(trace, "doomed", "customer-doomed", ttl=60, now=NOW, codes=[code])
     os._exit(1)                     # the worker dies between reserve and commit
 
 

@@ -12,6 +12,7 @@ import yaml
 from hypothesis import given, strategies as st
 
 from engine import InputError, evaluate
+from engine.verify import TraceMismatch
 from engine.refund import refund
 from engine.ruleset import build_ruleset
 
@@ -189,20 +190,36 @@ def test_a_naive_return_time_is_refused(order):
         refund(rules, trace, {"L1": 1}, "2026-11-21T10:00:00")
 
 
-@pytest.mark.parametrize("tamper", [
-    lambda t: t["tenders"]["payment_method"].update(amount="3999.5"),                      # finer than JPY
-    lambda t: t.update(currency="EUR"),                                                     # not the rule set's
-    lambda t: t["lines"][0].update(total="999999"),                                         # shares do not add up
+def _priced_up(t):
+    """The attacker's edit: the line's price raised a hundredfold, everything derived from it too, inputs untouched."""
+    line = t["lines"][0]
+    for key in ("unit_price", "subtotal", "total"):
+        line[key] = str(int(line[key]) * 100)
+
+
+@pytest.mark.parametrize("tamper, field", [
+    (_priced_up, "$.lines[0].subtotal"),
+    (lambda t: t["tenders"]["payment_method"].update(amount="3999.5"), "$.tenders.payment_method.amount"),
+    (lambda t: t.update(currency="EUR"), "$.currency"),
+    (lambda t: t["lines"][0].update(total="999999"), "$.lines[0].total"),
+    (lambda t: t["applied"][0].update(amount="1"), "$.applied[0].amount"),
+    (lambda t: t["applied"].pop(), "$.applied[0]"),
+    (lambda t: t["applied"].append(dict(t["applied"][0])), "$.applied[1]"),
+    (lambda t: t["totals"].update(total="1"), "$.totals.total"),
+    (lambda t: t["inputs"]["cart"]["lines"][0].update(quantity=1), "$.applied[0]"),   # the kept inputs no longer earn it
 ])
-def test_a_schema_valid_but_inconsistent_trace_is_a_clear_error(order, tamper):
+def test_a_trace_that_its_own_inputs_do_not_give_is_refused_naming_the_field(order, tamper, field):
     rules, trace = order
     broken = json.loads(json.dumps(trace))
     tamper(broken)
-    with pytest.raises(InputError):
+    before = json.loads(json.dumps(broken))
+    with pytest.raises(TraceMismatch) as exc:
         refund(rules, broken, {"L1": 1}, NOW)
+    assert exc.value.field == field
+    assert broken == before
 
 
-def test_a_lot_expiry_without_offset_in_a_trace_is_a_clear_error():
+def test_a_lot_expiry_edited_in_a_trace_is_refused():
     rules = rules_with(BOOKS_500)
     cart = {"currency": "JPY", "channel": "web", "lines": [book("L1", "2000")]}
     account = dict(ACCOUNT, promotional_balance=[
@@ -210,6 +227,6 @@ def test_a_lot_expiry_without_offset_in_a_trace_is_a_clear_error():
          "expires_at": "2026-12-01T00:00:00+09:00"}])
     doc = json.loads(evaluate(rules, cart, account, now=NOW).to_json())
     doc["tenders"]["used"][0]["expires_at"] = "2026-12-01T00:00:00"
-    with pytest.raises(InputError) as exc:
+    with pytest.raises(TraceMismatch) as exc:
         refund(rules, doc, {"L1": 1}, NOW)
-    assert "no UTC offset" in str(exc.value)
+    assert exc.value.field == "$.tenders.used[0].expires_at"

@@ -10,7 +10,8 @@
 """
 from .codes import CodeCheck, CodeResolution, CodeStatus, customer_message
 from .errors import CODE_REFUSED_MESSAGE, LedgerError, LedgerReason, Refusal, ReservationRefused
-from .ledger import Cancellation, Entry, Hold, Ledger, Reservation
+from .holds import Entry, Hold
+from .ledger import Cancellation, Ledger, Reservation
 from .store import database_url, make_engine, migrate
 
 __all__ = [

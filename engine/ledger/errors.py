@@ -15,6 +15,7 @@ class LedgerReason(str, Enum):
     CODE_ALREADY_USED = "code_already_used"
     CODE_NOT_PRESENTED = "code_not_presented"
     BALANCE_CHANGED = "balance_changed"
+    UNKNOWN_BALANCE = "unknown_balance"
     # A request the ledger cannot carry out as asked.
     UNKNOWN_ORDER = "unknown_order"
     ORDER_RELEASED = "order_released"
@@ -28,6 +29,12 @@ class LedgerReason(str, Enum):
     BAD_RETURN = "bad_return"
     RETURN_NEEDS_REVIEW = "return_needs_review"
     BUSY = "busy"
+    TRACE_MISMATCH = "trace_mismatch"
+    PREVIEW_TRACE = "preview_trace"
+    STALE_TRACE = "stale_trace"
+    CLOCK_SKEW = "clock_skew"
+    UNAVAILABLE = "unavailable"
+    NOT_INITIALISED = "not_initialised"
 
 
 MESSAGES: dict[LedgerReason, str] = {
@@ -36,6 +43,8 @@ MESSAGES: dict[LedgerReason, str] = {
     LedgerReason.CODE_ALREADY_USED: "The single-use code given for {subject} is used or held by another order.",
     LedgerReason.CODE_NOT_PRESENTED: "{subject} needs one of its single-use codes; none was given to reserve().",
     LedgerReason.BALANCE_CHANGED: "{what} has {available} available; the order was priced with {expected}.",
+    LedgerReason.UNKNOWN_BALANCE: "{what} is not a balance the ledger holds in {currency}{held_in}: balances are "
+                                  "opened only by the ledger's own operations (credit_lot, load_gift_card, set_points).",
     LedgerReason.UNKNOWN_ORDER: "The ledger has no order {order}.",
     LedgerReason.ORDER_RELEASED: "Order {order} was released; reserve it again under a new order id.",
     LedgerReason.ORDER_EXPIRED: "Order {order}'s reservation expired at {expires_at}; reserve it again under a new order id.",
@@ -49,6 +58,15 @@ MESSAGES: dict[LedgerReason, str] = {
     LedgerReason.RETURN_NEEDS_REVIEW: "Order {order}: this return would take back {amount} already refunded to "
                                       "{tender}; refund it by hand.",
     LedgerReason.BUSY: "The ledger's database stayed busy through every retry; nothing was changed. Try again.",
+    LedgerReason.TRACE_MISMATCH: "The trace differs from what its own inputs evaluate to, first at {field}: it was "
+                                 "edited or forged. Evaluate the order again and reserve that trace.",
+    LedgerReason.PREVIEW_TRACE: "The trace previews draft or paused promotions ({preview}); a preview is never an order.",
+    LedgerReason.STALE_TRACE: "The trace was priced at {priced}, {age} from this reservation's time {now} (at most "
+                              "{limit} is accepted); evaluate the order again.",
+    LedgerReason.CLOCK_SKEW: "{detail}",
+    LedgerReason.UNAVAILABLE: "The ledger's database could not be reached ({detail}); nothing was changed that a "
+                              "retry would repeat: retry with the same order id.",
+    LedgerReason.NOT_INITIALISED: "{detail}: run `promo ledger init --db …` first.",
 }
 
 # Refusals a customer may see. Unknown, expired and used codes read the same (no oracle for guessing codes);
@@ -76,6 +94,7 @@ class LedgerError(ValueError):
     def __init__(self, reason: LedgerReason, order_id: str | None = None, **values: object):
         self.reason = reason
         self.order_id = order_id
+        self.field = values.get("field")       # trace_mismatch: the JSON path of the first differing field
         super().__init__(message(reason, order=order_id, **values))
 
 
@@ -85,6 +104,7 @@ class ReservationRefused(LedgerError):
     def __init__(self, order_id: str, refusals: tuple[Refusal, ...]):
         self.reason = refusals[0].reason
         self.order_id = order_id
+        self.field = None
         self.refusals = refusals
         ValueError.__init__(self, f"order {order_id} was not reserved: "
                                   + " ".join(f"[{r.reason.value}] {r.message}" for r in refusals))

@@ -13,6 +13,7 @@ a busy timeout; on PostgreSQL rows are locked with `SELECT ... FOR UPDATE` in on
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import (BigInteger, Column, Connection, Engine, ForeignKey, Index, Integer, MetaData, String, Table, Text,
                         create_engine, event)
@@ -43,7 +44,7 @@ reservation_items = Table(
     "promo_reservation_items", metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("order_id", ID, ForeignKey("promo_reservations.order_id"), nullable=False, index=True),
-    Column("kind", String(16), nullable=False),            # promotion | customer | code | balance
+    Column("kind", String(24), nullable=False),            # a hold kind: engine/ledger/holds.py
     Column("subject", String(400), nullable=False),
     Column("uses", Integer, nullable=False, default=0),
     Column("amount", BigInteger, nullable=False, default=0),
@@ -88,6 +89,24 @@ balances = Table(
     Column("amount", BigInteger, nullable=False),          # minor units (points: whole points)
     Column("held", BigInteger, nullable=False, default=0),
     Column("opened_at", String(40), nullable=False),
+    # A lot's terms, as credited (the account's `promotional_balance` entry): when it may be used, what for.
+    Column("granted_at", String(40)),
+    Column("granted_at_us", BigInteger),
+    Column("expires_at", String(40)),
+    Column("expires_at_us", BigInteger),                   # exclusive
+    Column("pays_for", Text),                              # JSON, the account file's words
+    Column("point_value", String(40)),                     # points: the money value of one point
+    Column("origin", String(200)),                         # credit | order:<id> (a grant) | trace (before 0002)
+)
+
+# Balance operations applied, by the caller's operation id: a retried credit or load is applied once.
+balance_operations = Table(
+    "promo_balance_operations", metadata,
+    Column("op_id", ID, primary_key=True),
+    Column("account_id", ID, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("request", Text, nullable=False),               # JSON of what was asked: the same id with another request is refused
+    Column("at", String(40), nullable=False),
 )
 
 # Append-only: the ledger only ever INSERTs here.
@@ -102,8 +121,10 @@ audit_log = Table(
     Column("delta", Text, nullable=False),
 )
 
-TABLES = (reservations, reservation_items, promotion_counters, customer_counters, codes, balances, audit_log)
+TABLES = (reservations, reservation_items, promotion_counters, customer_counters, codes, balances, balance_operations,
+          audit_log)
 MIGRATIONS = Path(__file__).with_name("migrations")
+HEAD_REVISION = "0002"   # the revision a Ledger requires; `promo ledger init` upgrades to it
 
 
 def database_url(db: str) -> str:
@@ -115,9 +136,14 @@ def database_url(db: str) -> str:
     return db
 
 
-def make_engine(db: str, pool_size: int = 8) -> Engine:
+def make_engine(db: str, pool_size: int = 8, *, create: bool = False) -> Engine:
+    """An engine for the ledger's database. A SQLite file is opened read-write and never created unless
+    `create` (what `promo ledger init` and `migrate` callers pass): a mistyped path is an error, not a
+    new empty ledger."""
     url = database_url(db)
     if url.startswith("sqlite"):
+        if not create and "://" not in db:
+            url = f"sqlite+pysqlite:///file:{quote(str(Path(db).resolve()))}?mode=rw&uri=true"
         # A pooled connection serves one thread at a time, so sharing it between threads is safe.
         engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_timeout=120,
                                connect_args={"timeout": 60, "isolation_level": None, "check_same_thread": False})
@@ -126,7 +152,7 @@ def make_engine(db: str, pool_size: int = 8) -> Engine:
         def _pragmas(dbapi_connection, _record):  # noqa: ANN001 - DB-API objects
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA synchronous=FULL")   # a committed redemption survives a power loss
             cursor.execute("PRAGMA busy_timeout=60000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()

@@ -17,5 +17,5 @@ def run(conn) -> None:  # noqa: ANN001
 if connection is not None:
     run(connection)
 else:
-    with make_engine(config.get_main_option("sqlalchemy.url")).begin() as conn:
+    with make_engine(config.get_main_option("sqlalchemy.url"), create=True).begin() as conn:
         run(conn)
