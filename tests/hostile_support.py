@@ -262,7 +262,7 @@ def check_error(error: BaseException | None, expect: dict, errors: dict[str, typ
     want = expect["error"]
     if want is None:
         return [] if error is None else [f"expected success, got {describe(error)}"]
-    if error is None or type(error) is not errors[want] and not (want == "LedgerError" and isinstance(error, errors[want])):
+    if error is None or not isinstance(error, errors[want]):
         return [f"expected {want}, got {describe(error)}"]
     text = str(error)
     if len(text) >= MAX_MESSAGE:

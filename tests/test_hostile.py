@@ -267,7 +267,8 @@ def cli_dir(root: Path, files: dict) -> Path:
             "trace.json": trace_of()}
     for name, doc in docs.items():
         (root / name).write_text(json.dumps(doc, indent=1), "utf-8")
-    engine = make_engine(str(root / "ledger.db"))
+    creating = {"create": True} if "create" in inspect.signature(make_engine).parameters else {}
+    engine = make_engine(str(root / "ledger.db"), **creating)   # a file is created only when asked for
     migrate(engine)
     engine.dispose()
     for name, spec in files.items():
