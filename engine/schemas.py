@@ -335,7 +335,7 @@ _clean_breaks = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]").search
 # JSON types as `Validator` defines them: an integer is a true int (not 2.0, not true), and a string
 # holds no control character or lone surrogate.
 _TYPES: dict[str, Any] = {
-    "string": lambda v: isinstance(v, str) and _clean(v) is None,
+    "string": lambda v: isinstance(v, str) and (v.isprintable() or _clean(v) is None),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "number": _is_number,
     "object": lambda v: isinstance(v, dict),
@@ -514,13 +514,15 @@ def _string(node: dict, typed: bool) -> Any:
     low, high = node.get("minLength", 0), node.get("maxLength", math.inf)
     if "pattern" not in node:
         if typed:
-            return lambda v: isinstance(v, str) and low <= len(v) <= high and _clean(v) is None
+            # isprintable() (fast, C) holds for nearly every text and implies no forbidden character
+            return lambda v: isinstance(v, str) and low <= len(v) <= high and (v.isprintable() or _clean(v) is None)
         return lambda v: not isinstance(v, str) or low <= len(v) <= high
     match = _regex(node["pattern"]).fullmatch   # the whole text, as Validator's `pattern`
 
     if typed:
         def typed_string(v: Any) -> bool:
-            return isinstance(v, str) and low <= len(v) <= high and match(v) is not None and _clean(v) is None
+            return isinstance(v, str) and low <= len(v) <= high and match(v) is not None and \
+                (v.isprintable() or _clean(v) is None)
         return typed_string
 
     def string(v: Any) -> bool:
