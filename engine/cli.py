@@ -28,6 +28,7 @@ from .ledger import cli as ledger_cli
 from .refund import refund
 from .render import clean_lines, clean_text, render_refund, render_trace
 from .ruleset import load_ruleset
+from .text import shorten
 
 # Kept under their old names: callers that rendered through the CLI module keep working.
 render = render_trace
@@ -152,7 +153,7 @@ def _refund(args: argparse.Namespace, console: Console) -> int:
     for item in args.returns:
         line, sep, qty = item.partition("=")
         if not sep or not line or not _QUANTITY.fullmatch(qty) or line in returned:
-            raise Refused(f"promo: --return takes LINE=QTY once per line, e.g. L1=2; got {clean_text(repr(item))}", 2)
+            raise Refused(f"promo: --return takes LINE=QTY once per line, e.g. L1=2; got {clean_text(shorten(item))}", 2)
         returned[line] = int(qty)
     now = _now(args.now)
     trace = read_input(args.trace, "--trace")

@@ -35,7 +35,9 @@ from .model import Account, Cart, Line, Promotion, RuleSet, Stage, Usage
 from .money import allocate_units, format_money, from_units, minor_unit, quantum, round_units, to_units
 from .reasons import Reason, hint, message
 from .rewards import REWARDS, Exact, Lines, NextTier, Short
-from .text import normalise_code
+from .text import normalise_code, text_problem
+
+MAX_PREVIEW = 100   # promotions one evaluation may preview
 from .tenders import pay
 from .trace import (TRACE_FORMAT, Applied, CodeResult, FailedCondition, Grant, Hint, Inputs, LineDiscount, LineShare,
                     LineTrace, NotApplied, ShippingTrace, Threshold, Totals, Trace, scope_of)
@@ -152,14 +154,15 @@ class _Context:
 
 
 def _parse_preview(preview: Iterable[str], ruleset: RuleSet) -> frozenset[str]:
-    if isinstance(preview, str):
-        preview = (preview,)
-    if not isinstance(preview, Iterable) or not all(isinstance(n, str) for n in preview):
-        raise InputError([Problem("preview", 0, 0, "$", "preview must be a list of promotion ids")], "preview")
+    if isinstance(preview, (str, bytes)) or not isinstance(preview, (list, tuple, set, frozenset)) or \
+            len(preview) > MAX_PREVIEW or not all(isinstance(n, str) and text_problem(n, 64, identifier=True) is None
+                                                  for n in preview):
+        raise InputError([Problem("preview", 0, 0, "$", f"preview must be a list of at most {MAX_PREVIEW} promotion "
+                                                        "ids")], "preview")
     names = frozenset(preview)
     unknown = sorted(n for n in names if n not in ruleset.promotions)
     if unknown:
-        raise InputError([Problem("preview", 0, 0, "$", f"no promotion with id {n!r}") for n in unknown], "preview")
+        raise InputError([Problem("preview", 0, 0, "$", f"no promotion with id {n!r}") for n in unknown[:10]], "preview")
     return names
 
 

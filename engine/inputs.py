@@ -119,6 +119,8 @@ def parse_cart(data: Mapping[str, Any], ruleset: RuleSet, source: str = "cart") 
         line_id = raw["id"]
         if line_id in seen:
             problems.append(Problem(source, 0, 0, f"$.lines[{i}].id", f"duplicate line id {line_id!r}"))
+        elif line_id != line_id.strip():
+            problems.append(Problem(source, 0, 0, f"$.lines[{i}].id", "a line id has no spaces around it"))
         seen.add(line_id)
         price = _checked_money(raw["unit_price"], unit)
         if price is None:
@@ -210,6 +212,8 @@ def parse_account(data: Mapping[str, Any], ruleset: RuleSet, source: str = "acco
     if not known_time_zone(data["time_zone"]):
         problems.append(Problem(source, 0, 0, "$.time_zone",
                                 f"unknown time zone {shorten(data['time_zone'])}; use an IANA name such as Asia/Tokyo"))
+    if data["id"] != data["id"].strip():   # "cust-1 " would be another customer that prints the same
+        problems.append(Problem(source, 0, 0, "$.id", "an account id has no spaces around it"))
     lots = _lots(data.get("promotional_balance", ()), ruleset, source, problems)
     gift_card = None
     if "gift_card" in data:
@@ -361,6 +365,9 @@ def parse_usage(usage: Mapping[str, Usage | Mapping[str, Any]] | None, ruleset: 
     problems: list[Problem] = []
     for pid, value in usage.items():
         where = f"$.{shorten(pid)}" if not isinstance(pid, str) or len(pid) > 64 else f"$.{pid}"
+        if text_problem(pid, 64, identifier=True) is not None:
+            problems.append(Problem("usage", 0, 0, f"$[{shorten(pid)}]", "a usage key is a promotion id"))
+            continue
         if isinstance(value, Mapping):
             unknown = set(value) - {"total_uses", "customer_uses", "budget_spent"}
             if unknown:

@@ -35,7 +35,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators as _validators
 from jsonschema.exceptions import ValidationError
 
-from .text import MAX_NUMBER_DIGITS, big_number, forbidden_character, shorten
+from .text import FORBIDDEN, MAX_NUMBER_DIGITS, big_number, forbidden_character, shorten
 
 SCHEMA_KINDS = ("promotion", "ruleset", "cart", "account", "trace")
 # The schemas are the project's top-level `schemas/` directory: one copy, read by the engine, the
@@ -211,13 +211,13 @@ def _explain(error: ValidationError) -> tuple[tuple, str]:
     path = tuple(error.absolute_path)
     kind, expected, found = error.validator, error.validator_value, error.instance
     if kind == "additionalProperties":
-        extras = sorted(set(found) - set(error.schema.get("properties", {})))
         allowed = sorted(error.schema.get("properties", {}))
+        extras = sorted((k for k in found if k not in allowed), key=lambda k: (type(k).__name__, str(k)))[:5]
         msgs = []
-        for extra in extras:
-            close = difflib.get_close_matches(extra, allowed, n=1)
+        for extra in extras:   # keys of a mapping handed over in memory may be anything, not only text
+            close = difflib.get_close_matches(extra, allowed, n=1) if isinstance(extra, str) and len(extra) < 100 else []
             hint = f"; did you mean {close[0]!r}?" if close else f"; allowed here: {', '.join(allowed)}"
-            msgs.append(f"unknown key {extra!r}{hint}")
+            msgs.append(f"unknown key {shorten(extra)}{hint}")
         return (path + (extras[0],) if extras else path), " / ".join(msgs)
     if kind == "required":
         # jsonschema reports each missing key as its own error: "'status' is a required property".
@@ -328,7 +328,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Number) and not isinstance(v, bool)
 
 
-_clean = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]").search   # text.forbidden_character's tests
+_clean = FORBIDDEN.search   # text.forbidden_character's test, the same compiled pattern
 _clean_breaks = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]").search
 
 

@@ -16,8 +16,9 @@ import unicodedata
 from datetime import datetime, timezone
 
 # C0 controls, DEL, C1 controls and lone surrogates: never part of any text field.
-_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")   # + bidi overrides
 # Invisible formatting characters (Unicode category Cf: zero-width space/joiners, BOM, bidi overrides...).
+FORBIDDEN = _FORBIDDEN   # what no text field may hold (the schemas' quick check uses it too)
 _INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
 
 MAX_ECHO = 120   # characters of a refused value an error message shows
@@ -74,7 +75,7 @@ def shorten(value: object, limit: int = MAX_ECHO) -> str:
 
 
 # A promotion's `description` (notes for marketers, never shown or matched) may hold line breaks and tabs.
-_FORBIDDEN_BUT_BREAKS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_FORBIDDEN_BUT_BREAKS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def forbidden_character(value: str, line_breaks: bool = False) -> str | None:
