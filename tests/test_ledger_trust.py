@@ -12,17 +12,7 @@ from engine import evaluate
 from engine.ledger import Ledger, LedgerError, LedgerReason, ReservationRefused
 
 from .ledger_support import NOW, account, cart, fund, priced, rules
-from .test_ledger import dump
-
-AT = datetime.fromisoformat(NOW)
-LATER = (AT + timedelta(minutes=5)).isoformat()
-
-
-@pytest.fixture
-def ledger(ledger_db):
-    led = Ledger(ledger_db, rules(), actor="test", max_clock_skew=None)
-    yield led
-    led.close()
+from .test_ledger import AT, LATER, dump, ledger  # noqa: F401 - `ledger` is the shared fixture
 
 
 def doc(trace) -> dict:
