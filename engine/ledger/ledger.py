@@ -38,15 +38,15 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from sqlalchemy import Connection, Engine, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ..errors import InputError, PromoError
+from ..errors import InputError
 from ..model import POOL_TOKEN_PREFIX, RuleSet, Usage
 from ..text import normalise_code, shorten, text_problem
 from ..trace import Trace
 from ..verify import TraceMismatch, rederived, trace_document
 from . import accounts, codes as pool, reports
-from .common import check_id, check_now, iso, minor, money, money_decimal, us
+from .common import check_id, check_now, iso, money, money_decimal, us
 from .errors import LedgerError, LedgerReason, Refusal, ReservationRefused
-from .holds import KINDS, Entry, Hold, Need, Tx, code_hashes, hold_of, item_values, needs
+from .holds import KINDS, Entry, Hold, Tx, code_hashes, hold_of, item_values, needs
 from .redemption import Redemption
 from .returns import cumulative, line_quantities, returned_value
 from .store import (HEAD_REVISION, audit_log, balances, codes as code_table, make_engine, reading,
