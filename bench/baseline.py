@@ -143,7 +143,7 @@ def evaluate_with_business_rules(promotions: list[Prepared], cart: dict, account
                           local_hour=local.hour)
             if not check_conditions_recursively(p.eligibility, PromotionVariables(facts)):
                 continue
-        total += _discount(doc["reward"], targeted, shipping)
+        total += _discount(doc["benefits"][0], targeted, shipping)
     return total
 
 

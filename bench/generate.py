@@ -104,7 +104,7 @@ def promotion(rnd: random.Random, index: int, regions: tuple[str, ...], categori
     if terms:
         doc["eligibility"] = {"all": terms}
     doc["targets"] = _targets(rnd, categories, by_category_only=elsewhere)
-    doc["reward"] = _reward(rnd)
+    doc["benefits"] = [_reward(rnd)]
     doc["stacking"] = {"priority": rnd.randint(0, 100), "exclusive": rnd.random() < 0.10}
     if rnd.random() < 0.2:
         doc["limits"] = {"max_discount": _yen(rnd, 1000, 10000), "total_uses": 100000}

@@ -30,7 +30,7 @@ from engine.verify import verified  # noqa: E402
 from tests.ledger_support import NOW, priced, rules  # noqa: E402
 
 HOT = (b"id: bench-hot\nname: bench-hot\nstatus: active\ncurrency: JPY\ncode: BENCH\ntargets: {include: all}\n"
-       b"reward: {type: amount_off, scope: per_order, amount: \"100\"}\nstacking: {priority: 10, exclusive: false}\n"
+       b"benefits: [{type: amount_off, scope: per_order, amount: \"100\"}]\nstacking: {priority: 10, exclusive: false}\n"
        b"limits: {total_uses: 1000000000, uses_per_customer: 1000, budget: \"100000000000\"}\n")
 
 

@@ -10,8 +10,9 @@ The order of work, which the README states for users:
 3. Gates that do not depend on other promotions: status, currency, window, usage limits, budget,
    targeted lines.
 4. Stages, in order: item, order, shipping; within a stage, priority (higher first), then id.
-   Each promotion measures its conditions on the cart as earlier promotions left it, computes its
-   reward exactly, rounds it once, applies caps, and splits it over its lines.
+   A promotion measures its conditions on the cart as earlier promotions left it, before its first
+   benefit; each benefit, in its own stage, is computed exactly, rounded once, capped, and split over
+   its lines. A promotion with several benefits is one promotion: one eligibility, one use.
 5. Exclusive promotions: every eligible exclusive promotion is tried alone, against all the
    stackable ones together; the outcome that saves the customer most wins (ties: the higher
    priority, then the smaller id, of the outcome's leading promotion); the others lost to it.
@@ -31,10 +32,10 @@ from .conditions import LeafResult
 from .errors import InputError, InvariantError, Problem
 from .index import Scope
 from .inputs import parse_account, parse_cart, parse_codes, parse_now, parse_usage
-from .model import Account, Cart, Line, Promotion, RuleSet, Stage, Usage
+from .model import STAGE_ORDER, Account, Benefit, Cart, Line, Promotion, RuleSet, Stage, Usage
 from .money import allocate_units, format_money, from_units, minor_unit, quantum, round_units, to_units
 from .reasons import Reason, hint, message
-from .rewards import REWARDS, Exact, Lines, NextTier, Short
+from .benefits import KINDS, Exact, Lines, NextTier, Short
 from .text import normalise_code, text_problem
 
 MAX_PREVIEW = 100   # promotions one evaluation may preview
@@ -112,7 +113,7 @@ class _Context:
     subtotals: Mapping[str, int]   # each line's subtotal in minor units: promotions work in whole minor units
     shipping_units: int
     quantity: int                  # units in the cart
-    shapes: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = field(default_factory=dict)  # cache, see _lines
+    shapes: dict[tuple[str, int], tuple[tuple[str, ...], tuple[int, ...]]] = field(default_factory=dict)  # see _lines
 
     @staticmethod
     def build(ruleset: RuleSet, cart: Cart, account: Account, now: datetime, usage: Mapping[str, Usage],
@@ -258,20 +259,42 @@ def _initial_state(ctx: "_Context") -> _State:
 
 
 def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
+    """The promotions together, benefit by benefit in stage order (then priority, then id). A promotion's
+    conditions are measured once, before its first benefit; a promotion that gives nothing with any
+    benefit did not apply."""
     state = _initial_state(ctx)
     applied: list[Applied] = []
     failed: list[NotApplied] = []
     hints: list[Hint] = []
-    for promotion in sorted(promotions, key=_order):
-        result = _apply(promotion, state, ctx)
-        if isinstance(result, NotApplied):
+    steps = sorted(((STAGE_ORDER.index(b.stage), -p.priority, p.id), p, b) for p in promotions for b in p.benefits)
+    refused: set[str] = set()
+    given: dict[str, int] = {}        # minor units each promotion has given so far, for its caps
+    for _, promotion, benefit in steps:
+        pid = promotion.id
+        if pid in refused:
+            continue
+        first = benefit is promotion.benefits[0]
+        if first:
+            refusal = _eligibility(promotion, state, ctx)
+            if refusal is not None:
+                refused.add(pid)
+                failed.append(refusal)
+                hints.extend(_near_miss_hints(promotion, refusal, ctx))
+                continue
+        result = _apply(promotion, benefit, state, given.get(pid, 0), ctx)
+        if isinstance(result, NotApplied):   # its own threshold (always the first benefit) refused it
+            refused.add(pid)
             failed.append(result)
             hints.extend(_near_miss_hints(promotion, result, ctx))
-        else:
+            continue
+        if result is not None:
             done, state, next_tier = result
             applied.append(done)
+            given[pid] = given.get(pid, 0) + to_units(done.amount, ctx.currency)
             if next_tier is not None:
                 hints.extend(_next_tier_hint(promotion, next_tier, ctx))
+        if benefit is promotion.benefits[-1] and pid not in given:
+            failed.append(_refuse(promotion, Reason.NOTHING_LEFT_TO_DISCOUNT))
     total = sum((a.amount for a in applied if a.stage != Stage.GRANT.value), ctx.zero)
     granted = sum((a.amount for a in applied if a.stage == Stage.GRANT.value), ctx.zero)
     return _Outcome(tuple(applied), failed, tuple(hints), total, granted, state)
@@ -290,14 +313,14 @@ def _resolve(live: list[Promotion], ctx: _Context) -> _Outcome:
     names = ctx.ruleset.promotions
     not_applied: list[NotApplied] = []
     if winner is None:
-        winner_ids = tuple(a.promotion for a in together.applied)
+        winner_ids = tuple(dict.fromkeys(a.promotion for a in together.applied))
         not_applied.extend(together.not_applied)
         hints = list(together.hints)
     else:
         winner_ids = (winner.id,)
         hints = list(best.hints) + [h for x in exclusives if x is not winner for h in alone[x.id].hints]
-        for a in together.applied:
-            not_applied.append(_lost(names[a.promotion], winner_ids, ctx))
+        for pid in dict.fromkeys(a.promotion for a in together.applied):   # once per promotion, in order
+            not_applied.append(_lost(names[pid], winner_ids, ctx))
         not_applied.extend(together.not_applied)
     for x in exclusives:
         if x is winner:
@@ -337,51 +360,83 @@ def _values(p: Promotion, state: _State, ctx: _Context) -> Mapping[str, Any]:
     return values
 
 
-def _lines(p: Promotion, state: _State, ctx: _Context) -> Lines:
-    """`p`'s targeted lines as they stand; their ids and units are worked out once per evaluation."""
-    shape = ctx.shapes.get(p.id)
+def _lines(p: Promotion, b: Benefit, state: _State, ctx: _Context) -> Lines:
+    """The lines benefit `b` of `p` discounts, as they stand: the promotion's targeted lines, or the
+    cart's lines that the benefit's own targets match. Their ids and units are worked out once per
+    evaluation."""
+    key = (p.id, b.index)
+    shape = ctx.shapes.get(key)
     if shape is None:
-        targeted = ctx.targeted[p.id]
-        shape = ctx.shapes[p.id] = (tuple(line.id for line in targeted), tuple(line.quantity for line in targeted))
+        targeted = ctx.targeted[p.id] if b.targets is None else \
+            tuple(line for line in ctx.cart.lines if b.targets.matches(line))
+        shape = ctx.shapes[key] = (tuple(line.id for line in targeted), tuple(line.quantity for line in targeted))
     ids, quantities = shape
     left = state.lines
     return Lines(ids, quantities, tuple([left[i] for i in ids]))
 
 
-def _apply(p: Promotion, state: _State, ctx: _Context) -> NotApplied | tuple[Applied, _State, NextTier | None]:
+def _eligibility(p: Promotion, state: _State, ctx: _Context) -> NotApplied | None:
+    """`p`'s conditions, measured on the cart as it stands before its first benefit."""
     passed, leaves = p.condition.measure(_values(p, state, ctx) if p.condition.variables else {})
-    if not passed:
-        return _condition_failure(p, leaves, ctx)
-    if p.stage is Stage.GRANT:  # balance for later orders: this order's lines and shipping are untouched
-        assert p.reward.amount is not None
-        units, capped_by = _capped(p, to_units(p.reward.amount, ctx.currency), ctx)
-        return Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, from_units(units, ctx.currency), (), None,
-                       capped_by, p.exclusive, p.priority), state, None
-    result = REWARDS[p.reward.type](p.reward, _lines(p, state, ctx), state.shipping, ctx.currency)
+    return None if passed else _condition_failure(p, leaves, ctx)
+
+
+_Given = tuple[Applied, "_State", "NextTier | None"]
+
+
+def _apply(p: Promotion, b: Benefit, state: _State, given: int, ctx: _Context) -> NotApplied | _Given | None:
+    """One benefit of `p` on the cart as it stands: what it gives, refused by its own threshold, or
+    None when it would give nothing."""
+    if b.stage is Stage.GRANT:  # balance for later orders: this order's lines and shipping are untouched
+        assert b.amount is not None
+        units, capped_by = _capped(p, b, to_units(b.amount, ctx.currency), given, ctx)
+        if units == 0:
+            return None
+        return _applied(p, b, from_units(units, ctx.currency), (), None, capped_by), state, None
+    calculate = KINDS[b.type].calculate
+    assert calculate is not None
+    result = calculate(b, _lines(p, b, state, ctx), state.shipping, ctx.currency)
     if isinstance(result, Short):
         return _short(p, result.variable, result.measured, result.required, "greater_than_or_equal_to", ctx)
-    amount, capped_by = _capped(p, round_units(result.total(), result.denominator, ctx.ruleset.rounding), ctx)
+    amount, capped_by = _capped(p, b, round_units(result.total(), result.denominator, ctx.ruleset.rounding), given,
+                                ctx)
     if amount == 0:
-        return _refuse(p, Reason.NOTHING_LEFT_TO_DISCOUNT)
-    return _split(p, result, amount, capped_by, state, ctx) + (result.next_tier,)
+        return None
+    return _split(p, b, result, amount, capped_by, state, ctx) + (result.next_tier,)
 
 
-def _capped(p: Promotion, amount: int, ctx: _Context) -> tuple[int, tuple[str, ...]]:
-    """Apply the reward's cap, the per-order cap and what is left of the budget, in that order (minor units)."""
-    if p.reward.max_discount is None and p.limits.max_discount is None and p.limits.budget is None:
+def _applied(p: Promotion, b: Benefit, amount: Decimal, shares: tuple[LineShare, ...], shipping: Decimal | None,
+             capped_by: tuple[str, ...]) -> Applied:
+    """The trace entry of one benefit given; `benefit` names its place only when the promotion has several."""
+    return Applied(p.id, p.name, b.stage.value, b.type, p.code, amount, shares, shipping, capped_by, p.exclusive,
+                   p.priority, b.index if len(p.benefits) > 1 else None)
+
+
+def _capped(p: Promotion, b: Benefit, amount: int, given: int, ctx: _Context) -> tuple[int, tuple[str, ...]]:
+    """Apply the benefit's cap, then what is left of the promotion's per-order cap and of its budget
+    after its earlier benefits on this order (`given`, minor units), in that order."""
+    if b.max_discount is None and p.limits.max_discount is None and p.limits.budget is None:
         return amount, ()
     capped_by: list[str] = []
-    caps = [("reward.max_discount", p.reward.max_discount), ("limits.max_discount", p.limits.max_discount)]
+    currency = ctx.currency
+    caps = [("max_discount", None if b.max_discount is None else to_units(b.max_discount, currency)),
+            ("limits.max_discount", None if p.limits.max_discount is None
+             else to_units(p.limits.max_discount, currency) - given)]
     if p.limits.budget is not None:
-        caps.append(("limits.budget", p.limits.budget - ctx.usage.get(p.id, NO_USAGE).budget_spent))
+        caps.append(("limits.budget", to_units(p.limits.budget - ctx.usage.get(p.id, NO_USAGE).budget_spent, currency)
+                     - given))
     for name, cap in caps:
-        if cap is not None and amount > (cap_units := to_units(cap, ctx.currency)):
-            amount = cap_units
-            capped_by.append(name)
+        if cap is not None and amount > cap:
+            amount = max(cap, 0)
+            capped_by.append(name if name.startswith("limits.") else _benefit_path(p, b, name))
     return amount, tuple(capped_by)
 
 
-def _split(p: Promotion, result: Exact, amount: int, capped_by: tuple[str, ...], state: _State,
+def _benefit_path(p: Promotion, b: Benefit, name: str) -> str:
+    return f"benefits[{b.index}].{name}"
+
+
+def _split(p: Promotion, b: Benefit, result: Exact, amount: int, capped_by: tuple[str, ...], state: _State,
            ctx: _Context) -> tuple[Applied, _State]:
     """Put the rounded amount (minor units) on lines (largest remainder) or on shipping, and check
     nothing goes below zero."""
@@ -390,9 +445,7 @@ def _split(p: Promotion, result: Exact, amount: int, capped_by: tuple[str, ...],
     if result.shipping > 0:
         if amount > state.shipping or any(result.numerators):
             raise InvariantError(f"{p.id}: shipping discount {money} exceeds what is left of shipping")
-        applied = Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, money, (), money, capped_by,
-                          p.exclusive, p.priority)
-        return applied, _State(state.lines, state.shipping - amount)
+        return _applied(p, b, money, (), money, capped_by), _State(state.lines, state.shipping - amount)
     ids = result.ids
     parts = allocate_units(amount, result.numerators, result.denominator, ids)
     lines = dict(state.lines)
@@ -406,9 +459,7 @@ def _split(p: Promotion, result: Exact, amount: int, capped_by: tuple[str, ...],
             shares.append(LineShare(line_id, from_units(part, currency)))
     if sum(parts) != amount:
         raise InvariantError(f"{p.id}: line shares do not add up to {money}")
-    applied = Applied(p.id, p.name, p.stage.value, p.reward.type, p.code, money, tuple(shares), None, capped_by,
-                      p.exclusive, p.priority)
-    return applied, _State(lines, state.shipping)
+    return _applied(p, b, money, tuple(shares), None, capped_by), _State(lines, state.shipping)
 
 
 # --- why not, and how close ----------------------------------------------------------------------
@@ -559,7 +610,7 @@ def _trace(ctx: _Context, codes: tuple[CodeResult, ...], outcome: _Outcome, not_
 
 def _grant(p: Promotion, amount: Decimal, ctx: _Context) -> Grant:
     """The lot the order system issues after the order: its expiry is a fixed instant, or whole days after `now`."""
-    reward = p.reward
-    expires = reward.expires_at if reward.expires_at is not None else ctx.now + timedelta(days=reward.expires_after_days)
-    assert reward.pays_for is not None  # the loader sets it for every grant
-    return Grant(p.id, p.name, amount, ctx.currency, expires.isoformat(), scope_of(reward.pays_for))
+    grant = next(b for b in p.benefits if b.stage is Stage.GRANT)   # at most one per promotion (one per stage)
+    expires = grant.expires_at if grant.expires_at is not None else ctx.now + timedelta(days=grant.expires_after_days)
+    assert grant.pays_for is not None  # the loader sets it for every grant
+    return Grant(p.id, p.name, amount, ctx.currency, expires.isoformat(), scope_of(grant.pays_for))

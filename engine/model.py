@@ -8,8 +8,12 @@ from decimal import Decimal
 from enum import Enum
 from typing import Mapping
 
+from typing import TYPE_CHECKING
+
 from .conditions import Condition
-from .index import CandidateIndex
+
+if TYPE_CHECKING:   # the index is built beside the rule set (ruleset.py), never by it
+    from .index import CandidateIndex
 
 
 class Stage(str, Enum):
@@ -55,45 +59,43 @@ class Tier:
 
 
 @dataclass(frozen=True)
-class Reward:
-    """One reward. Which fields are set depends on `type`; the loader guarantees the combination."""
+class Units:
+    """Which of a benefit's targeted units it discounts (None: no limit). `max_per_line` counts per
+    line, `max_total` across the selection, `group_size` keeps only complete groups of that many
+    units; when units must be left out, `choose` says which are kept."""
+
+    max_per_line: int | None = None
+    max_total: int | None = None
+    group_size: int | None = None
+    choose: str = "cheapest"             # cheapest | most_expensive
+
+
+@dataclass(frozen=True)
+class Benefit:
+    """One thing a promotion gives. Which fields are set depends on `type` (engine/benefits.py's
+    KINDS table says which, and in which stage each kind runs); the loader guarantees the combination."""
 
     type: str
+    stage: Stage
+    index: int = 0                           # its place in the promotion's `benefits` list
     percent: Decimal | None = None
     amount: Decimal | None = None
-    scope: str | None = None                 # amount_off: per_unit | per_line | per_order
+    scope: str | None = None                 # amount_off / percent_off: per_unit | per_line | per_order
     max_discount: Decimal | None = None      # percent_off
     quantity: int | None = None              # fixed_price: units per set
-    price: Decimal | None = None             # fixed_price: price of a set
+    price: Decimal | None = None             # fixed_price: price of a set; shipping_fixed_price: the price
     buy: int | None = None                   # buy_x_get_y
     get: int | None = None
-    discounted_units: str = "cheapest"
+    discounted_units: str = "cheapest"       # buy_x_get_y: cheapest | most_expensive | equal_or_lesser
     max_sets: int | None = None
     basis: str | None = None                 # tiered: eligible_subtotal | eligible_quantity
     tiers: tuple[Tier, ...] = ()
     expires_after_days: int | None = None    # grant_promotional_balance: the lot's expiry, one of these two
     expires_at: datetime | None = None
     pays_for: "PaysFor | None" = None        # grant_promotional_balance: what the granted lot pays for
-
-    @property
-    def stage(self) -> Stage:
-        return REWARD_STAGES[(self.type, self.scope)] if self.type == "amount_off" else REWARD_STAGES[self.type]
-
-
-# Each reward type belongs to exactly one stage (amount_off by its scope).
-REWARD_STAGES: dict = {
-    "percent_off": Stage.ITEM,
-    ("amount_off", "per_unit"): Stage.ITEM,
-    ("amount_off", "per_line"): Stage.ITEM,
-    "fixed_price": Stage.ITEM,
-    "buy_x_get_y": Stage.ITEM,
-    ("amount_off", "per_order"): Stage.ORDER,
-    "tiered": Stage.ORDER,
-    "free_shipping": Stage.SHIPPING,
-    "shipping_amount_off": Stage.SHIPPING,
-    "shipping_percent_off": Stage.SHIPPING,
-    "grant_promotional_balance": Stage.GRANT,
-}
+    targets: "Targets | None" = None         # the lines it discounts; None: the promotion's targets
+    units: Units | None = None
+    shipping_methods: frozenset[str] | None = None   # shipping benefits: only these methods (None: all)
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,8 @@ class Promotion:
     ends: datetime | None
     code: str | None          # normalised: trimmed, upper case
     condition: Condition
-    targets: Targets
-    reward: Reward
+    targets: Targets          # what eligibility measures (eligible_subtotal, ...) and, by default, what benefits discount
+    benefits: tuple[Benefit, ...]   # at least one, at most one per stage, in stage order
     priority: int
     exclusive: bool
     limits: Limits
@@ -137,7 +139,7 @@ class Promotion:
     order: tuple = field(init=False, repr=False, compare=False)   # evaluation order: stage, priority, id
 
     def __post_init__(self) -> None:
-        stage = self.reward.stage
+        stage = self.benefits[0].stage
         object.__setattr__(self, "stage", stage)
         object.__setattr__(self, "order", (STAGE_ORDER.index(stage), -self.priority, self.id))
 
@@ -150,11 +152,8 @@ class RuleSet:
     locale: str
     version: str              # sha256 over the rule files' names and bytes
     codes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # normalised code -> promotion ids
-    index: CandidateIndex = field(init=False, repr=False, compare=False)  # derived from `promotions`
-
-    def __post_init__(self) -> None:
-        # Built with the rule set, so a RuleSet never exists without the index that matches it.
-        object.__setattr__(self, "index", CandidateIndex.build(self.promotions.values()))
+    # Built beside the rule set from `promotions` by ruleset.build_ruleset, the only place a RuleSet is made.
+    index: "CandidateIndex | None" = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -217,16 +217,22 @@ def evaluate_kept(ruleset: RuleSet, doc: Mapping[str, Any], quantities: Mapping[
                     usage=inputs["usage"], preview=inputs["preview"])
 
 
-def _lost(earned: list[Mapping[str, Any]], kept: Trace | None, money, zero: Decimal) -> tuple[LostPromotion, ...]:
+def _lost(entries: list[Mapping[str, Any]], kept: Trace | None, money, zero: Decimal) -> tuple[LostPromotion, ...]:
     """The order's discounts (or grants) missing from the kept order's evaluation, with its reason;
-    on a cancellation, all of them."""
+    on a cancellation, all of them. One per promotion: a promotion's benefits are summed."""
+    earned: dict[str, dict[str, Any]] = {}
+    for a in entries:
+        if a["promotion"] in earned:
+            earned[a["promotion"]]["amount"] = str(Decimal(earned[a["promotion"]]["amount"]) + Decimal(a["amount"]))
+        else:
+            earned[a["promotion"]] = {"promotion": a["promotion"], "name": a["name"], "amount": a["amount"]}
     if kept is None:
         return tuple(LostPromotion(a["promotion"], a["name"], money(a["amount"]), zero, None,
-                                   "The order was cancelled.") for a in earned)
+                                   "The order was cancelled.") for a in earned.values())
     still = {a.promotion for a in kept.applied} | {g.promotion for g in kept.grants}
     why = {n.promotion: n for n in kept.not_applied}
     out = []
-    for a in earned:
+    for a in earned.values():
         if a["promotion"] not in still:
             n = why.get(a["promotion"])
             out.append(LostPromotion(a["promotion"], a["name"], money(a["amount"]), zero,

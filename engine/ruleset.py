@@ -19,7 +19,9 @@ from babel import Locale, UnknownLocaleError
 from . import schemas
 from .conditions import compile_condition
 from .errors import Problem, RuleFileError
-from .model import Limits, PaysFor, Promotion, Reward, RuleSet, Targets, Tier, pool_token
+from .benefits import KINDS
+from .index import CandidateIndex
+from .model import STAGE_ORDER, Benefit, Limits, PaysFor, Promotion, RuleSet, Targets, Tier, Units, pool_token
 from .money import DEFAULT_ROUNDING, MoneyError, known_currency, parse_decimal, parse_money
 from .text import instant_problem, normalise_code, shorten
 from .variables import MONEY_VARIABLES
@@ -151,9 +153,11 @@ def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
     if problems:
         raise RuleFileError(problems)
     assert settings is not None
-    return RuleSet(promotions=dict(sorted(promotions.items())), currencies=frozenset(settings["currencies"]),
+    ordered = dict(sorted(promotions.items()))
+    return RuleSet(promotions=ordered, currencies=frozenset(settings["currencies"]),
                    rounding=settings.get("rounding", DEFAULT_ROUNDING), locale=settings.get("locale", "en_US"),
-                   version="sha256:" + digest.hexdigest(), codes=codes)
+                   version="sha256:" + digest.hexdigest(), codes=codes,
+                   index=CandidateIndex.build(ordered.values()))
 
 
 def _load_settings(path: Path, data: bytes | None, problems: list[Problem]) -> dict | None:
@@ -264,11 +268,7 @@ def _load_promotion(path: Path, data: bytes, settings: dict | None,
         c.fail(("window", "ends"), f"ends ({doc['window']['ends']}) must be after starts ({doc['window']['starts']})")
 
     _check_condition(c, doc.get("eligibility"), ("eligibility",), money)
-    reward = _reward(c, doc["reward"], money, percent)
-    if reward.expires_at is not None and (ends is None or reward.expires_at < ends):
-        c.fail(("reward", "expires", "at"), "a grant with a fixed expiry needs a window that ends no later than it, "
-                                            "so that no order is granted balance that has already expired; "
-                                            "or use after_days")
+    benefits = _benefits(c, doc["benefits"], ends, money, percent)
     limits_doc = doc.get("limits", {})
     limits = Limits(
         max_discount=money(("limits", "max_discount"), limits_doc["max_discount"]) if "max_discount" in limits_doc else None,
@@ -280,7 +280,7 @@ def _load_promotion(path: Path, data: bytes, settings: dict | None,
     return Promotion(
         id=doc["id"], name=doc["name"], status=doc["status"], currency=currency, starts=starts, ends=ends,
         code=normalise_code(doc["code"]) if "code" in doc else pool_token(doc["id"]) if doc.get("code_pool") else None,
-        condition=compile_condition(doc.get("eligibility")), targets=_targets(doc["targets"]), reward=reward,
+        condition=compile_condition(doc.get("eligibility")), targets=_targets(doc["targets"]), benefits=benefits,
         priority=doc["stacking"]["priority"], exclusive=doc["stacking"]["exclusive"], limits=limits,
         source=str(path), code_pool=doc.get("code_pool", False)), positions
 
@@ -329,10 +329,32 @@ def _check_condition(c: _Checker, node: Any, where: tuple, money: Callable) -> N
             c.fail(where, f"condition tree has {leaves} leaves; at most {MAX_CONDITION_LEAVES} are allowed")
 
 
-def _reward(c: _Checker, doc: dict, money: Callable, percent: Callable) -> Reward:
+def _benefits(c: _Checker, docs: list, ends: datetime | None, money: Callable,
+              percent: Callable) -> tuple[Benefit, ...]:
+    """The promotion's benefits in stage order. At most one per stage, so that each stage decides once
+    per promotion; a benefit with a threshold of its own must be the first, since it can refuse the
+    whole promotion only before any other benefit has been given."""
+    benefits = [_benefit(c, doc, ("benefits", i), i, ends, money, percent) for i, doc in enumerate(docs)]
+    by_stage: dict = {}
+    for b in benefits:
+        if b.stage in by_stage:
+            c.fail(("benefits", b.index, "type"), f"benefits {by_stage[b.stage].index + 1} and {b.index + 1} both "
+                                                  f"run in the {b.stage.value} stage; a promotion has at most one "
+                                                  "benefit per stage (write a second promotion, or tiers)")
+        by_stage.setdefault(b.stage, b)
+    ordered = sorted(benefits, key=lambda b: STAGE_ORDER.index(b.stage))
+    for b in ordered[1:]:
+        if KINDS[b.type].threshold:
+            c.fail(("benefits", b.index, "type"), f"a {b.type} benefit has a threshold of its own, so it must be the "
+                                                  f"promotion's first benefit (here the {ordered[0].stage.value} "
+                                                  f"stage's {ordered[0].type} runs before it)")
+    return tuple(ordered)
+
+
+def _benefit(c: _Checker, doc: dict, at: tuple, index: int, ends: datetime | None, money: Callable,
+             percent: Callable) -> Benefit:
     kind = doc["type"]
-    at = ("reward",)
-    fields: dict[str, Any] = {"type": kind}
+    fields: dict[str, Any] = {"type": kind, "index": index, "stage": KINDS[kind].stage(doc.get("scope"))}
     if "percent" in doc:
         fields["percent"] = percent(at + ("percent",), doc["percent"])
     for key in ("amount", "max_discount", "price"):
@@ -341,22 +363,32 @@ def _reward(c: _Checker, doc: dict, money: Callable, percent: Callable) -> Rewar
     for key in ("scope", "quantity", "buy", "get", "discounted_units", "max_sets", "basis"):
         if key in doc:
             fields[key] = doc[key]
+    if "targets" in doc:
+        fields["targets"] = _targets(doc["targets"])
+    if "units" in doc:
+        fields["units"] = Units(**doc["units"])
+    if "shipping_methods" in doc:
+        fields["shipping_methods"] = frozenset(doc["shipping_methods"])
     if kind == "tiered":
-        fields["tiers"] = _tiers(c, doc, money, percent)
+        fields["tiers"] = _tiers(c, doc, at, money, percent)
     if kind == "grant_promotional_balance":
         expires = doc["expires"]
         if "after_days" in expires:
             fields["expires_after_days"] = expires["after_days"]
         else:
-            fields["expires_at"] = _moment(c, expires["at"], at + ("expires", "at"))
+            fields["expires_at"] = expires_at = _moment(c, expires["at"], at + ("expires", "at"))
+            if expires_at is not None and (ends is None or expires_at < ends):
+                c.fail(at + ("expires", "at"), "a grant with a fixed expiry needs a window that ends no later "
+                                               "than it, so that no order is granted balance that has already "
+                                               "expired; or use after_days")
         fields["pays_for"] = PaysFor.from_doc(doc.get("pays_for", {}))
-    return Reward(**fields)
+    return Benefit(**fields)
 
 
-def _tiers(c: _Checker, doc: dict, money: Callable, percent: Callable) -> tuple[Tier, ...]:
+def _tiers(c: _Checker, doc: dict, where: tuple, money: Callable, percent: Callable) -> tuple[Tier, ...]:
     tiers: list[Tier] = []
     for i, tier in enumerate(doc["tiers"]):
-        at = ("reward", "tiers", i)
+        at = where + ("tiers", i)
         if doc["basis"] == "eligible_subtotal":
             if not isinstance(tier["at"], str):
                 c.fail(at + ("at",), "a spend threshold is money: write it as quoted text, e.g. \"3000\"")

@@ -70,6 +70,7 @@ class Applied:
     capped_by: tuple[str, ...]
     exclusive: bool
     priority: int
+    benefit: int | None = None    # the benefit's place in the promotion's list, when it has several
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,15 @@ def check_invariants(trace: Trace) -> None:
     assert t.total == t.subtotal + t.shipping - t.discount >= 0
     for stage, total in (("item", t.item_discount), ("order", t.order_discount), ("shipping", t.shipping_discount)):
         assert total == sum((a.amount for a in trace.applied if a.stage == stage), zero)
-    listed = [a.promotion for a in trace.applied] + [n.promotion for n in trace.not_applied] + \
-        [g.promotion for g in trace.grants]
-    assert len(listed) == len(set(listed)), "a promotion appears twice in the trace"
+    # A promotion is applied (each benefit once, several benefits with their places), not applied, or granted.
+    benefits = [(a.promotion, a.benefit) for a in trace.applied] + [(g.promotion, "grant") for g in trace.grants]
+    assert len(benefits) == len(set(benefits)), "a benefit appears twice in the trace"
+    for pid in {p for p, _ in benefits}:
+        places = [b for p, b in benefits if p == pid]
+        assert places == [None] or None not in places, f"{pid}: several benefits, each must say its place"
+    given = {p for p, _ in benefits}
+    refused = [n.promotion for n in trace.not_applied]
+    assert len(refused) == len(set(refused)) and not given & set(refused), "a promotion appears twice in the trace"
     for g in trace.grants:
         assert g.amount > 0 and g.amount == g.amount.quantize(q) and g.currency == trace.currency
     check_tenders(trace)

@@ -14,7 +14,7 @@ SETTINGS = b"currencies: [JPY, USD]\nrounding: half_up\n"
 def _promotion(pid: str, code: str | None, amount: str, limits: str, extra: str = "") -> bytes:
     code_line = f"code: {code}\n" if code else ""
     return (f"id: {pid}\nname: {pid}\nstatus: active\ncurrency: JPY\n{code_line}{extra}"
-            f"targets: {{include: all}}\nreward: {{type: amount_off, scope: per_order, amount: \"{amount}\"}}\n"
+            f"targets: {{include: all}}\nbenefits: [{{type: amount_off, scope: per_order, amount: \"{amount}\"}}]\n"
             f"stacking: {{priority: 10, exclusive: false}}\nlimits: {limits}\n").encode()
 
 
@@ -30,7 +30,7 @@ FILES = {
     "rules/min-spend.yaml": (b"id: min-spend\nname: min-spend\nstatus: active\ncurrency: JPY\ncode: MINSPEND\n"
                              b"eligibility: {all: [{name: cart_subtotal, operator: greater_than_or_equal_to, "
                              b"value: \"3000\"}]}\ntargets: {include: all}\n"
-                             b"reward: {type: amount_off, scope: per_order, amount: \"600\"}\n"
+                             b"benefits: [{type: amount_off, scope: per_order, amount: \"600\"}]\n"
                              b"stacking: {priority: 10, exclusive: false}\nlimits: {budget: \"100000\"}\n"),
 }
 

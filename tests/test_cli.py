@@ -23,7 +23,7 @@ def test_validate_exits_one_and_lists_every_problem(tmp_path, capsys):
     (tmp_path / "x.yaml").write_text("id: y\nname: X\n")
     assert main(["validate", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    for key in ("status", "targets", "reward", "stacking"):
+    for key in ("status", "targets", "benefits", "stacking"):
         assert f"x.yaml:1:1: $: missing required key '{key}'" in err
 
 
@@ -218,7 +218,7 @@ def _markup_rules(tmp_path: Path) -> tuple[Path, str]:
     rules.mkdir()
     (rules / "_settings.yaml").write_text("currencies: [JPY]\n")
     body = ('id: sale\nname: "{name}"\nstatus: active\ncurrency: JPY\ntargets: {{include: all}}\n'
-            'reward: {{type: amount_off, scope: per_order, amount: "300"}}\nstacking: {{priority: 10, exclusive: false}}\n')
+            'benefits: [{{type: amount_off, scope: per_order, amount: "300"}}]\nstacking: {{priority: 10, exclusive: false}}\n')
     for name in (r"[/x] [bold]Sale[/bold] \e[31mred", "[/x] [bold]Sale[/bold] [link=http://x]red[/link]"):
         (rules / "sale.yaml").write_text(body.format(name=name))
         try:

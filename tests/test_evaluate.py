@@ -114,7 +114,7 @@ def promotions(draw, currency, index):
     doc = {"id": f"p{index}", "name": f"Promotion {index}", "status": "active", "currency": currency,
            "targets": {"include": {"categories": draw(st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=2,
                                                                unique=True))}},
-           "reward": draw(rewards(currency)),
+           "benefits": [draw(rewards(currency))],
            "stacking": {"priority": draw(st.integers(0, 2)), "exclusive": draw(st.sampled_from([False, False, True]))}}
     if draw(st.booleans()):
         exclusions = draw(st.sampled_from([{"sellers": ["third_party"]}, {"product_types": ["digital"]}]))
@@ -260,7 +260,7 @@ def test_the_waterfall_never_pays_more_than_each_balance_holds_nor_what_its_scop
 def test_the_trace_json_has_sorted_keys_and_amounts_as_strings():
     files = {"r/_settings.yaml": b"currencies: [USD]\n", "r/p.yaml": yaml.safe_dump({
         "id": "p", "name": "P", "status": "active", "targets": {"include": "all"},
-        "reward": {"type": "percent_off", "percent": "12.5"}, "stacking": {"priority": 1, "exclusive": False}}).encode()}
+        "benefits": [{"type": "percent_off", "percent": "12.5"}], "stacking": {"priority": 1, "exclusive": False}}).encode()}
     cart = {"currency": "USD", "channel": "web", "lines": [
         {"id": "L1", "sku": "S", "category": "a", "seller": "first_party", "product_type": "physical",
          "unit_price": "9.99", "quantity": 3}]}
@@ -291,7 +291,7 @@ def test_variable_values_are_the_ones_business_rules_variables_give():
         terms.append({"name": name, "operator": operator} | ({} if value is None else {"value": value}))
     doc = {"id": "every", "name": "Every variable", "status": "active", "currency": "USD",
            "eligibility": {"any": terms}, "targets": {"include": {"categories": ["a"]}},
-           "reward": {"type": "percent_off", "percent": 10}, "stacking": {"priority": 0, "exclusive": False}}
+           "benefits": [{"type": "percent_off", "percent": 10}], "stacking": {"priority": 0, "exclusive": False}}
     rules = build_ruleset({"r/_settings.yaml": b"currencies: [USD]\n", "r/every.yaml": yaml.safe_dump(doc).encode()})
     cart = parse_cart({"currency": "USD", "channel": "app", "shipping": {"method": "express", "price": "5.00"},
                        "lines": [{"id": "L1", "sku": "S1", "category": "a", "seller": "first_party",

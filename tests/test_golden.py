@@ -14,7 +14,7 @@ import pytest
 from engine import evaluate, load_ruleset, read_json
 from engine.reasons import TenderReason
 from engine.refund import refund
-from engine.model import REWARD_STAGES
+from engine.benefits import KINDS
 from engine.reasons import Reason
 from engine.schemas import validator
 
@@ -76,7 +76,7 @@ def test_golden_cases_cover_every_reason_code_and_reward_type() -> None:
     assert {r.value for r in Reason} - reasons == set()
     rewards = {a["reward"] for t in traces for a in t["applied"]}
     rewards |= {"grant_promotional_balance" for t in traces if t["grants"]}   # grants are listed apart
-    all_rewards = {k if isinstance(k, str) else k[0] for k in REWARD_STAGES}
+    all_rewards = set(KINDS)
     assert all_rewards - rewards == set()
 
 

@@ -21,7 +21,7 @@ def write_version(folder, version: int, count: int = 12):
     for i in range(count):
         (folder / f"v{version}-{i:02d}.yaml").write_text(
             f"id: v{version}-{i:02d}\nname: v{version}\nstatus: active\ncurrency: JPY\n"
-            f"targets: {{include: all}}\nreward: {{type: amount_off, scope: per_line, amount: \"{version}\"}}\n"
+            f"targets: {{include: all}}\nbenefits: [{{type: amount_off, scope: per_line, amount: \"{version}\"}}]\n"
             f"stacking: {{priority: 1, exclusive: false}}\n")
     return folder
 

@@ -86,7 +86,7 @@ def scenarios(draw):
     for i in range(draw(st.integers(1, 10))):
         own = draw(st.sampled_from([currency, currency, "JPY", "USD"]))   # sometimes another currency's
         doc = {"id": f"p{i}", "name": f"Promotion {i}", "status": draw(st.sampled_from(["active", "active", "paused"])),
-               "currency": own, "targets": draw(targets()), "reward": draw(rewards(own)),
+               "currency": own, "targets": draw(targets()), "benefits": [draw(rewards(own))],
                "stacking": {"priority": draw(st.integers(0, 3)), "exclusive": draw(st.sampled_from([False, False, True]))}}
         window = draw(st.sampled_from(WINDOWS))
         if window:
@@ -144,7 +144,7 @@ def _rules(docs):
     files = {"r/_settings.yaml": b"currencies: [JPY]\n"}
     for doc in docs:
         base = {"name": doc["id"], "status": "active", "currency": "JPY",
-                "reward": {"type": "percent_off", "percent": 10}, "stacking": {"priority": 1, "exclusive": False}}
+                "benefits": [{"type": "percent_off", "percent": 10}], "stacking": {"priority": 1, "exclusive": False}}
         files[f"r/{doc['id']}.yaml"] = yaml.safe_dump({**base, **doc}).encode()
     return build_ruleset(files)
 

@@ -270,7 +270,7 @@ def test_bad_requests_are_clear_errors_and_change_nothing(ledger, case):
     ledger.commit("done", NOW)
     ledger.expire((AT + timedelta(seconds=60)).isoformat())   # "held" expires: sweeps happen before the dump
     other = rules({"rules/extra.yaml": b"id: extra\nname: extra\nstatus: draft\ntargets: {include: all}\n"
-                                       b"reward: {type: free_shipping}\nstacking: {priority: 1, exclusive: false}\n"})
+                                       b"benefits: [{type: free_shipping}]\nstacking: {priority: 1, exclusive: false}\n"})
     later = (AT + timedelta(seconds=61)).isoformat()
     action, reason = {
         "unknown order": (lambda: ledger.commit("nope", later), LedgerReason.UNKNOWN_ORDER),

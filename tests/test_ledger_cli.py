@@ -14,7 +14,7 @@ status: active
 currency: JPY
 code_pool: true
 targets: {include: all}
-reward: {type: amount_off, scope: per_order, amount: "300"}
+benefits: [{type: amount_off, scope: per_order, amount: "300"}]
 stacking: {priority: 10, exclusive: false}
 limits: {total_uses: 1000}
 """

@@ -53,7 +53,7 @@ def test_a_trace_that_its_inputs_do_not_give_is_refused_and_holds_nothing(ledger
 
 def test_a_preview_trace_is_never_reserved(ledger):
     draft = rules({"rules/draft.yaml": b"id: draft\nname: draft\nstatus: draft\ncurrency: JPY\ntargets: {include: all}\n"
-                                       b"reward: {type: amount_off, scope: per_order, amount: \"100\"}\n"
+                                       b"benefits: [{type: amount_off, scope: per_order, amount: \"100\"}]\n"
                                        b"stacking: {priority: 1, exclusive: false}\n"})
     led = Ledger(ledger.engine, draft, max_clock_skew=None)
     trace = evaluate(draft, cart(), account(), now=NOW, preview=["draft"])
@@ -129,7 +129,7 @@ def test_account_balances_is_the_account_part_a_checkout_prices_with(ledger):
 
 
 GRANT = (b"id: grant-100\nname: grant-100\nstatus: active\ncurrency: JPY\ntargets: {include: all}\n"
-         b"reward: {type: grant_promotional_balance, amount: \"100\", expires: {after_days: 30}}\n"
+         b"benefits: [{type: grant_promotional_balance, amount: \"100\", expires: {after_days: 30}}]\n"
          b"stacking: {priority: 1, exclusive: false}\n")
 
 

@@ -79,7 +79,7 @@ BOOKS_500 = {"id": "books-500", "name": "¥500 off books over ¥3,000", "status"
              "eligibility": {"all": [{"name": "eligible_subtotal", "operator": "greater_than_or_equal_to",
                                       "value": "3000"}]},
              "targets": {"include": {"categories": ["books"]}},
-             "reward": {"type": "amount_off", "scope": "per_order", "amount": "500"},
+             "benefits": [{"type": "amount_off", "scope": "per_order", "amount": "500"}],
              "stacking": {"priority": 1, "exclusive": False}}
 
 

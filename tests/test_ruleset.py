@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from engine import RuleFileError, load_ruleset
-from engine.model import DEFAULT_EXCLUSIONS, REWARD_STAGES
+from engine.benefits import KINDS
+from engine.model import DEFAULT_EXCLUSIONS
 from engine.ruleset import MAX_CONDITION_LEAVES, build_ruleset
 
 SETTINGS = "currencies: [JPY, USD, KWD]\nrounding: half_up\n"
@@ -22,10 +23,10 @@ eligibility:
 targets:
   include:
     categories: [books]
-reward:
-  type: amount_off
-  scope: per_order
-  amount: "500"
+benefits:
+  - type: amount_off
+    scope: per_order
+    amount: "500"
 stacking:
   priority: 10
   exclusive: false
@@ -60,8 +61,8 @@ def test_a_good_file_loads_with_its_content_hash(tmp_path):
 
 def test_the_bundled_catalogue_is_valid_and_has_every_reward_type():
     rules = load_ruleset(Path(__file__).resolve().parent.parent / "rules")
-    kinds = {p.reward.type for p in rules.promotions.values()}
-    assert kinds == {k if isinstance(k, str) else k[0] for k in REWARD_STAGES}
+    kinds = {b.type for p in rules.promotions.values() for b in p.benefits}
+    assert kinds == set(KINDS)
 
 
 def test_rule_set_errors_are_value_errors_of_our_own_type(tmp_path):
@@ -81,23 +82,23 @@ def test_an_unknown_key_is_named_with_the_closest_valid_one(tmp_path):
 
 def test_money_written_as_a_bare_number_is_refused(tmp_path):
     p = one(tmp_path, GOOD.replace('amount: "500"', "amount: 500.5"))
-    assert p.path == "$.reward.amount" and "quoted" in p.message and p.line == 16
+    assert p.path == "$.benefits[0].amount" and "quoted" in p.message and p.line == 16
 
 
 @pytest.mark.parametrize("value", [".nan", ".inf", "-500", "'5e2'", "'-500'"])
 def test_nan_infinite_negative_and_exponent_money_is_refused(tmp_path, value):
     p = one(tmp_path, GOOD.replace('amount: "500"', f"amount: {value}"))
-    assert p.path == "$.reward.amount"
+    assert p.path == "$.benefits[0].amount"
 
 
 def test_money_finer_than_the_currency_is_refused_not_rounded(tmp_path):
     p = one(tmp_path, GOOD.replace('amount: "500"', 'amount: "500.5"'))
-    assert p.path == "$.reward.amount" and "finer than JPY" in p.message
+    assert p.path == "$.benefits[0].amount" and "finer than JPY" in p.message
 
 
 def test_money_without_a_currency_is_refused(tmp_path):
     found = problems(tmp_path, {"books-500-off.yaml": GOOD.replace("currency: JPY\n", "")})
-    assert {p.path for p in found} == {"$.eligibility.all[0].value", "$.reward.amount"}
+    assert {p.path for p in found} == {"$.eligibility.all[0].value", "$.benefits[0].amount"}
     assert all("must say its 'currency'" in p.message for p in found)
 
 
@@ -155,28 +156,28 @@ def test_naive_times_and_windows_that_end_before_they_start_are_refused(tmp_path
 @pytest.mark.parametrize("percent, message", [(0, "out of range"), (101, "out of range"), ('"100.5"', "out of range"),
                                               (12.5, "quoted")])
 def test_percent_bounds(tmp_path, percent, message):
-    text = GOOD.replace("  type: amount_off\n  scope: per_order\n  amount: \"500\"",
-                        f"  type: percent_off\n  percent: {percent}")
+    text = GOOD.replace("  - type: amount_off\n    scope: per_order\n    amount: \"500\"",
+                        f"  - type: percent_off\n    percent: {percent}")
     assert message in one(tmp_path, text).message
 
 
 def test_tiers_must_ascend(tmp_path):
-    text = GOOD.replace("  type: amount_off\n  scope: per_order\n  amount: \"500\"",
-                        "  type: tiered\n  basis: eligible_quantity\n  tiers:\n    - {at: 5, percent: 10}\n"
-                        "    - {at: 3, percent: 5}")
+    text = GOOD.replace("  - type: amount_off\n    scope: per_order\n    amount: \"500\"",
+                        "  - type: tiered\n    basis: eligible_quantity\n    tiers:\n      - {at: 5, percent: 10}\n"
+                        "      - {at: 3, percent: 5}")
     p = one(tmp_path, text)
-    assert p.path == "$.reward.tiers[1].at" and "lowest threshold up" in p.message
+    assert p.path == "$.benefits[0].tiers[1].at" and "lowest threshold up" in p.message
 
 
 def test_a_tier_needs_exactly_one_of_percent_or_amount(tmp_path):
-    text = GOOD.replace("  type: amount_off\n  scope: per_order\n  amount: \"500\"",
-                        "  type: tiered\n  basis: eligible_quantity\n  tiers:\n    - {at: 3, percent: 5, amount: \"100\"}")
+    text = GOOD.replace("  - type: amount_off\n    scope: per_order\n    amount: \"500\"",
+                        "  - type: tiered\n    basis: eligible_quantity\n    tiers:\n      - {at: 3, percent: 5, amount: \"100\"}")
     assert "exactly one of 'percent' or 'amount'" in one(tmp_path, text).message
 
 
 def test_amount_off_needs_a_scope(tmp_path):
-    p = one(tmp_path, GOOD.replace("  scope: per_order\n", ""))
-    assert p.path == "$.reward" and "missing required key 'scope'" in p.message
+    p = one(tmp_path, GOOD.replace("    scope: per_order\n", ""))
+    assert p.path == "$.benefits[0]" and "missing required key 'scope'" in p.message
 
 
 def test_the_id_must_be_the_file_name(tmp_path):
@@ -232,7 +233,7 @@ def test_every_problem_in_every_file_is_reported_at_once(tmp_path):
     bad2 = GOOD.replace("id: books-500-off", "id: second").replace("status: active", "status: live")
     found = problems(tmp_path, {"books-500-off.yaml": bad1, "second.yaml": bad2})
     assert {(Path(p.file).name, p.path) for p in found} == {
-        ("books-500-off.yaml", "$.reward.amount"), ("books-500-off.yaml", "$.stacking.priority"),
+        ("books-500-off.yaml", "$.benefits[0].amount"), ("books-500-off.yaml", "$.stacking.priority"),
         ("second.yaml", "$.status")}
     text = str(RuleFileError(found))
     assert "nothing was loaded" in text and "books-500-off.yaml:16:" in text
@@ -260,32 +261,32 @@ def test_an_unreadable_rule_file_is_a_rule_file_error(tmp_path, monkeypatch):
     assert p.file.endswith("books-500-off.yaml") and "cannot read the file: Permission denied" in p.message
 
 
-GRANT = GOOD.replace("""reward:
-  type: amount_off
-  scope: per_order
-  amount: "500"
-""", """reward:
-  type: grant_promotional_balance
-  amount: "300"
-  expires: {after_days: 30}
+GRANT = GOOD.replace("""benefits:
+  - type: amount_off
+    scope: per_order
+    amount: "500"
+""", """benefits:
+  - type: grant_promotional_balance
+    amount: "300"
+    expires: {after_days: 30}
 """)
 
 
 def test_a_grant_loads_with_the_default_scope_of_promotional_balance(tmp_path):
-    reward = load_ruleset(write(tmp_path, {"books-500-off.yaml": GRANT})).promotions["books-500-off"].reward
+    reward = load_ruleset(write(tmp_path, {"books-500-off.yaml": GRANT})).promotions["books-500-off"].benefits[0]
     assert (reward.expires_after_days, reward.pays_for.categories, reward.pays_for.excludes,
             reward.pays_for.shipping) == (30, None, DEFAULT_EXCLUSIONS, False)
 
 
 @pytest.mark.parametrize("expires, window, path, fragment", [
-    ("{after_days: 0}", "", "$.reward.expires.after_days", "at least 1"),
-    ("{}", "", "$.reward.expires", "must not be empty"),
-    ("{after_days: 3, at: \"2027-01-01T00:00:00+09:00\"}", "", "$.reward.expires", ""),
-    ("{at: \"2027-01-01T00:00:00+09:00\"}", "", "$.reward.expires.at", "needs a window"),
+    ("{after_days: 0}", "", "$.benefits[0].expires.after_days", "at least 1"),
+    ("{}", "", "$.benefits[0].expires", "must not be empty"),
+    ("{after_days: 3, at: \"2027-01-01T00:00:00+09:00\"}", "", "$.benefits[0].expires", ""),
+    ("{at: \"2027-01-01T00:00:00+09:00\"}", "", "$.benefits[0].expires.at", "needs a window"),
     ("{at: \"2026-12-01T00:00:00+09:00\"}",
      "window: {starts: \"2026-11-01T00:00:00+09:00\", ends: \"2026-12-02T00:00:00+09:00\"}\n",
-     "$.reward.expires.at", "ends no later"),
-    ("{at: \"2027-01-01T00:00:00\"}", "", "$.reward.expires.at", ""),
+     "$.benefits[0].expires.at", "ends no later"),
+    ("{at: \"2027-01-01T00:00:00\"}", "", "$.benefits[0].expires.at", ""),
 ])
 def test_a_grant_that_could_be_born_expired_or_says_its_expiry_twice_is_refused(tmp_path, expires, window, path,
                                                                                 fragment):
@@ -295,9 +296,9 @@ def test_a_grant_that_could_be_born_expired_or_says_its_expiry_twice_is_refused(
 
 
 def test_a_grant_with_an_unknown_exclusion_is_refused_with_the_choices(tmp_path):
-    text = GRANT.replace("  expires: {after_days: 30}\n", "  expires: {after_days: 30}\n  pays_for: {excludes: [marketplace]}\n")
+    text = GRANT.replace("    expires: {after_days: 30}\n", "    expires: {after_days: 30}\n    pays_for: {excludes: [marketplace]}\n")
     found = one(tmp_path, text)
-    assert found.path == "$.reward.pays_for.excludes[0]" and "third_party" in found.message
+    assert found.path == "$.benefits[0].pays_for.excludes[0]" and "third_party" in found.message
 
 
 def test_a_code_pool_promotion_gets_a_token_no_customer_types_and_return_usage_is_read(tmp_path):
@@ -344,7 +345,7 @@ def test_a_category_with_a_trailing_newline_in_a_rule_file_is_refused(tmp_path):
 
 @pytest.mark.parametrize("text, fragment", [("percent: 010", "octal"), ("percent: !!int 10", "YAML tags (!!int)")])
 def test_yaml_1_1_numbers_and_tags_in_a_rule_file_are_refused_with_their_line(tmp_path, text, fragment):
-    p = one(tmp_path, GOOD.replace('  scope: per_order\n  amount: "500"', "  " + text).replace("amount_off", "percent_off"))
+    p = one(tmp_path, GOOD.replace('    scope: per_order\n    amount: "500"', "    " + text).replace("amount_off", "percent_off"))
     assert p.line == 15 and fragment in p.message
 
 
@@ -358,12 +359,12 @@ def test_a_window_outside_the_accepted_range_is_refused(tmp_path, when):
 def test_a_grant_expiry_outside_the_accepted_range_is_refused(tmp_path):
     p = one(tmp_path, GRANT.replace("expires: {after_days: 30}", 'expires: {at: "9999-12-31T00:00:00-05:00"}')
             + 'window:\n  ends: "2027-01-01T00:00:00Z"\n')
-    assert p.path == "$.reward.expires.at" and "outside the accepted range" in p.message
+    assert p.path == "$.benefits[0].expires.at" and "outside the accepted range" in p.message
 
 
 def test_after_days_is_bounded(tmp_path):
     p = one(tmp_path, GRANT.replace("after_days: 30", "after_days: 100000"))
-    assert p.path == "$.reward.expires.after_days"
+    assert p.path == "$.benefits[0].expires.after_days"
 
 
 def test_an_unknown_locale_is_refused_at_load_time(tmp_path):

@@ -60,13 +60,12 @@ class Redemption:
     def of(trace: Trace, ruleset: RuleSet, order_id: str) -> "Redemption":
         currency = trace.currency
         used = []
-        for pid, amount in [(a.promotion, a.amount) for a in trace.applied] + [(g.promotion, g.amount)
-                                                                             for g in trace.grants]:
+        for pid, amount in earned_by_promotion(trace).items():   # one use however many benefits it gave
             promotion = ruleset.promotions.get(pid)
             if promotion is None:   # a verified trace cannot name one; kept as a guard, never an exception
                 raise LedgerError(LedgerReason.BAD_REQUEST, detail=f"the trace applies {pid!r}, which this rule "
                                                                    "set does not have")
-            used.append(UsedPromotion(promotion, minor(amount, currency)))
+            used.append(UsedPromotion(promotion, amount))
         lots = {lot.id: lot for lot in trace.inputs.account.lots}
         tenders = []
         for t in trace.tenders.used:
@@ -79,6 +78,16 @@ class Redemption:
         grants = tuple(IssuedGrant(g.promotion, grant_lot_id(order_id, g.promotion), minor(g.amount, currency),
                                    g.expires_at, pays_for_json(_plain(g.pays_for))) for g in trace.grants)
         return Redemption(trace, trace.account_id, currency, tuple(used), tuple(tenders), grants)
+
+
+def earned_by_promotion(trace: Trace) -> dict[str, int]:
+    """What each promotion gave the order in minor units, its benefits (discounts and grant) summed, in
+    the trace's order: the ledger counts a promotion once, however many benefits it has."""
+    out: dict[str, int] = {}
+    for pid, amount in [(a.promotion, a.amount) for a in trace.applied] + [(g.promotion, g.amount)
+                                                                         for g in trace.grants]:
+        out[pid] = out.get(pid, 0) + minor(amount, trace.currency)
+    return out
 
 
 def grant_lot_id(order_id: str, promotion: str) -> str:

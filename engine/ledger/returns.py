@@ -13,6 +13,7 @@ from ..trace import Trace
 from .common import minor
 from .errors import LedgerError, LedgerReason
 from .holds import Returned
+from .redemption import earned_by_promotion
 
 MAX_RETURN_LINES = 1000
 
@@ -55,12 +56,11 @@ def returned_value(ruleset: RuleSet, trace: Trace, before: dict[str, int], after
                    when: datetime, expired_lots: frozenset[str]) -> Returned:
     lines = {line.id: line.quantity for line in trace.lines}
     everything = after == lines
-    currency = trace.currency
     kept: dict[str, int] = {}
     if not everything:
         again = evaluate_kept(ruleset, trace.to_dict(), after)
-        kept = {a.promotion: minor(a.amount, currency) for a in again.applied + tuple(again.grants)}
-    earned = {a.promotion: minor(a.amount, currency) for a in trace.applied + tuple(trace.grants)}
+        kept = earned_by_promotion(again)
+    earned = earned_by_promotion(trace)
     return Returned(everything, earned, kept, worth(ruleset, trace, after, when), worth(ruleset, trace, before, when),
                     expired_lots)
 

@@ -1,11 +1,15 @@
-"""Reward calculators: what each reward type would take off, exactly, before any rounding.
+"""Benefit kinds: the one table of what a promotion can give (KINDS), and each kind's calculator:
+what it would take off, exactly, before any rounding.
 
-Each calculator gets the promotion's targeted lines as they stand (after earlier promotions) and
+Each calculator gets the benefit's targeted lines as they stand (after earlier promotions) and
 the shipping still payable, all in whole minor units of the cart's currency, and returns either an
 `Exact` result (per-line amounts as whole numerators over one common denominator, in minor units,
 never more than a line has left) or `Short` when the reward's own threshold is not reached (a
 buy-X-get-Y set, a fixed-price bundle, the lowest tier). Rounding, caps and splitting happen once,
-in `evaluate`, for every reward alike. Nothing here mutates anything; `REWARDS` is the registry.
+in `evaluate`, for every benefit alike. Nothing here mutates anything.
+
+Adding a kind is one entry in KINDS, its calculator, and its `$defs` entry in
+schemas/promotion.schema.json (tests/test_benefits.py checks the schema and the table agree).
 
 Why integers and not Fractions: every amount here is exact either way, but a Fraction normalises
 (a gcd) on every operation, and a busy cart runs thousands of them per evaluation.
@@ -17,9 +21,10 @@ from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
 from math import lcm
-from typing import Callable, Iterator
+from types import MappingProxyType
+from typing import Callable, Iterator, Mapping
 
-from .model import Reward
+from .model import Benefit, Stage
 from .money import from_units, to_units
 
 
@@ -69,8 +74,8 @@ class Short:
 
 
 Result = Exact | Short
-# reward, targeted lines, shipping left (minor units), the cart's currency.
-Calculator = Callable[[Reward, Lines, int, str], Result]
+# benefit, targeted lines, shipping left (minor units), the cart's currency.
+Calculator = Callable[[Benefit, Lines, int, str], Result]
 
 
 @lru_cache(maxsize=1024)
@@ -94,17 +99,17 @@ def _percent_of_lines(percent: Decimal, lines: Lines) -> Exact:
     return Exact(lines.ids, tuple(r * numerator for r in lines.remaining), denominator=denominator)
 
 
-def percent_off(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
-    assert reward.percent is not None
-    return _percent_of_lines(reward.percent, lines)
+def percent_off(benefit: Benefit, lines: Lines, shipping: int, currency: str) -> Result:
+    assert benefit.percent is not None
+    return _percent_of_lines(benefit.percent, lines)
 
 
-def amount_off(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
-    assert reward.amount is not None
-    amount = to_units(reward.amount, currency)
-    if reward.scope == "per_unit":   # min(amount, a unit's share of what is left) per unit
+def amount_off(benefit: Benefit, lines: Lines, shipping: int, currency: str) -> Result:
+    assert benefit.amount is not None
+    amount = to_units(benefit.amount, currency)
+    if benefit.scope == "per_unit":   # min(amount, a unit's share of what is left) per unit
         return Exact(lines.ids, tuple(min(amount * q, r) for q, r in zip(lines.quantities, lines.remaining)))
-    if reward.scope == "per_line":
+    if benefit.scope == "per_line":
         return Exact(lines.ids, tuple(min(amount, r) for r in lines.remaining))
     return _spread(amount, lines)
 
@@ -148,21 +153,21 @@ def _sets(runs: list[tuple[int, str, int]], size: int, count: int) -> Iterator[t
                 pending, pending_units = [], 0
 
 
-def fixed_price(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
+def fixed_price(benefit: Benefit, lines: Lines, shipping: int, currency: str) -> Result:
     """N units for a price: the most expensive units form the sets, so the customer saves the most."""
-    assert reward.quantity is not None and reward.price is not None
+    assert benefit.quantity is not None and benefit.price is not None
     units = sum(lines.quantities)
-    if units < reward.quantity:
-        return Short("eligible_quantity", Decimal(units), Decimal(reward.quantity))
-    count = units // reward.quantity
-    if reward.max_sets is not None:
-        count = min(count, reward.max_sets)
+    if units < benefit.quantity:
+        return Short("eligible_quantity", Decimal(units), Decimal(benefit.quantity))
+    count = units // benefit.quantity
+    if benefit.max_sets is not None:
+        count = min(count, benefit.max_sets)
     runs, denominator = _runs(lines, cheapest_first=False)
-    price = to_units(reward.price, currency) * denominator   # in the unit values' denominator
+    price = to_units(benefit.price, currency) * denominator   # in the unit values' denominator
     # Each set's saving is spread over its units in proportion to their value, so each set has its own
     # denominator: exact Fractions here (a few per cart), one common denominator at the end.
     amounts: dict[str, Fraction] = {}
-    for repeats, members in _sets(runs, reward.quantity, count):
+    for repeats, members in _sets(runs, benefit.quantity, count):
         set_value = sum(value * n for _, value, n in members)
         if set_value <= price:  # already cheaper than the bundle price: nothing to take off
             continue
@@ -180,39 +185,39 @@ def _over(amount: Fraction | int, denominator: int) -> int:
     return amount.numerator * (denominator // amount.denominator)
 
 
-def buy_x_get_y(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
+def buy_x_get_y(benefit: Benefit, lines: Lines, shipping: int, currency: str) -> Result:
     """Buy N, get M at a percent off. The discounted units are the cheapest (or the most expensive)
     `sets * M` units; `sets * N` others pay full price, so no unit is both bought and given."""
-    assert reward.buy is not None and reward.get is not None and reward.percent is not None
-    size = reward.buy + reward.get
+    assert benefit.buy is not None and benefit.get is not None and benefit.percent is not None
+    size = benefit.buy + benefit.get
     units = sum(lines.quantities)
     sets = units // size
-    if reward.max_sets is not None:
-        sets = min(sets, reward.max_sets)
+    if benefit.max_sets is not None:
+        sets = min(sets, benefit.max_sets)
     if sets == 0:
         return Short("eligible_quantity", Decimal(units), Decimal(size))
-    numerator, denominator = _percent(reward.percent)
-    runs, unit_denominator = _runs(lines, cheapest_first=reward.discounted_units == "cheapest")
+    numerator, denominator = _percent(benefit.percent)
+    runs, unit_denominator = _runs(lines, cheapest_first=benefit.discounted_units == "cheapest")
     amounts: dict[str, int] = {}
-    for repeats, members in _sets(runs, sets * reward.get, 1):
+    for repeats, members in _sets(runs, sets * benefit.get, 1):
         for line_id, value, n in members:
             amounts[line_id] = amounts.get(line_id, 0) + repeats * value * n * numerator
     return Exact(lines.ids, tuple(amounts.get(line_id, 0) for line_id in lines.ids),
                  denominator=denominator * unit_denominator)
 
 
-def tiered(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
+def tiered(benefit: Benefit, lines: Lines, shipping: int, currency: str) -> Result:
     """The highest tier reached on the basis (inclusive), as a percent of the lines or an amount."""
-    if reward.basis == "eligible_quantity":
+    if benefit.basis == "eligible_quantity":
         measured = Decimal(sum(lines.quantities))
     else:
         measured = from_units(sum(lines.remaining), currency)
-    reached = [tier for tier in reward.tiers if measured >= tier.at]
+    reached = [tier for tier in benefit.tiers if measured >= tier.at]
     if not reached:
-        return Short(reward.basis or "", measured, reward.tiers[0].at)
+        return Short(benefit.basis or "", measured, benefit.tiers[0].at)
     tier = reached[-1]
-    above = [t for t in reward.tiers if t.at > measured]
-    next_tier = NextTier(reward.basis or "", measured, above[0].at) if above else None
+    above = [t for t in benefit.tiers if t.at > measured]
+    next_tier = NextTier(benefit.basis or "", measured, above[0].at) if above else None
     if tier.percent is not None:
         result = _percent_of_lines(tier.percent, lines)
     else:
@@ -221,28 +226,55 @@ def tiered(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result
     return Exact(result.ids, result.numerators, denominator=result.denominator, next_tier=next_tier)
 
 
-def free_shipping(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
+def free_shipping(benefit: Benefit, lines: Lines, shipping: int, currency: str) -> Result:
     return Exact(shipping=shipping)
 
 
-def shipping_amount_off(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
-    assert reward.amount is not None
-    return Exact(shipping=min(to_units(reward.amount, currency), shipping))
+def shipping_amount_off(benefit: Benefit, lines: Lines, shipping: int, currency: str) -> Result:
+    assert benefit.amount is not None
+    return Exact(shipping=min(to_units(benefit.amount, currency), shipping))
 
 
-def shipping_percent_off(reward: Reward, lines: Lines, shipping: int, currency: str) -> Result:
-    assert reward.percent is not None
-    numerator, denominator = _percent(reward.percent)
+def shipping_percent_off(benefit: Benefit, lines: Lines, shipping: int, currency: str) -> Result:
+    assert benefit.percent is not None
+    numerator, denominator = _percent(benefit.percent)
     return Exact(shipping=shipping * numerator, denominator=denominator)
 
 
-REWARDS: dict[str, Calculator] = {
-    "percent_off": percent_off,
-    "amount_off": amount_off,
-    "fixed_price": fixed_price,
-    "buy_x_get_y": buy_x_get_y,
-    "tiered": tiered,
-    "free_shipping": free_shipping,
-    "shipping_amount_off": shipping_amount_off,
-    "shipping_percent_off": shipping_percent_off,
-}
+def shipping_fixed_price(benefit: Benefit, lines: Lines, shipping: int, currency: str) -> Result:
+    """Shipping costs `price`: what is left of it above the price comes off; nothing when it costs less."""
+    assert benefit.price is not None
+    return Exact(shipping=max(shipping - to_units(benefit.price, currency), 0))
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of benefit: the stage it runs in (amount_off and percent_off by their scope), its
+    calculator, and whether it has a threshold of its own (it may then refuse a whole promotion, so
+    it must be the promotion's first benefit)."""
+
+    stages: Mapping[str | None, Stage]   # scope (None: written without one) -> stage
+    calculate: Calculator | None         # None: a grant, which takes nothing off this order
+    threshold: bool = False
+    selects_lines: bool = True           # it discounts lines: `targets` and `units` apply
+
+    def stage(self, scope: str | None) -> Stage:
+        return self.stages[scope]
+
+
+PERCENT_SCOPES = MappingProxyType({None: Stage.ITEM, "per_line": Stage.ITEM, "per_order": Stage.ORDER})
+AMOUNT_SCOPES = MappingProxyType({"per_unit": Stage.ITEM, "per_line": Stage.ITEM, "per_order": Stage.ORDER})
+SHIPPING = MappingProxyType({None: Stage.SHIPPING})
+
+KINDS: Mapping[str, Kind] = MappingProxyType({
+    "percent_off": Kind(PERCENT_SCOPES, percent_off),
+    "amount_off": Kind(AMOUNT_SCOPES, amount_off),
+    "fixed_price": Kind(MappingProxyType({None: Stage.ITEM}), fixed_price, threshold=True),
+    "buy_x_get_y": Kind(MappingProxyType({None: Stage.ITEM}), buy_x_get_y, threshold=True),
+    "tiered": Kind(MappingProxyType({None: Stage.ORDER}), tiered, threshold=True),
+    "free_shipping": Kind(SHIPPING, free_shipping, selects_lines=False),
+    "shipping_amount_off": Kind(SHIPPING, shipping_amount_off, selects_lines=False),
+    "shipping_percent_off": Kind(SHIPPING, shipping_percent_off, selects_lines=False),
+    "shipping_fixed_price": Kind(SHIPPING, shipping_fixed_price, selects_lines=False),
+    "grant_promotional_balance": Kind(MappingProxyType({None: Stage.GRANT}), None, selects_lines=False),
+})
