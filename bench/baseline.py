@@ -132,11 +132,12 @@ def evaluate_with_business_rules(promotions: list[Prepared], cart: dict, account
         if not targeted:
             continue
         if p.eligibility is not None:
-            facts = Facts(region=account["region"], customer_tier=account["tier"],
+            facts = Facts(region=account["region"], customer_id=account["id"], customer_tier=account["tier"],
                           customer_segments=tuple(account.get("segments", ())), order_count=account["order_count"],
                           sales_channel=cart["channel"],
                           shipping_method=cart["shipping"]["method"] if "shipping" in cart else "",
-                          cart_subtotal=cart_subtotal, cart_quantity=cart_quantity,
+                          cart_subtotal=cart_subtotal, order_total=cart_subtotal + shipping,
+                          cart_quantity=cart_quantity,
                           eligible_subtotal=sum(Decimal(line["unit_price"]) * line["quantity"] for line in targeted),
                           eligible_quantity=sum(line["quantity"] for line in targeted),
                           local_date=local.date().isoformat(), local_weekday=WEEKDAYS[local.weekday()],

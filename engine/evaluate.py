@@ -19,6 +19,7 @@ The order of work, which the README states for users:
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +31,8 @@ from zoneinfo import ZoneInfo
 
 from .conditions import LeafResult
 from .errors import InputError, InvariantError, Problem
+from fractions import Fraction
+
 from .index import Scope
 from .inputs import parse_account, parse_cart, parse_codes, parse_now, parse_usage
 from .model import STAGE_ORDER, Account, Benefit, Cart, Line, Promotion, RuleSet, Stage, Usage
@@ -114,6 +117,8 @@ class _Context:
     shipping_units: int
     quantity: int                  # units in the cart
     shapes: dict[tuple[str, int], tuple[tuple[str, ...], tuple[int, ...]]] = field(default_factory=dict)  # see _lines
+    probes: list[int] = field(default_factory=lambda: [MAX_PROBES])   # left for this evaluation's hints
+    probing: bool = False          # a what-if run for a hint (see _spend_hint): it gives no hints itself
 
     @staticmethod
     def build(ruleset: RuleSet, cart: Cart, account: Account, now: datetime, usage: Mapping[str, Usage],
@@ -143,10 +148,12 @@ class _Context:
         """Every variable but those measured per promotion, read once per evaluation through
         PromotionVariables (business-rules' variable methods): they are the same for every promotion."""
         account, cart = self.account, self.cart
-        facts = Facts(region=account.region, customer_tier=account.tier, customer_segments=account.segments,
+        facts = Facts(region=account.region, customer_id=account.id, customer_tier=account.tier,
+                      customer_segments=account.segments,
                       order_count=account.order_count, sales_channel=cart.channel,
                       shipping_method=cart.shipping.method if cart.shipping else "",
-                      cart_subtotal=self.zero, cart_quantity=self.quantity, eligible_subtotal=self.zero,
+                      cart_subtotal=self.zero, order_total=self.zero, cart_quantity=self.quantity,
+                      eligible_subtotal=self.zero,
                       eligible_quantity=0, local_date=self.local_date, local_weekday=self.local_weekday,
                       local_hour=self.local_hour)
         variables = PromotionVariables(facts)
@@ -266,9 +273,11 @@ def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
     applied: list[Applied] = []
     failed: list[NotApplied] = []
     hints: list[Hint] = []
-    steps = sorted(((STAGE_ORDER.index(b.stage), -p.priority, p.id), p, b) for p in promotions for b in p.benefits)
+    run = tuple(promotions)
+    steps = sorted(((STAGE_ORDER.index(b.stage), -p.priority, p.id), p, b) for p in run for b in p.benefits)
     refused: set[str] = set()
     given: dict[str, int] = {}        # minor units each promotion has given so far, for its caps
+    nothing: dict[str, _Nothing] = {}   # why a promotion's first benefit that gave nothing gave nothing
     for _, promotion, benefit in steps:
         pid = promotion.id
         if pid in refused:
@@ -279,22 +288,25 @@ def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
             if refusal is not None:
                 refused.add(pid)
                 failed.append(refusal)
-                hints.extend(_near_miss_hints(promotion, refusal, ctx))
+                hints.extend(_near_miss_hints(promotion, refusal, applied, run, ctx))
                 continue
         result = _apply(promotion, benefit, state, given.get(pid, 0), ctx)
         if isinstance(result, NotApplied):   # its own threshold (always the first benefit) refused it
             refused.add(pid)
             failed.append(result)
-            hints.extend(_near_miss_hints(promotion, result, ctx))
+            hints.extend(_near_miss_hints(promotion, result, applied, run, ctx))
             continue
-        if result is not None:
+        if isinstance(result, tuple) and isinstance(result[0], Reason):
+            nothing.setdefault(pid, result)
+        else:
             done, state, next_tier = result
             applied.append(done)
             given[pid] = given.get(pid, 0) + to_units(done.amount, ctx.currency)
-            if next_tier is not None:
+            if next_tier is not None and not ctx.probing:
                 hints.extend(_next_tier_hint(promotion, next_tier, ctx))
         if benefit is promotion.benefits[-1] and pid not in given:
-            failed.append(_refuse(promotion, Reason.NOTHING_LEFT_TO_DISCOUNT))
+            reason, values = nothing[pid]
+            failed.append(_refuse(promotion, reason, **values))
     total = sum((a.amount for a in applied if a.stage != Stage.GRANT.value), ctx.zero)
     granted = sum((a.amount for a in applied if a.stage == Stage.GRANT.value), ctx.zero)
     return _Outcome(tuple(applied), failed, tuple(hints), total, granted, state)
@@ -352,6 +364,8 @@ def _values(p: Promotion, state: _State, ctx: _Context) -> Mapping[str, Any]:
             values[name] = fixed[name]
         elif name == "cart_subtotal":
             values[name] = from_units(sum(state.lines.values()), ctx.currency)
+        elif name == "order_total":
+            values[name] = from_units(sum(state.lines.values()) + state.shipping, ctx.currency)
         elif name == "eligible_subtotal":
             left = state.lines
             values[name] = from_units(sum(left[line.id] for line in targeted), ctx.currency)
@@ -376,33 +390,68 @@ def _lines(p: Promotion, b: Benefit, state: _State, ctx: _Context) -> Lines:
 
 
 def _eligibility(p: Promotion, state: _State, ctx: _Context) -> NotApplied | None:
-    """`p`'s conditions, measured on the cart as it stands before its first benefit."""
+    """`p`'s conditions, measured on the cart as it stands before its first benefit (on the original
+    prices when the rule set's stacking base is `original`)."""
+    if ctx.ruleset.policies.stacking_base == "original":
+        state = _initial_state(ctx)
     passed, leaves = p.condition.measure(_values(p, state, ctx) if p.condition.variables else {})
     return None if passed else _condition_failure(p, leaves, ctx)
 
 
 _Given = tuple[Applied, "_State", "NextTier | None"]
+_Nothing = tuple[Reason, dict]   # why a benefit gives nothing, and the values its message names
 
 
-def _apply(p: Promotion, b: Benefit, state: _State, given: int, ctx: _Context) -> NotApplied | _Given | None:
+def _apply(p: Promotion, b: Benefit, state: _State, given: int, ctx: _Context) -> NotApplied | _Given | _Nothing:
     """One benefit of `p` on the cart as it stands: what it gives, refused by its own threshold, or
-    None when it would give nothing."""
+    why it gives nothing. The rule set's policies say what it works on and where it is rounded."""
+    policies = ctx.ruleset.policies
     if b.stage is Stage.GRANT:  # balance for later orders: this order's lines and shipping are untouched
         assert b.amount is not None
         units, capped_by = _capped(p, b, to_units(b.amount, ctx.currency), given, ctx)
+        if isinstance(units, tuple):
+            return units
         if units == 0:
-            return None
+            return Reason.NOTHING_LEFT_TO_DISCOUNT, {}
         return _applied(p, b, from_units(units, ctx.currency), (), None, capped_by), state, None
     calculate = KINDS[b.type].calculate
     assert calculate is not None
-    result = calculate(b, _lines(p, b, state, ctx), state.shipping, ctx.currency)
+    original = policies.stacking_base == "original"
+    base = _initial_state(ctx) if original else state
+    lines = _lines(p, b, base, ctx)
+    result = calculate(b, lines, base.shipping, ctx.currency)
     if isinstance(result, Short):
         return _short(p, result.variable, result.measured, result.required, "greater_than_or_equal_to", ctx)
+    if original:
+        result = _clamped(result, state)
+    if policies.rounding_point != "promotion":
+        result = _rounded_by_part(result, lines, state, policies.rounding_point, ctx.ruleset.rounding)
     amount, capped_by = _capped(p, b, round_units(result.total(), result.denominator, ctx.ruleset.rounding), given,
                                 ctx)
+    if isinstance(amount, tuple):
+        return amount
     if amount == 0:
-        return None
+        return Reason.NOTHING_LEFT_TO_DISCOUNT, {}
     return _split(p, b, result, amount, capped_by, state, ctx) + (result.next_tier,)
+
+
+def _clamped(result: Exact, state: _State) -> Exact:
+    """An amount worked out on the original prices, each line (and shipping) clamped at what is left."""
+    d = result.denominator
+    return Exact(result.ids, tuple(min(n, state.lines[i] * d) for i, n in zip(result.ids, result.numerators)),
+                 shipping=min(result.shipping, state.shipping * d), denominator=d, next_tier=result.next_tier)
+
+
+def _rounded_by_part(result: Exact, lines: Lines, state: _State, point: str, rounding: str) -> Exact:
+    """Each line's exact amount rounded to whole minor units (`line`), or each unit's before it is
+    multiplied by the line's units (`unit`), never more than the line has left; shipping alone."""
+    d = result.denominator
+    parts = []
+    for line_id, n, units in zip(result.ids, result.numerators, lines.quantities):
+        part = round_units(n, d * units, rounding) * units if point == "unit" else round_units(n, d, rounding)
+        parts.append(min(part, state.lines[line_id]))
+    shipping = min(round_units(result.shipping, d, rounding), state.shipping)
+    return Exact(result.ids, tuple(parts), shipping=shipping, denominator=1, next_tier=result.next_tier)
 
 
 def _applied(p: Promotion, b: Benefit, amount: Decimal, shares: tuple[LineShare, ...], shipping: Decimal | None,
@@ -412,9 +461,11 @@ def _applied(p: Promotion, b: Benefit, amount: Decimal, shares: tuple[LineShare,
                    p.priority, b.index if len(p.benefits) > 1 else None)
 
 
-def _capped(p: Promotion, b: Benefit, amount: int, given: int, ctx: _Context) -> tuple[int, tuple[str, ...]]:
+def _capped(p: Promotion, b: Benefit, amount: int, given: int,
+            ctx: _Context) -> tuple[int, tuple[str, ...]] | tuple[_Nothing, tuple[str, ...]]:
     """Apply the benefit's cap, then what is left of the promotion's per-order cap and of its budget
-    after its earlier benefits on this order (`given`, minor units), in that order."""
+    after its earlier benefits on this order (`given`, minor units), in that order. A budget whose
+    policy is `refuse` refuses an amount it cannot cover whole, instead of capping it."""
     if b.max_discount is None and p.limits.max_discount is None and p.limits.budget is None:
         return amount, ()
     capped_by: list[str] = []
@@ -427,6 +478,9 @@ def _capped(p: Promotion, b: Benefit, amount: int, given: int, ctx: _Context) ->
                      - given))
     for name, cap in caps:
         if cap is not None and amount > cap:
+            if name == "limits.budget" and (p.limits.budget_overrun or ctx.ruleset.policies.budget_overrun) == "refuse":
+                return (Reason.BUDGET_WOULD_OVERRUN, {"left": ctx.money(from_units(max(cap, 0), currency)),
+                                                      "amount": ctx.money(from_units(amount, currency))}), ()
             amount = max(cap, 0)
             capped_by.append(name if name.startswith("limits.") else _benefit_path(p, b, name))
     return amount, tuple(capped_by)
@@ -447,7 +501,9 @@ def _split(p: Promotion, b: Benefit, result: Exact, amount: int, capped_by: tupl
             raise InvariantError(f"{p.id}: shipping discount {money} exceeds what is left of shipping")
         return _applied(p, b, money, (), money, capped_by), _State(state.lines, state.shipping - amount)
     ids = result.ids
-    parts = allocate_units(amount, result.numerators, result.denominator, ids)
+    leftover = ctx.ruleset.policies.leftover
+    rooms = None if leftover == "largest_remainder" else [state.lines[i] for i in ids]
+    parts = allocate_units(amount, result.numerators, result.denominator, ids, leftover, rooms)
     lines = dict(state.lines)
     shares: list[LineShare] = []
     for line_id, part in zip(ids, parts):
@@ -520,18 +576,94 @@ def _shown(t: Threshold, value: Decimal, ctx: _Context) -> str:
     return ctx.money(value) if t.variable in SPEND_VARIABLES else f"{value:f}"
 
 
+# What each threshold's variable measures, in the refusal's words ("needs ¥3,000 of eligible items").
+MEASURES = {"eligible_subtotal": "of eligible items", "cart_subtotal": "in the cart",
+            "order_total": "as its order total with shipping", "eligible_quantity": "eligible items",
+            "cart_quantity": "items in the cart"}
+
+
 def _threshold_refusal(p: Promotion, reason: Reason, thresholds: tuple[Threshold, ...],
                        failed_conditions: tuple[FailedCondition, ...], ctx: _Context) -> NotApplied:
     first = thresholds[0]
-    return _refuse(p, reason, required=_shown(first, first.required, ctx), measured=_shown(first, first.measured, ctx),
+    return _refuse(p, reason, what=MEASURES[first.variable], required=_shown(first, first.required, ctx),
+                   measured=_shown(first, first.measured, ctx),
                    shortfall=_shown(first, first.shortfall, ctx), thresholds=thresholds,
                    failed_conditions=failed_conditions)
 
 
-def _near_miss_hints(p: Promotion, refusal: NotApplied, ctx: _Context) -> list[Hint]:
-    if refusal.reason not in (Reason.MIN_SPEND_NOT_MET, Reason.MIN_QUANTITY_NOT_MET):
+def _near_miss_hints(p: Promotion, refusal: NotApplied, earlier: list[Applied], run: tuple[Promotion, ...],
+                     ctx: _Context) -> list[Hint]:
+    """"Add so much more" for each threshold not reached, only when it is true (see `_spend_hint`)."""
+    if ctx.probing or refusal.reason not in (Reason.MIN_SPEND_NOT_MET, Reason.MIN_QUANTITY_NOT_MET):
         return []
-    return [_hint(p, t.variable, t.shortfall, ctx, next_tier=False) for t in refusal.thresholds]
+    hints = []
+    for t in refusal.thresholds:
+        if t.variable not in SPEND_VARIABLES:
+            hints.append(_hint(p, t.variable, t.shortfall, ctx, next_tier=False))
+        elif (needed := _spend_hint(p, t, earlier, run, ctx)) is not None:
+            hints.append(_hint(p, t.variable, needed, ctx, next_tier=False))
+    return hints
+
+
+MAX_PROBES = 24                 # what-if runs one evaluation may spend on its hints
+PROBE_LINE = "probe:" + "x" * 64   # longer than any cart line id may be, so it names no real line
+
+
+def _spend_hint(p: Promotion, t: Threshold, earlier: list[Applied], run: tuple[Promotion, ...],
+                ctx: _Context) -> Decimal | None:
+    """The least the customer must add (as more of `p`'s eligible items) for the spend `t` measures to
+    reach its threshold, or None. The spend is measured after earlier promotions; when none of them
+    can take part of an addition (amounts given whole: per order, or cut by a cap), the shortfall is
+    the answer. Otherwise an addition is tried in what-if runs of the same promotions: the shortfall
+    grossed up by the percents off everything, else doubled a few times; then halved down to the
+    least amount that works, to the minor unit. No amount found within MAX_PROBES runs: no hint,
+    rather than a false one ("add ¥10 more" where an earlier promotion would take the ¥10 too)."""
+    measured = None if t.variable != "eligible_subtotal" else {line.id for line in ctx.targeted[p.id]}
+    kept, takes = Fraction(1), False
+    for a in earlier:
+        if not a.lines or (measured is not None and not any(s.line in measured for s in a.lines)):
+            continue
+        b = ctx.ruleset.promotions[a.promotion].benefits[a.benefit or 0]
+        if a.capped_by or (b.type == "amount_off" and b.scope == "per_order" and b.amount == a.amount):
+            continue
+        takes = True
+        targets = b.targets or ctx.ruleset.promotions[a.promotion].targets
+        if b.type == "percent_off" and b.percent is not None and b.percent < 100 and targets.everything:
+            kept *= 1 - Fraction(b.percent) / 100
+    if not takes or ctx.ruleset.policies.stacking_base == "original":
+        return t.shortfall
+    step = quantum(ctx.currency)
+    low = to_units(t.shortfall, ctx.currency) - 1          # adding the shortfall itself is never too much
+    guess = Fraction(low + 1) / kept
+    high = -(-guess.numerator // guess.denominator)
+    while not _passes_with(p, t.variable, high, run, ctx):
+        if ctx.probes[0] <= 0 or high > 1_000 * (low + 1):
+            return None
+        low, high = high, high * 2
+    while high - low > 1 and ctx.probes[0] > 0:
+        middle = (low + high) // 2
+        if _passes_with(p, t.variable, middle, run, ctx):
+            high = middle
+        else:
+            low = middle
+    return from_units(high, ctx.currency)    # enough; the least unless the runs ran out first
+
+
+def _passes_with(p: Promotion, variable: str, units: int, run: tuple[Promotion, ...], ctx: _Context) -> bool:
+    """A what-if run: the same promotions on the cart with `units` minor units more of the eligible
+    line with the smallest id; does `p` then reach its `variable` threshold?"""
+    if ctx.probes[0] <= 0:
+        return False
+    ctx.probes[0] -= 1
+    like = min(ctx.targeted[p.id], key=lambda line: line.id)
+    probe = dataclasses.replace(like, id=PROBE_LINE, unit_price=from_units(units, ctx.currency), quantity=1)
+    cart = dataclasses.replace(ctx.cart, lines=ctx.cart.lines + (probe,))
+    targeted = {q.id: ctx.targeted[q.id] + ((probe,) if q.targets.matches(probe) else ()) for q in run}
+    what_if = _Context.build(ctx.ruleset, cart, ctx.account, ctx.now, ctx.usage, ctx.previewed, targeted)
+    what_if = dataclasses.replace(what_if, probing=True)
+    outcome = _run(run, what_if)
+    return not any(n.promotion == p.id and any(t.variable == variable for t in n.thresholds)
+                   for n in outcome.not_applied)
 
 
 def _next_tier_hint(p: Promotion, next_tier: NextTier, ctx: _Context) -> list[Hint]:
@@ -545,7 +677,8 @@ def _hint(p: Promotion, variable: str, shortfall: Decimal, ctx: _Context, next_t
         shown = f"{shortfall:f}"
         text = hint(kind, shortfall=shown, plural="" if shortfall == 1 else "s", name=p.name)
         return Hint(p.id, "quantity", shortfall, text)
-    kind = "next_tier_spend" if next_tier else ("cart_spend" if variable == "cart_subtotal" else "spend")
+    kind = "next_tier_spend" if next_tier else ("cart_spend" if variable in ("cart_subtotal", "order_total")
+                                                 else "spend")
     return Hint(p.id, "spend", shortfall, hint(kind, shortfall=ctx.money(shortfall), name=p.name))
 
 

@@ -40,6 +40,12 @@ class Targets:
     exclude_sellers: frozenset[str] = frozenset()
     exclude_product_types: frozenset[str] = frozenset()
 
+    @property
+    def everything(self) -> bool:
+        """Every line of any cart: all included, nothing excluded."""
+        return self.include_all and not (self.exclude_categories or self.exclude_skus or self.exclude_brands
+                                         or self.exclude_sellers or self.exclude_product_types)
+
     def matches(self, line: "Line") -> bool:
         included = self.include_all or line.category in self.categories or line.sku in self.skus \
             or (line.brand is not None and line.brand in self.brands)
@@ -105,6 +111,30 @@ class Limits:
     uses_per_customer: int | None = None
     budget: Decimal | None = None
     return_usage_on_cancel: bool = False   # a cancelled order gives its use back (the ledger acts on it)
+    budget_overrun: str | None = None      # cap | refuse; None: the rule set's policy
+
+
+# The money policies a rule set declares in _settings.yaml; each key's first value is the default.
+POLICY_CHOICES: dict[str, tuple[str, ...]] = {
+    "rounding_point": ("promotion", "line", "unit"),
+    "leftover": ("largest_remainder", "first_line", "last_line"),
+    "stacking_base": ("compounding", "original"),
+    "budget_overrun": ("cap", "refuse"),
+}
+
+
+@dataclass(frozen=True)
+class Policies:
+    """Where rounding happens (each benefit's exact amount once, each line's, or each unit's before
+    multiplying by its quantity), where the minor units left over by a split go (largest remainder,
+    or as many as they can take to the first or the last lines in cart order), what a later promotion
+    works on (what earlier ones left, or the original prices with each line clamped at zero), and
+    what a budget does when a discount would overrun it (cap the discount, or refuse it)."""
+
+    rounding_point: str = "promotion"
+    leftover: str = "largest_remainder"
+    stacking_base: str = "compounding"
+    budget_overrun: str = "cap"
 
 
 POOL_TOKEN_PREFIX = "POOL:"
@@ -151,6 +181,7 @@ class RuleSet:
     rounding: str
     locale: str
     version: str              # sha256 over the rule files' names and bytes
+    policies: Policies = field(default_factory=Policies)
     codes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # normalised code -> promotion ids
     # Built beside the rule set from `promotions` by ruleset.build_ruleset, the only place a RuleSet is made.
     index: "CandidateIndex | None" = field(default=None, repr=False, compare=False)

@@ -121,9 +121,15 @@ def round_to_minor(amount: Fraction, currency: str, rounding: str) -> Decimal:
     return from_units(round_units(units.numerator, units.denominator, rounding), currency)
 
 
-def allocate_units(total: int, numerators: Sequence[int], denominator: int, keys: Sequence[Any]) -> list[int]:
+LEFTOVERS = ("largest_remainder", "first_line", "last_line")
+
+
+def allocate_units(total: int, numerators: Sequence[int], denominator: int, keys: Sequence[Any],
+                   leftover: str = "largest_remainder", rooms: Sequence[int] | None = None) -> list[int]:
     """Split `total` minor units across parts in proportion to exact weights (numerator / denominator
-    minor units each), by largest remainder.
+    minor units each), by largest remainder; or, with `leftover` first_line / last_line, each part
+    its weight rounded down and the units still missing to the first (last) parts with weight, in the
+    order given, each as many as its room (`rooms`: the most each part may take) allows.
 
     Each part is its exact weight rounded down; the units still missing go one each to the parts with
     the largest remainders, ties to the smallest key (a line id), so the result does not depend on the
@@ -153,6 +159,17 @@ def allocate_units(total: int, numerators: Sequence[int], denominator: int, keys
     left = total - sum(floors)
     if not left:
         return floors
+    if leftover != "largest_remainder":
+        if leftover not in LEFTOVERS:
+            raise ValueError(f"allocate: unknown leftover policy {leftover!r}")
+        order = [i for i, n in enumerate(numerators) if n]
+        for i in (order if leftover == "first_line" else reversed(order)):
+            take = left if rooms is None else min(left, rooms[i] - floors[i])
+            floors[i] += max(take, 0)
+            left -= max(take, 0)
+            if not left:
+                return floors
+        raise ValueError(f"allocate: {total} minor units is more than the parts have room for")
     # (-remainder, key, position) tuples sort largest remainder first, ties to the smallest key.
     order = sorted((f * denominator - n, k, i) for i, (n, f, k) in enumerate(zip(numerators, floors, keys))
                    if n != f * denominator)

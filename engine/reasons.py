@@ -23,6 +23,7 @@ class Reason(str, Enum):
     MIN_QUANTITY_NOT_MET = "min_quantity_not_met"
     LOST_TO_EXCLUSIVE = "lost_to_exclusive"
     NOTHING_LEFT_TO_DISCOUNT = "nothing_left_to_discount"
+    BUDGET_WOULD_OVERRUN = "budget_would_overrun"
     UNKNOWN_CODE = "unknown_code"
 
 
@@ -38,10 +39,12 @@ MESSAGES: dict[Reason, str] = {
     Reason.REGION_NOT_ELIGIBLE: "{name} is not available in {region}.",
     Reason.CHANNEL_NOT_ELIGIBLE: "{name} is not available on the {channel} channel.",
     Reason.CONDITION_FAILED: "The cart or account does not meet the terms of {name}.",
-    Reason.MIN_SPEND_NOT_MET: "{name} needs {required} of eligible items; the cart has {measured} ({shortfall} short).",
-    Reason.MIN_QUANTITY_NOT_MET: "{name} needs {required} eligible items; the cart has {measured} ({shortfall} short).",
+    Reason.MIN_SPEND_NOT_MET: "{name} needs {required} {what}; the cart has {measured} ({shortfall} short).",
+    Reason.MIN_QUANTITY_NOT_MET: "{name} needs {required} {what}; the cart has {measured} ({shortfall} short).",
     Reason.LOST_TO_EXCLUSIVE: "{name} cannot be combined: {winner} saves more and was applied instead.",
     Reason.NOTHING_LEFT_TO_DISCOUNT: "{name} would take nothing off: its items are already at or below what it offers.",
+    Reason.BUDGET_WOULD_OVERRUN: "{name} has {left} of its budget left, less than the {amount} it would take off "
+                                 "this order; it does not give part of a discount.",
     Reason.UNKNOWN_CODE: "The code {code} is not valid.",
 }
 

@@ -21,7 +21,7 @@ from .conditions import compile_condition
 from .errors import Problem, RuleFileError
 from .benefits import KINDS
 from .index import CandidateIndex
-from .model import STAGE_ORDER, Benefit, Limits, PaysFor, Promotion, RuleSet, Targets, Tier, Units, pool_token
+from .model import POLICY_CHOICES, STAGE_ORDER, Benefit, Policies, Limits, PaysFor, Promotion, RuleSet, Targets, Tier, Units, pool_token
 from .money import DEFAULT_ROUNDING, MoneyError, known_currency, parse_decimal, parse_money
 from .text import instant_problem, normalise_code, shorten
 from .variables import MONEY_VARIABLES
@@ -154,7 +154,8 @@ def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
         raise RuleFileError(problems)
     assert settings is not None
     ordered = dict(sorted(promotions.items()))
-    return RuleSet(promotions=ordered, currencies=frozenset(settings["currencies"]),
+    policies = Policies(**{key: settings[key] for key in POLICY_CHOICES if key in settings})
+    return RuleSet(promotions=ordered, currencies=frozenset(settings["currencies"]), policies=policies,
                    rounding=settings.get("rounding", DEFAULT_ROUNDING), locale=settings.get("locale", "en_US"),
                    version="sha256:" + digest.hexdigest(), codes=codes,
                    index=CandidateIndex.build(ordered.values()))
@@ -274,7 +275,11 @@ def _load_promotion(path: Path, data: bytes, settings: dict | None,
         max_discount=money(("limits", "max_discount"), limits_doc["max_discount"]) if "max_discount" in limits_doc else None,
         total_uses=limits_doc.get("total_uses"), uses_per_customer=limits_doc.get("uses_per_customer"),
         budget=money(("limits", "budget"), limits_doc["budget"]) if "budget" in limits_doc else None,
-        return_usage_on_cancel=limits_doc.get("return_usage_on_cancel", False))
+        return_usage_on_cancel=limits_doc.get("return_usage_on_cancel", False),
+        budget_overrun=limits_doc.get("budget_overrun"))
+    if limits.budget_overrun is not None and limits.budget is None:
+        c.fail(("limits", "budget_overrun"), "budget_overrun says what happens when a discount would overrun the "
+                                             "budget, so it needs a 'budget' in the same limits")
     if c.failed:
         return None, positions
     return Promotion(

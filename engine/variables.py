@@ -19,14 +19,14 @@ FORBIDDEN_OPERATORS = frozenset({"matches_regex"})
 
 # Numeric variables whose values are money in the promotion's currency (written as decimal strings);
 # the other numeric variables are whole counts (written as integers).
-MONEY_VARIABLES = frozenset({"cart_subtotal", "eligible_subtotal"})
+MONEY_VARIABLES = frozenset({"cart_subtotal", "eligible_subtotal", "order_total"})
 # Thresholds a customer can reach by adding to the cart: failing only these is a near miss.
-SPEND_VARIABLES = frozenset({"cart_subtotal", "eligible_subtotal"})
+SPEND_VARIABLES = frozenset({"cart_subtotal", "eligible_subtotal", "order_total"})
 QUANTITY_VARIABLES = frozenset({"cart_quantity", "eligible_quantity"})
 REGION_VARIABLES = frozenset({"region"})
 # Measured for each promotion on the cart as earlier promotions left it (and its own targeted lines);
 # every other variable has one value for the whole evaluation.
-MEASURED_PER_PROMOTION = frozenset({"cart_subtotal", "eligible_subtotal", "eligible_quantity"})
+MEASURED_PER_PROMOTION = frozenset({"cart_subtotal", "eligible_subtotal", "eligible_quantity", "order_total"})
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SALES_CHANNELS = ("web", "app", "store", "phone", "marketplace")
@@ -37,12 +37,14 @@ class Facts:
     """What the variables read: account facts, and the cart as it stands for one promotion."""
 
     region: str
+    customer_id: str
     customer_tier: str
     customer_segments: tuple[str, ...]
     order_count: int
     sales_channel: str
     shipping_method: str          # "" when the cart has no shipping
     cart_subtotal: Decimal
+    order_total: Decimal          # cart subtotal plus shipping, both after earlier discounts
     cart_quantity: int
     eligible_subtotal: Decimal
     eligible_quantity: int
@@ -60,6 +62,10 @@ class PromotionVariables(BaseVariables):
     @string_rule_variable(label="Account region (ISO 3166 country code)")
     def region(self):
         return self.facts.region
+
+    @string_rule_variable(label="Customer (account) id")
+    def customer_id(self):
+        return self.facts.customer_id
 
     @string_rule_variable(label="Customer tier or membership")
     def customer_tier(self):
@@ -88,6 +94,10 @@ class PromotionVariables(BaseVariables):
     @numeric_rule_variable(label="Cart subtotal, all lines, after earlier discounts")
     def cart_subtotal(self):
         return self.facts.cart_subtotal
+
+    @numeric_rule_variable(label="Order total: cart subtotal plus shipping, after earlier discounts")
+    def order_total(self):
+        return self.facts.order_total
 
     @numeric_rule_variable(label="Units in the cart")
     def cart_quantity(self):

@@ -286,7 +286,7 @@ def test_variable_values_are_the_ones_business_rules_variables_give():
     for name, kind in sorted(VARIABLE_TYPES.items()):
         operator, value = leaf[kind]
         value = valid.get(name, value)
-        if kind == "numeric" and name not in ("cart_subtotal", "eligible_subtotal"):
+        if kind == "numeric" and name not in ("cart_subtotal", "eligible_subtotal", "order_total"):
             value = 0
         terms.append({"name": name, "operator": operator} | ({} if value is None else {"value": value}))
     doc = {"id": "every", "name": "Every variable", "status": "active", "currency": "USD",
@@ -304,9 +304,9 @@ def test_variable_values_are_the_ones_business_rules_variables_give():
     promotion = rules.promotions["every"]
     ctx = ev._Context.build(rules, cart, account, now, {}, frozenset(), {"every": (cart.lines[0],)})
     state = ev._State(lines={"L1": 3001, "L2": 1450}, shipping=500)   # after some earlier discount on L1
-    facts = Facts(region="US", customer_tier="prime", customer_segments=("vip", "staff"), order_count=4,
+    facts = Facts(region="US", customer_id="c", customer_tier="prime", customer_segments=("vip", "staff"), order_count=4,
                   sales_channel="app", shipping_method="express", cart_subtotal=from_units(4451, "USD"),
-                  cart_quantity=5, eligible_subtotal=from_units(3001, "USD"), eligible_quantity=3,
+                  order_total=from_units(4951, "USD"), cart_quantity=5, eligible_subtotal=from_units(3001, "USD"), eligible_quantity=3,
                   local_date="2026-11-20", local_weekday="fri", local_hour=22)
     expected = PromotionVariables(facts)
     got = ev._values(promotion, state, ctx)
