@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 from ..errors import InputError, PromoError
 from ..evaluate import evaluate
 from ..inputs import parse_codes
-from ..ledger import CODE_REFUSED_MESSAGE, CodeStatus, LedgerError, LedgerReason, Reservation
+from ..ledger import CODE_REFUSED_MESSAGE, CodeCheck, CodeStatus, LedgerError, LedgerReason, Reservation
 from ..ledger.ledger import Ledger
 from ..model import Promotion
 from ..text import normalise_code
@@ -111,6 +111,8 @@ def create_checkout(call: Call) -> Reply:
             raise
     now = now_utc()
     resolution = ledger.resolve_codes(body.get("codes", []), now) if body.get("codes") else None
+    if resolution is not None:
+        _refuse_unusable_codes(resolution.checks)
     usage = ledger.usage_snapshot(customer_id, now)
     account = _with_ledger_balances(ledger, body["account"], now)
     trace = _evaluated(call.served, body["cart"], account, codes=list(resolution.codes) if resolution else [],
@@ -123,6 +125,19 @@ def create_checkout(call: Call) -> Reply:
             raise
         return _replayed(call, ledger, ledger.order_trace(order_id))   # the same request, raced with itself
     return 201, {"reservation": _reservation(reservation), "trace": trace.to_dict()}
+
+
+def _refuse_unusable_codes(checks: tuple[CodeCheck, ...]) -> None:
+    """A checkout whose customer typed a code that cannot be used (unknown, expired, used or held by
+    another checkout) is refused rather than priced without it: the customer would pay more than the
+    page they saw. Each refusal carries the merchant's detail; `message` is the customer's one sentence."""
+    refusals = tuple({"kind": "code", "subject": f"code {i + 1}", "reason": c.status.value,
+                      "message": CODE_REFUSED_MESSAGE}
+                     for i, c in enumerate(checks) if c.status not in (CodeStatus.SHARED, CodeStatus.POOL))
+    if refusals:
+        raise ServiceError(refusals[0]["reason"], "The checkout was refused: a code cannot be used; nothing was "
+                                                  "reserved.", 409, "A code given for this checkout cannot be used",
+                           refusals=refusals)
 
 
 def _with_ledger_balances(ledger: Ledger, account: Any, now: Any) -> Any:

@@ -7,7 +7,6 @@ fits). One table maps each kind of failure to its status and title, so that a cl
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PromoError
@@ -49,17 +48,21 @@ LEDGER_STATUS: dict[LedgerReason, int] = {
 }
 
 
-@dataclass(frozen=True)
 class ServiceError(Exception):
-    """A request the service refuses, as the problem it answers with."""
+    """A request the service refuses, as the problem it answers with. (Not a frozen dataclass: Python
+    writes `__traceback__` and `__context__` onto an exception as it travels.)"""
 
-    reason: str
-    detail: str
-    status: int = 0                                   # 0: the reason's status in STATUS
-    title: str = ""
-    problems: tuple[dict[str, str], ...] = ()
-    refusals: tuple[dict[str, str], ...] = ()
-    headers: dict[str, str] = field(default_factory=dict)
+    def __init__(self, reason: str, detail: str, status: int = 0, title: str = "",
+                 problems: tuple[dict[str, str], ...] = (), refusals: tuple[dict[str, str], ...] = (),
+                 headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.status = status            # 0: the reason's status in STATUS
+        self.title = title
+        self.problems = problems
+        self.refusals = refusals
+        self.headers = headers or {}
 
     @property
     def code(self) -> int:
