@@ -129,7 +129,7 @@ async def _answer(e: Endpoint, request: Request, service: Service, metrics: Metr
                                                                       e.body_required))
             if key is not None and not key.allows(Scope.ADMIN):
                 _refuse_admin_options(body)
-            call = handlers.Call(service.served, service, key, body, dict(request.path_params),
+            call = handlers.Call(service.served, service, metrics, key, body, dict(request.path_params),
                                  locale_for(request.headers.get("accept-language")))
             status, doc = await anyio.to_thread.run_sync(_run, e.handler, call, abandon_on_cancel=True)
     except TimeoutError:

@@ -17,7 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
-from ..errors import InputError, PromoError
+from ..errors import InputError, PromoError, RuleFileError
 from ..evaluate import evaluate
 from ..inputs import parse_codes
 from ..ledger import CODE_REFUSED_MESSAGE, CodeCheck, CodeStatus, LedgerError, LedgerReason, Reservation
@@ -27,6 +27,7 @@ from ..text import normalise_code
 from ..verify import first_difference
 from .customer import customer_view
 from .keys import ApiKey
+from .metrics import Metrics
 from .problems import ServiceError, from_input_error
 from .state import Served, Service, now_utc
 
@@ -41,6 +42,7 @@ class Call:
 
     served: Served
     service: Service
+    metrics: Metrics
     key: ApiKey | None
     body: Mapping[str, Any] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
@@ -276,7 +278,12 @@ def ruleset_info(call: Call) -> Reply:
 
 
 def reload_rules(call: Call) -> Reply:
-    before, after = call.service.reload()
+    try:
+        before, after = call.service.reload()
+    except RuleFileError:
+        call.metrics.reloaded("refused")
+        raise
+    call.metrics.reloaded("loaded")
     return 200, {"version": after.ruleset.version, "previous_version": before.ruleset.version,
                  "changed": after.ruleset.version != before.ruleset.version}
 

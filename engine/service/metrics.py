@@ -34,5 +34,8 @@ class Metrics:
         for reason in reasons:
             self.refusals.labels(reason).inc()
 
+    def reloaded(self, outcome: str) -> None:
+        self.reloads.labels(outcome).inc()
+
     def text(self) -> bytes:
         return generate_latest(self.registry)
