@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
-from babel import Locale, negotiate_locale
+from babel import Locale
 
 from ..ledger import CODE_REFUSED_MESSAGE, customer_message
 from ..render import money
@@ -25,7 +25,8 @@ NOT_MET = "This cart does not meet the code's conditions yet."
 
 
 def locale_for(accept_language: str | None) -> str:
-    """The best of LOCALES for an Accept-Language header (`ja,en;q=0.5` -> ja_JP); en_US by default."""
+    """The best of LOCALES for an Accept-Language header (`ja,en;q=0.5` -> ja_JP): the preferred tags in
+    order of quality, each matched exactly or by its language (`en-GB` -> en_US); en_US by default."""
     if not accept_language:
         return DEFAULT_LOCALE
     wanted = []
@@ -39,11 +40,13 @@ def locale_for(accept_language: str | None) -> str:
                 continue
         if tag and tag != "*" and 0 < quality <= 1:
             wanted.append((quality, tag.replace("-", "_")))
-    preferred = [tag for _, tag in sorted(wanted, key=lambda w: -w[0])]
+    exact = {code.lower(): code for code in LOCALES}
     by_language = {Locale.parse(code).language: code for code in LOCALES}
-    chosen = negotiate_locale(preferred, LOCALES, sep="_") or next(
-        (by_language[t.split("_")[0].lower()] for t in preferred if t.split("_")[0].lower() in by_language), None)
-    return chosen or DEFAULT_LOCALE
+    for _, tag in sorted(wanted, key=lambda w: -w[0]):   # stable: equal qualities keep the client's order
+        chosen = exact.get(tag.lower()) or by_language.get(tag.split("_")[0].lower())
+        if chosen is not None:
+            return chosen
+    return DEFAULT_LOCALE
 
 
 def customer_view(trace: Trace, locale: str, typed: Mapping[str, str] | None = None,
