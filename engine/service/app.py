@@ -12,6 +12,7 @@ and /openapi.json are all read from it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AsyncIterator
 
 import anyio
 from starlette.applications import Starlette
@@ -96,8 +97,14 @@ def create_app(settings: Settings) -> ASGIApp:
     metrics = Metrics()
     document = openapi.document(ENDPOINTS)
     routes = [Route(e.path, _endpoint(e, service, metrics, document), methods=[e.method]) for e in ENDPOINTS]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _routing_problem, Exception: _internal_problem})
-    app.state.service = service
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        service.close()   # the ledger's connections, when uvicorn shuts down
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _routing_problem, Exception: _internal_problem},
+                    lifespan=lifespan)
     return Observed(app, metrics)
 
 
@@ -207,7 +214,6 @@ class Observed:
     def __init__(self, app: Starlette, metrics: Metrics):
         self.app = app
         self.metrics = metrics
-        self.state = app.state
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

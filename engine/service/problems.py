@@ -24,7 +24,6 @@ STATUS: dict[str, tuple[int, str]] = {
     "forbidden": (403, "This API key's scope does not allow this request"),
     "not_found": (404, "No such resource"),
     "method_not_allowed": (405, "This method is not allowed here"),
-    "not_acceptable": (406, "The response is JSON only"),
     "too_large": (413, "The request body is larger than the service accepts"),
     "unsupported_media_type": (415, "The request body must be application/json"),
     "rules_refused": (422, "The rule set has problems; the rules already loaded keep serving"),
