@@ -123,6 +123,13 @@ def test_a_checkout_key_evaluates_at_the_servers_time(server):
     assert before <= datetime.fromisoformat(trace["now"]) <= datetime.now(timezone.utc)
 
 
+def test_an_admin_now_without_an_offset_is_refused_with_its_path(server):
+    with server.client("admin") as c:
+        response = c.post("/v1/evaluate", json={"cart": cart(), "account": account(), "now": "2026-11-21T10:00:00"})
+    assert response.status_code == 400
+    assert response.json()["problems"][0]["path"] == "$.now"
+
+
 def test_an_admin_previews_a_draft(server):
     with server.client("admin") as c:
         trace = c.post("/v1/evaluate", json={"cart": cart(), "account": account(), "codes": ["DRAFT"],

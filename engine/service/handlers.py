@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from ..errors import InputError, PromoError, RuleFileError
 from ..evaluate import evaluate
-from ..inputs import parse_codes
+from ..inputs import parse_codes, parse_now
 from ..ledger import CODE_REFUSED_MESSAGE, CodeCheck, CodeStatus, LedgerError, LedgerReason, Reservation
 from ..ledger.ledger import Ledger
 from ..model import Promotion
@@ -64,7 +65,7 @@ Handler = Callable[[Call], Reply]
 
 def evaluate_cart(call: Call) -> Reply:
     body = call.body
-    now = body.get("now") or now_utc()
+    now = _checked_now(body["now"]) if "now" in body else now_utc()
     codes, typed, refused = _resolved(call, body.get("codes", []), now)
     trace = _evaluated(call.served, body["cart"], body["account"], codes=codes, now=now,
                        preview=body.get("preview", []))
@@ -84,6 +85,13 @@ def _resolved(call: Call, entered: list[str], now: Any) -> tuple[list[str], dict
     typed = {promotions[c.promotion].code: c.entered for c in resolution.checks if c.status is CodeStatus.POOL}
     refused = [c.entered for c in resolution.checks if c.status not in (CodeStatus.SHARED, CodeStatus.POOL)]
     return list(resolution.codes), typed, refused
+
+
+def _checked_now(text: str) -> datetime:
+    try:
+        return parse_now(text)
+    except InputError as exc:
+        raise from_input_error(exc) from None
 
 
 def _checked_codes(entered: list[str]) -> None:
@@ -160,8 +168,11 @@ def _replayed(call: Call, ledger: Ledger, stored: dict[str, Any]) -> Reply:
     body = call.body
     reservation = ledger.reservation(body["order_id"])
     ruleset = ledger.rulesets.get(stored["ruleset_version"])
-    if reservation.customer_id != body["customer_id"] or ruleset is None:
+    if reservation.customer_id != body["customer_id"]:
         raise LedgerError(LedgerReason.ORDER_REUSED, body["order_id"])
+    if ruleset is None:   # priced before this process started, with rules it has not loaded
+        raise LedgerError(LedgerReason.WRONG_RULESET, body["order_id"], got=stored["ruleset_version"],
+                          expected=", ".join(sorted(ledger.rulesets)))
     inputs = stored["inputs"]
     account = body["account"]
     if isinstance(account, dict):
