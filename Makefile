@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test golden validate bench bench-ledger postgres clean
+.PHONY: demo test golden validate bench bench-ledger bench-service serve postgres clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ test: $(STAMP)
 # Reservations committed per second and reserve()'s p99 on SQLite and PostgreSQL, 1, 4 and 16 workers.
 bench-ledger: $(STAMP)
 	url=$$(scripts/postgres.sh start) && PROMO_TEST_POSTGRES_URL="$$url" $(PY) bench/ledger_bench.py
+
+# The HTTP service on 127.0.0.1:8080 without a ledger; the first run creates keys.json with one admin key
+# and prints it (once: only its hash is kept).
+serve: $(STAMP)
+	@test -f keys.json || $(VENV)/bin/promo keys create --file keys.json --name local-admin --scope admin
+	$(VENV)/bin/promo serve --rules rules --keys keys.json
+
+# Requests per second and p50/p99 of /v1/evaluate and /v1/checkouts over loopback, 1 and 2 workers.
+bench-service: $(STAMP)
+	$(PY) bench/service_bench.py
 
 postgres:
 	scripts/postgres.sh start

@@ -1,5 +1,6 @@
-"""The `promo` command: `promo validate [DIR]`, `promo evaluate ...`, `promo refund ...`, and the ledger's
-`promo ledger init|show` and `promo codes generate` (engine/ledger/cli.py). Arguments, files, the clock
+"""The `promo` command: `promo validate [DIR]`, `promo evaluate ...`, `promo refund ...`, the ledger's
+`promo ledger init|show` and `promo codes generate` (engine/ledger/cli.py), and the service's
+`promo serve` and `promo keys` (engine/service/cli.py). Arguments, files, the clock
 (read only when --now is not given) and exit codes live here; what is shown lives in engine/render.py.
 
 Exit codes: 0 success; 1 an input was rejected (a rule set, cart, account, usage or trace file, --now, a
@@ -28,6 +29,7 @@ from .ledger import cli as ledger_cli
 from .refund import refund
 from .render import clean_lines, clean_text, render_refund, render_trace
 from .ruleset import load_ruleset
+from .service import cli as service_cli
 from .text import shorten
 
 # Kept under their old names: callers that rendered through the CLI module keep working.
@@ -79,6 +81,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _refund(args, console)
         if args.command in ("ledger", "codes"):
             return ledger_cli.run(args)
+        if args.command in ("serve", "keys"):
+            return service_cli.run(args)
         return _evaluate(args, console)
     except Refused as exc:
         print(clean_lines(str(exc)), file=sys.stderr)
@@ -115,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     back.add_argument("--json", action="store_true", help="print the refund as JSON")
 
     ledger_cli.add_commands(commands)
+    service_cli.add_commands(commands)
     return parser
 
 

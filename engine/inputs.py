@@ -36,56 +36,62 @@ MAX_COUNT = 10 ** 15               # usage counts: what the ledger's BIGINT colu
 
 
 def read_json(path: str | Path) -> Any:
-    """Decode a JSON file strictly: at most MAX_JSON_BYTES (checked before reading, and again while
-    reading), UTF-8, no duplicate keys, NaN and Infinity refused, no number of more than
-    MAX_NUMBER_DIGITS digits, nesting at most schemas.MAX_DEPTH deep. Floats stay floats so the
-    schema can refuse them where money is expected."""
+    """Decode a JSON file strictly (see `decode_json`): at most MAX_JSON_BYTES, checked before reading
+    and again while reading."""
     name = str(path)
+    try:
+        data = read_capped(Path(path), MAX_JSON_BYTES)
+    except OSError as exc:
+        raise _refused(name, f"cannot read: {exc.strerror or 'not a regular file'}") from None
+    if data is None:
+        raise _refused(name, f"file is larger than {MAX_JSON_BYTES // (1024 * 1024)} MiB")
+    return decode_json(data, name)
 
-    def refused(message: str, line: int = 0, column: int = 0) -> InputError:
-        return InputError([Problem(name, line, column, "$", message)], name)
 
+def _refused(name: str, message: str, line: int = 0, column: int = 0) -> InputError:
+    return InputError([Problem(name, line, column, "$", message)], name)
+
+
+def decode_json(data: bytes, name: str) -> Any:
+    """Decode a JSON document strictly: UTF-8, no duplicate keys, NaN and Infinity refused, no number of
+    more than MAX_NUMBER_DIGITS digits, nesting at most schemas.MAX_DEPTH deep. Floats stay floats so the
+    schema can refuse them where money is expected. The caller bounds the size before reading; `name`
+    (a file, a request body) is what the problems are reported against."""
     def constant(token: str) -> Any:
-        raise refused(f"{token} is not a number promo-engine accepts")
+        raise _refused(name, f"{token} is not a number promo-engine accepts")
 
     def integer(text: str) -> int:
         if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
-            raise refused(f"a number of {len(text)} digits; at most {MAX_NUMBER_DIGITS} are accepted")
+            raise _refused(name, f"a number of {len(text)} digits; at most {MAX_NUMBER_DIGITS} are accepted")
         return int(text)
 
     def number(text: str) -> float:
         value = float(text) if len(text) <= MAX_NUMBER_DIGITS + 10 else math.inf
         if not math.isfinite(value):
-            raise refused(f"the number {shorten(text)} is out of range")
+            raise _refused(name, f"the number {shorten(text)} is out of range")
         return value
 
     def unique(pairs: list[tuple[str, Any]]) -> dict:
         out: dict[str, Any] = {}
         for key, value in pairs:
             if key in out:
-                raise refused(f"duplicate key {shorten(key)}; each key may appear once in an object")
+                raise _refused(name, f"duplicate key {shorten(key)}; each key may appear once in an object")
             out[key] = value
         return out
 
     try:
-        data = read_capped(Path(path), MAX_JSON_BYTES)
-    except OSError as exc:
-        raise refused(f"cannot read: {exc.strerror or 'not a regular file'}") from None
-    if data is None:
-        raise refused(f"file is larger than {MAX_JSON_BYTES // (1024 * 1024)} MiB")
-    try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise refused(f"file is not UTF-8 text ({exc.reason})") from None
+        raise _refused(name, f"not UTF-8 text ({exc.reason})") from None
     try:
         doc = json.loads(text, parse_constant=constant, parse_int=integer, parse_float=number,
                          object_pairs_hook=unique)
     except json.JSONDecodeError as exc:
-        raise refused(f"not valid JSON: {exc.msg}", exc.lineno, exc.colno) from None
+        raise _refused(name, f"not valid JSON: {exc.msg}", exc.lineno, exc.colno) from None
     except RecursionError:
-        raise refused(f"nested deeper than {schemas.MAX_DEPTH} levels") from None
+        raise _refused(name, f"nested deeper than {schemas.MAX_DEPTH} levels") from None
     if _depth_over(doc, schemas.MAX_DEPTH):
-        raise refused(f"nested deeper than {schemas.MAX_DEPTH} levels")
+        raise _refused(name, f"nested deeper than {schemas.MAX_DEPTH} levels")
     return doc
 
 

@@ -478,6 +478,18 @@ class Ledger:
             return self._reservation(conn, row)
         return self._read(work)
 
+    def order_trace(self, order_id: str) -> dict[str, Any]:
+        """The trace an order was reserved with, as JSON data (what a service shows for the order and
+        what a retried checkout is compared with)."""
+        check_id(order_id, "order_id")
+
+        def work(conn: Connection) -> dict[str, Any]:
+            row = conn.execute(select(reservations.c.trace).where(reservations.c.order_id == order_id)).first()
+            if row is None:
+                raise LedgerError(LedgerReason.UNKNOWN_ORDER, order_id)
+            return json.loads(row.trace)
+        return self._read(work)
+
     def audit(self, order_id: str | None = None) -> list[dict[str, Any]]:
         if order_id is not None:
             check_id(order_id, "order_id")
