@@ -135,7 +135,7 @@ def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
         promotions[promotion.id] = promotion
         where[promotion.id] = positions
 
-    active_codes: dict[str, str] = {}
+    active_codes: dict[str, list[Promotion]] = {}
     codes: dict[str, tuple[str, ...]] = {}
     for promotion in sorted(promotions.values(), key=lambda p: p.id):
         if promotion.code is None:
@@ -143,13 +143,16 @@ def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
         codes[promotion.code] = codes.get(promotion.code, ()) + (promotion.id,)
         if promotion.status != "active":
             continue
-        if promotion.code in active_codes:
+        # One code may name several campaigns whose windows do not overlap (this year's and next year's
+        # WELCOME); at any instant it names at most one active promotion.
+        clash = next((other for other in active_codes.get(promotion.code, ()) if _overlap(other, promotion)), None)
+        if clash is not None:
             problems.append(_problem(Path(promotion.source), where[promotion.id], ("code",),
                                      f"duplicate code: {promotion.code!r} (codes are compared trimmed, NFKC and "
-                                     f"case-folded) is already used by active promotion "
-                                     f"{active_codes[promotion.code]!r}; a code names one active promotion"))
-        else:
-            active_codes[promotion.code] = promotion.id
+                                     f"case-folded) is already used by active promotion {clash.id!r} in an "
+                                     f"overlapping window; a code names one active promotion at a time (give "
+                                     f"both windows, ending one before the other starts)"))
+        active_codes.setdefault(promotion.code, []).append(promotion)
     if problems:
         raise RuleFileError(problems)
     assert settings is not None
@@ -159,6 +162,12 @@ def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
                    rounding=settings.get("rounding", DEFAULT_ROUNDING), locale=settings.get("locale", "en_US"),
                    version="sha256:" + digest.hexdigest(), codes=codes,
                    index=CandidateIndex.build(ordered.values()))
+
+
+def _overlap(a: Promotion, b: Promotion) -> bool:
+    """Whether the windows [starts, ends) of two promotions share an instant (no bound: forever)."""
+    return (a.starts is None or b.ends is None or a.starts < b.ends) and \
+        (b.starts is None or a.ends is None or b.starts < a.ends)
 
 
 def _load_settings(path: Path, data: bytes | None, problems: list[Problem]) -> dict | None:

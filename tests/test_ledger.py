@@ -322,3 +322,33 @@ def test_an_expired_hold_never_blocks_and_the_balances_show_it_freed(ledger):
     with pytest.raises(LedgerError) as exc:
         ledger.commit("zzz", later)
     assert exc.value.reason is LedgerReason.ORDER_EXPIRED
+
+
+SEVERAL = {"rules/bundle.yaml": (
+    b"id: bundle\nname: bundle\nstatus: active\ncurrency: JPY\ncode: BUNDLE\ntargets: {include: all}\n"
+    b"benefits: [{type: percent_off, percent: 10}, {type: free_shipping}, "
+    b"{type: grant_promotional_balance, amount: \"100\", expires: {after_days: 30}}]\n"
+    b"stacking: {priority: 10, exclusive: false}\nlimits: {total_uses: 2, uses_per_customer: 1, budget: \"5000\"}\n")}
+
+
+def test_a_promotion_with_several_benefits_is_one_use_and_its_budget_holds_their_sum(ledger_db):
+    led = Ledger(ledger_db, rules(SEVERAL), actor="test", max_clock_skew=None)
+    try:
+        trace = priced(led.ruleset, ["BUNDLE"])
+        given = [(a.stage, a.benefit, a.amount) for a in trace.applied if a.promotion == "bundle"]
+        assert given == [("item", 0, Decimal(300)), ("shipping", 1, Decimal(500))]
+        assert [(g.promotion, g.amount) for g in trace.grants] == [("bundle", Decimal(100))]
+        led.reserve(trace, "o1", "cust-1", ttl=600, now=NOW)
+        report = led.promotion_report("bundle", NOW)
+        assert (report["held_uses"], report["budget_held"]) == (1, "900")   # 300 + 500 + the 100 granted
+        led.commit("o1", LATER)
+        report = led.promotion_report("bundle", LATER)
+        assert (report["uses"], report["budget_spent"]) == (1, "900")
+        # the customer's one use is spent: the same customer's next order no longer gets it
+        again = priced(led.ruleset, ["BUNDLE"], usage=led.usage_snapshot("cust-1", LATER, ["bundle"]))
+        assert [n.reason for n in again.not_applied if n.promotion == "bundle"] == [Reason.USAGE_LIMIT_REACHED]
+        cancelled = led.cancel("o1", LATER)
+        back = {(e.kind, e.subject): e.amount for e in cancelled.entries}
+        assert back[("budget", "bundle")] == "900 JPY" and led.promotion_report("bundle", LATER)["budget_spent"] == "0"
+    finally:
+        led.close()

@@ -437,3 +437,95 @@ def test_a_ten_megabyte_value_is_echoed_short(tmp_path):
     settings = "currencies: [JPY]\nlocale: " + "x" * 60_000 + "\n"
     found = problems(tmp_path, {"books-500-off.yaml": GOOD}, settings=settings)
     assert found and all(len(str(p)) < 500 for p in found)
+
+
+# --- issue 11: the rule model -------------------------------------------------------------------------
+
+def _window(starts: str, ends: str) -> str:
+    return f'window:\n  starts: "{starts}"\n  ends: "{ends}"\n'
+
+
+def test_one_code_may_name_campaigns_whose_windows_do_not_overlap(tmp_path):
+    a = GOOD + "code: WELCOME\n" + _window("2026-01-01T00:00:00+09:00", "2027-01-01T00:00:00+09:00")
+    b = GOOD.replace("id: books-500-off", "id: books-next-year") + "code: welcome\n" + \
+        _window("2027-01-01T00:00:00+09:00", "2028-01-01T00:00:00+09:00")
+    rules = load_ruleset(write(tmp_path, {"books-500-off.yaml": a, "books-next-year.yaml": b}))
+    assert rules.codes["WELCOME"] == ("books-500-off", "books-next-year")
+
+
+@pytest.mark.parametrize("other", [_window("2026-12-31T00:00:00+09:00", "2028-01-01T00:00:00+09:00"), ""])
+def test_one_code_in_overlapping_windows_is_a_duplicate(tmp_path, other):
+    a = GOOD + "code: WELCOME\n" + _window("2026-01-01T00:00:00+09:00", "2027-01-01T00:00:00+09:00")
+    b = GOOD.replace("id: books-500-off", "id: books-next-year") + "code: welcome\n" + other
+    [p] = problems(tmp_path, {"books-500-off.yaml": a, "books-next-year.yaml": b})
+    assert p.file.endswith("books-next-year.yaml") and p.path == "$.code" and "overlapping window" in p.message
+
+
+BENEFITS = '''benefits:
+  - type: amount_off
+    scope: per_order
+    amount: "500"
+'''
+
+
+def _with_benefits(text: str) -> str:
+    return GOOD.replace(BENEFITS, "benefits:\n" + text)
+
+
+def test_several_benefits_load_in_stage_order_with_their_places(tmp_path):
+    text = _with_benefits('  - {type: free_shipping}\n  - {type: percent_off, percent: 10}\n')
+    p = load_ruleset(write(tmp_path, {"books-500-off.yaml": text})).promotions["books-500-off"]
+    assert [(b.type, b.stage.value, b.index) for b in p.benefits] == [("percent_off", "item", 1),
+                                                                      ("free_shipping", "shipping", 0)]
+    assert p.stage.value == "item"
+
+
+def test_two_benefits_in_one_stage_are_refused_at_the_second(tmp_path):
+    text = _with_benefits('  - {type: percent_off, percent: 10}\n  - {type: amount_off, scope: per_line, amount: "5"}\n')
+    [p] = problems(tmp_path, {"books-500-off.yaml": text})
+    assert p.path == "$.benefits[1].type" and "both run in the item stage" in p.message and p.line == 15
+
+
+def test_a_benefit_with_its_own_threshold_must_be_the_first(tmp_path):
+    text = _with_benefits('  - {type: percent_off, percent: 10}\n'
+                          '  - {type: tiered, basis: eligible_quantity, tiers: [{at: 2, percent: 5}]}\n')
+    [p] = problems(tmp_path, {"books-500-off.yaml": text})
+    assert p.path == "$.benefits[1].type" and "must be the promotion's first benefit" in p.message
+
+
+@pytest.mark.parametrize("benefits, path, fragment", [
+    ("[]", "$.benefits", "at least 1"),
+    ('[{type: percent_off, percent: 10, units: {max_per_line: 0}}]', "$.benefits[0].units.max_per_line", "at least 1"),
+    ('[{type: free_shipping, targets: {include: all}}]', "$.benefits[0].targets", "unknown key"),
+    ('[{type: amount_off, scope: per_order, amount: "5", shipping_methods: [ground]}]',
+     "$.benefits[0].shipping_methods", "unknown key"),
+    ('[{type: percent_off, percent: 10, scope: per_unit}]', "$.benefits[0].scope", "per_order"),
+])
+def test_bad_benefits_are_refused_at_their_path(tmp_path, benefits, path, fragment):
+    found = problems(tmp_path, {"books-500-off.yaml": GOOD.replace(BENEFITS, f"benefits: {benefits}\n")})
+    assert any(p.path == path and fragment in p.message for p in found), found
+
+
+@pytest.mark.parametrize("settings, path", [
+    ("rounding_point: cent\n", "$.rounding_point"), ("leftover: middle_line\n", "$.leftover"),
+    ("stacking_base: additive\n", "$.stacking_base"), ("budget_overrun: warn\n", "$.budget_overrun")])
+def test_an_unknown_money_policy_is_refused_with_the_choices(tmp_path, settings, path):
+    found = problems(tmp_path, {"books-500-off.yaml": GOOD}, settings=SETTINGS + settings)
+    assert [(p.path, "one of" in p.message) for p in found] == [(path, True)]
+
+
+def test_money_policies_load_and_default_to_todays_behaviour(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    default = load_ruleset(write(tmp_path / "a", {"books-500-off.yaml": GOOD})).policies
+    assert (default.rounding_point, default.leftover, default.stacking_base, default.budget_overrun) == \
+        ("promotion", "largest_remainder", "compounding", "cap")
+    chosen = load_ruleset(write(tmp_path / "b", {"books-500-off.yaml": GOOD}, settings=SETTINGS + (
+        "rounding_point: unit\nleftover: last_line\nstacking_base: original\nbudget_overrun: refuse\n"))).policies
+    assert (chosen.rounding_point, chosen.leftover, chosen.stacking_base, chosen.budget_overrun) == \
+        ("unit", "last_line", "original", "refuse")
+
+
+def test_budget_overrun_needs_a_budget(tmp_path):
+    [p] = problems(tmp_path, {"books-500-off.yaml": GOOD + "limits: {budget_overrun: refuse}\n"})
+    assert p.path == "$.limits.budget_overrun" and "needs a 'budget'" in p.message
