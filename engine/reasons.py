@@ -23,6 +23,7 @@ class Reason(str, Enum):
     MIN_QUANTITY_NOT_MET = "min_quantity_not_met"
     LOST_TO_EXCLUSIVE = "lost_to_exclusive"
     NOTHING_LEFT_TO_DISCOUNT = "nothing_left_to_discount"
+    GET_ITEMS_MISSING = "get_items_missing"
     UNKNOWN_CODE = "unknown_code"
 
 
@@ -42,6 +43,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.MIN_QUANTITY_NOT_MET: "{name} needs {required} eligible items; the cart has {measured} ({shortfall} short).",
     Reason.LOST_TO_EXCLUSIVE: "{name} cannot be combined: {winner} saves more and was applied instead.",
     Reason.NOTHING_LEFT_TO_DISCOUNT: "{name} would take nothing off: its items are already at or below what it offers.",
+    Reason.GET_ITEMS_MISSING: "{name} needs {required} of {what} to give; the cart has {measured}.",
     Reason.UNKNOWN_CODE: "The code {code} is not valid.",
 }
 
@@ -51,6 +53,7 @@ HINTS: dict[str, str] = {
     "quantity": "Add {shortfall} more eligible item{plural} to get {name}.",
     "next_tier_spend": "Add {shortfall} more of eligible items to get the next tier of {name}.",
     "next_tier_quantity": "Add {shortfall} more eligible item{plural} to get the next tier of {name}.",
+    "item": "Add {count} × {item} to get {name}.",
 }
 
 
