@@ -272,9 +272,10 @@ def buy_x_get_y(benefit: Benefit, lines: Lines, shipping: int, currency: str) ->
     if sets == 0:
         if lines.gets is None:
             return Short("eligible_quantity", Decimal(units), Decimal(buy + get))
-        if get_only + shared < get:   # the units given are what is missing
-            more = max(get - get_only - shared, buy + get - units)
-            return Missing(get_only + shared, get_only + shared + more, hint=buy_only + shared >= buy)
+        if get_only + shared < get:   # the units given are what is missing (with the units bought, or not)
+            enough_bought = buy_only + shared >= buy
+            more = max(get - get_only - shared, buy + get - units) if enough_bought else get - get_only - shared
+            return Missing(get_only + shared, get_only + shared + more, hint=enough_bought)
         more = max(buy - buy_only - shared, buy + get - units)   # units bought are missing
         return Short("eligible_quantity", Decimal(buy_only + shared), Decimal(buy_only + shared + more))
     cheapest = benefit.discounted_units == "cheapest"
