@@ -177,3 +177,97 @@ def test_equal_or_lesser_with_huge_quantities_works_per_run():
     got = as_dict(buy_x_get_y(bxgy(2, 1, discounted_units="equal_or_lesser"),
                               lines(("a", 9999, str(9999 * 10)), ("b", 9999, str(9999 * 7))), 0, "JPY"))
     assert got == {"a": 33330, "b": 23331}
+
+
+# --- properties: units and caps over random lines ----------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@st.composite
+def random_lines(draw, two_selections=False):
+    count = draw(st.integers(1, 6))
+    ids = [f"L{i}" for i in draw(st.permutations(range(count)))]
+    quantities = [draw(st.integers(1, 9)) for _ in ids]
+    remaining = [q * draw(st.integers(0, 50)) + draw(st.integers(0, q - 1)) * draw(st.booleans()) for q in quantities]
+    if not two_selections:
+        return Lines(tuple(ids), tuple(quantities), tuple(remaining))
+    roles = [draw(st.sampled_from([(True, False), (False, True), (True, True)])) for _ in ids]
+    return Lines(tuple(ids), tuple(quantities), tuple(remaining), buys=tuple(r[0] for r in roles),
+                 gets=tuple(r[1] for r in roles))
+
+
+@st.composite
+def random_units(draw):
+    units = {}
+    if draw(st.booleans()):
+        units["max_per_line"] = draw(st.integers(1, 4))
+    if draw(st.booleans()):
+        units["max_total"] = draw(st.integers(1, 12))
+    if draw(st.booleans()) or not units:
+        units["group_size"] = draw(st.integers(2, 4))
+    return Units(**units, choose=draw(st.sampled_from(["cheapest", "most_expensive"])))
+
+
+def shuffled(lines_, order):
+    pick = lambda seq: None if seq is None else tuple(seq[i] for i in order)  # noqa: E731
+    return Lines(pick(lines_.ids), pick(lines_.quantities), pick(lines_.remaining), lines_.denominator,
+                 pick(lines_.buys), pick(lines_.gets))
+
+
+@settings(max_examples=300, deadline=None)
+@given(random_lines(), random_units(), st.randoms())
+def test_kept_units_respect_every_cap_keep_exact_shares_and_ignore_line_order(lines_, units, rnd):
+    result = keep_units(units, lines_)
+    if isinstance(result, Short):
+        assert units.group_size is not None and result.measured < units.group_size
+        return
+    total = sum(result.quantities)
+    assert units.max_total is None or total <= units.max_total
+    assert units.group_size is None or total % units.group_size == 0
+    before = {i: (q, r) for i, q, r in zip(lines_.ids, lines_.quantities, lines_.remaining)}
+    for line_id, k, r in zip(result.ids, result.quantities, result.remaining):
+        q, left = before[line_id]
+        assert 1 <= k <= q and (units.max_per_line is None or k <= units.max_per_line)
+        assert Fraction(r, result.denominator) == Fraction(left * k, q)   # its exact share, never more
+    order = list(range(len(lines_.ids)))
+    rnd.shuffle(order)
+    again = keep_units(units, shuffled(lines_, order))
+    assert kept(again) == kept(result)
+
+
+@settings(max_examples=300, deadline=None)
+@given(random_lines(two_selections=True), st.integers(1, 3), st.integers(1, 3),
+       st.sampled_from(["cheapest", "most_expensive", "equal_or_lesser"]), st.none() | st.integers(1, 4),
+       st.none() | st.integers(1, 8), st.none() | st.integers(1, 3), st.randoms())
+def test_buy_x_get_y_gives_units_within_the_caps_and_the_sets_whatever_the_line_order(
+        lines_, buy, get, mode, per_line, total, max_sets, rnd):
+    units = Units(max_per_line=per_line, max_total=total) if per_line or total else None
+    benefit = bxgy(buy, get, units=units, discounted_units=mode, max_sets=max_sets)
+    result = buy_x_get_y(benefit, lines_, 0, "JPY")
+    order = list(range(len(lines_.ids)))
+    rnd.shuffle(order)
+    again = buy_x_get_y(benefit, shuffled(lines_, order), 0, "JPY")
+    if not isinstance(result, Exact):
+        assert again == result
+        return
+    assert again.amounts() == result.amounts()
+    spec = {i: (q, r, b, g) for i, q, r, b, g in zip(lines_.ids, lines_.quantities, lines_.remaining, lines_.buys,
+                                                      lines_.gets)}
+    given_units = {}
+    for line_id, amount in result.amounts().items():
+        q, r, b, g = spec[line_id]
+        assert 0 <= amount <= r
+        if amount:
+            assert g, "only lines of the given selection are discounted"
+            given_units[line_id] = amount * q / r   # percent 100: each given unit is worth r / q
+            assert given_units[line_id].denominator == 1
+    n = sum(given_units.values())
+    units_in = lambda pred: sum(q for q, _, b, g in spec.values() if pred(b, g))  # noqa: E731
+    sets = min(units_in(lambda b, g: g) // get, units_in(lambda b, g: b) // buy, units_in(lambda b, g: True) // (buy + get))
+    assert n <= sets * get and (max_sets is None or n <= max_sets * get)
+    assert total is None or n <= total
+    assert per_line is None or all(k <= per_line for k in given_units.values())
+    # the units bought, disjoint from those given, are enough for the sets that give them
+    bought_left = sum(q - given_units.get(i, 0) for i, (q, _, b, g) in spec.items() if b)
+    assert bought_left >= buy * -(-n // get)
