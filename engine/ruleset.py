@@ -348,16 +348,13 @@ def _benefits(c: _Checker, docs: list, ends: datetime | None, money: Callable,
             c.fail(("benefits", b.index, "type"), f"a {b.type} benefit has a threshold of its own, so it must be the "
                                                   f"promotion's first benefit (here the {ordered[0].stage.value} "
                                                   f"stage's {ordered[0].type} runs before it)")
-        elif b.units is not None and b.units.group_size is not None:
-            c.fail(("benefits", b.index, "units", "group_size"),
-                   "a benefit with group_size has a threshold of its own (one whole group), so it must be the "
-                   f"promotion's first benefit (here the {ordered[0].stage.value} stage's {ordered[0].type} runs "
-                   "before it)")
     return tuple(ordered)
 
 
 def _check_units(c: _Checker, b: Benefit, written: dict, at: tuple) -> None:
-    """`units` where it means something, and caps that leave the benefit a way to apply."""
+    """`units` where it means something, and caps that leave the benefit a way to apply. Only item
+    benefits take units, and the item stage runs first, so a group_size (a threshold: one whole
+    group) always decides before any other benefit of its promotion has given anything."""
     u = b.units
     if u is None:
         return
