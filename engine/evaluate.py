@@ -35,15 +35,15 @@ from fractions import Fraction
 
 from .index import Scope
 from .inputs import parse_account, parse_cart, parse_codes, parse_now, parse_usage
-from .model import STAGE_ORDER, Account, Benefit, Cart, Line, Promotion, RuleSet, Stage, Usage
+from .model import STAGE_ORDER, Account, Benefit, Cart, Line, Promotion, RuleSet, Stage, Targets, Usage
 from .money import allocate_units, format_money, from_units, minor_unit, quantum, round_units, to_units
 from .reasons import Reason, hint, message
-from .benefits import KINDS, Exact, Lines, NextTier, Short
+from .benefits import KINDS, Exact, Lines, Missing, NextTier, Short, keep_units
 from .text import normalise_code, text_problem
 
 MAX_PREVIEW = 100   # promotions one evaluation may preview
 from .tenders import pay
-from .trace import (TRACE_FORMAT, Applied, CodeResult, FailedCondition, Grant, Hint, Inputs, LineDiscount, LineShare,
+from .trace import (TRACE_FORMAT, Applied, CodeResult, FailedCondition, Grant, Hint, HintItem, Inputs, LineDiscount, LineShare,
                     LineTrace, NotApplied, ShippingTrace, Threshold, Totals, Trace, scope_of)
 from .variables import (MEASURED_PER_PROMOTION, MONEY_VARIABLES, QUANTITY_VARIABLES, REGION_VARIABLES,
                         SPEND_VARIABLES, VARIABLE_TYPES, WEEKDAYS, Facts, PromotionVariables)
@@ -376,17 +376,28 @@ def _values(p: Promotion, state: _State, ctx: _Context) -> Mapping[str, Any]:
 
 def _lines(p: Promotion, b: Benefit, state: _State, ctx: _Context) -> Lines:
     """The lines benefit `b` of `p` discounts, as they stand: the promotion's targeted lines, or the
-    cart's lines that the benefit's own targets match. Their ids and units are worked out once per
-    evaluation."""
+    cart's lines that the benefit's own targets match. A buy-X-get-Y benefit with targets of its own
+    sees both selections, each line marked as bought (the promotion's) and given (its own). Their
+    ids, units and marks are worked out once per evaluation."""
     key = (p.id, b.index)
     shape = ctx.shapes.get(key)
     if shape is None:
-        targeted = ctx.targeted[p.id] if b.targets is None else \
-            tuple(line for line in ctx.cart.lines if b.targets.matches(line))
-        shape = ctx.shapes[key] = (tuple(line.id for line in targeted), tuple(line.quantity for line in targeted))
-    ids, quantities = shape
+        if b.targets is None:
+            targeted = ctx.targeted[p.id]
+            shape = (tuple(line.id for line in targeted), tuple(line.quantity for line in targeted), None, None)
+        elif KINDS[b.type].two_selections:
+            bought = {line.id for line in ctx.targeted[p.id]}
+            marked = [(line, line.id in bought, b.targets.matches(line)) for line in ctx.cart.lines]
+            marked = [m for m in marked if m[1] or m[2]]
+            shape = (tuple(m[0].id for m in marked), tuple(m[0].quantity for m in marked),
+                     tuple(m[1] for m in marked), tuple(m[2] for m in marked))
+        else:
+            targeted = tuple(line for line in ctx.cart.lines if b.targets.matches(line))
+            shape = (tuple(line.id for line in targeted), tuple(line.quantity for line in targeted), None, None)
+        ctx.shapes[key] = shape
+    ids, quantities, buys, gets = shape
     left = state.lines
-    return Lines(ids, quantities, tuple([left[i] for i in ids]))
+    return Lines(ids, quantities, tuple([left[i] for i in ids]), buys=buys, gets=gets)
 
 
 def _eligibility(p: Promotion, state: _State, ctx: _Context) -> NotApplied | None:
@@ -414,18 +425,23 @@ def _apply(p: Promotion, b: Benefit, state: _State, given: int, ctx: _Context) -
         if units == 0:
             return Reason.NOTHING_LEFT_TO_DISCOUNT, {}
         return _applied(p, b, from_units(units, ctx.currency), (), None, capped_by), state, None
-    calculate = KINDS[b.type].calculate
-    assert calculate is not None
+    kind = KINDS[b.type]
+    assert kind.calculate is not None
     original = policies.stacking_base == "original"
     base = _initial_state(ctx) if original else state
     lines = _lines(p, b, base, ctx)
-    result = calculate(b, lines, base.shipping, ctx.currency)
+    if b.units is not None and not kind.two_selections:   # buy-X-get-Y caps the units it gives itself
+        lines = keep_units(b.units, lines)
+    result = lines if isinstance(lines, Short) else kind.calculate(b, lines, base.shipping, ctx.currency)
     if isinstance(result, Short):
         return _short(p, result.variable, result.measured, result.required, "greater_than_or_equal_to", ctx)
+    if isinstance(result, Missing):
+        return _missing(p, b, result)
     if original:
         result = _clamped(result, state)
     if policies.rounding_point != "promotion":
-        result = _rounded_by_part(result, lines, state, policies.rounding_point, ctx.ruleset.rounding)
+        point = policies.rounding_point if b.type in UNIFORM_PER_UNIT and b.scope != "per_line" else "line"
+        result = _rounded_by_part(result, lines, state, point, ctx.ruleset.rounding)
     amount, capped_by = _capped(p, b, round_units(result.total(), result.denominator, ctx.ruleset.rounding), given,
                                 ctx)
     if isinstance(amount, tuple):
@@ -440,6 +456,11 @@ def _clamped(result: Exact, state: _State) -> Exact:
     d = result.denominator
     return Exact(result.ids, tuple(min(n, state.lines[i] * d) for i, n in zip(result.ids, result.numerators)),
                  shipping=min(result.shipping, state.shipping * d), denominator=d, next_tier=result.next_tier)
+
+
+# Kinds that take the same off every unit of a line, so that rounding "per unit" means one thing; the
+# others (sets, amounts per line) round each line's share when the rule set rounds per unit.
+UNIFORM_PER_UNIT = frozenset({"percent_off", "amount_off"})
 
 
 def _rounded_by_part(result: Exact, lines: Lines, state: _State, point: str, rounding: str) -> Exact:
@@ -591,10 +612,55 @@ def _threshold_refusal(p: Promotion, reason: Reason, thresholds: tuple[Threshold
                    failed_conditions=failed_conditions)
 
 
+def _missing(p: Promotion, b: Benefit, missing: Missing) -> NotApplied:
+    """Too few of the units a buy-X-get-Y benefit gives are in the cart (a free gift not added). The
+    shortfall is listed, and hinted, only when those units alone are missing: the units bought are
+    there, so adding that many of the selection makes the promotion apply."""
+    assert b.targets is not None   # without targets of its own, what it gives is what it counts (Short)
+    short = missing.required - missing.measured
+    thresholds = (Threshold("get_quantity", Decimal(missing.measured), Decimal(missing.required), Decimal(short)),) \
+        if missing.hint else ()
+    return _refuse(p, Reason.GET_ITEMS_MISSING, what=_selection_text(b.targets), required=missing.required,
+                   measured=missing.measured, thresholds=thresholds)
+
+
+def _selection_text(t: Targets) -> str:
+    """A benefit's own selection in words, for messages: "SKU TEE-W or category t-shirts"."""
+    if t.include_all:
+        return "eligible items"
+    parts = [f"{label} {', '.join(sorted(names))}" for label, names in
+             (("SKU", t.skus), ("category", t.categories), ("brand", t.brands)) if names]
+    return " or ".join(parts)
+
+
+def _item_to_add(t: Targets) -> HintItem | None:
+    """One thing a customer can add that the selection takes: its first SKU, else category, else
+    brand, not excluded by name (None for `include: all`)."""
+    for kind, names, excluded in (("sku", t.skus, t.exclude_skus), ("category", t.categories, t.exclude_categories),
+                                  ("brand", t.brands, t.exclude_brands)):
+        for name in sorted(names - excluded):
+            return HintItem(kind, name)
+    return None
+
+
+ITEM_WORDS = {"sku": "SKU {name}", "category": "item from {name}", "brand": "item of brand {name}"}
+
+
 def _near_miss_hints(p: Promotion, refusal: NotApplied, earlier: list[Applied], run: tuple[Promotion, ...],
                      ctx: _Context) -> list[Hint]:
-    """"Add so much more" for each threshold not reached, only when it is true (see `_spend_hint`)."""
-    if ctx.probing or refusal.reason not in (Reason.MIN_SPEND_NOT_MET, Reason.MIN_QUANTITY_NOT_MET):
+    """"Add so much more" for each threshold not reached, only when it is true (see `_spend_hint`), and
+    "add this item" for a gift not in the cart."""
+    if ctx.probing:
+        return []
+    if refusal.reason is Reason.GET_ITEMS_MISSING:
+        target = p.benefits[0].targets
+        item = _item_to_add(target) if target is not None else None
+        if not refusal.thresholds or item is None:
+            return []
+        count = refusal.thresholds[0].shortfall
+        return [Hint(p.id, "item", count, hint("item", count=f"{count:f}", item=ITEM_WORDS[item.kind].format(
+            name=item.name), name=p.name), item)]
+    if refusal.reason not in (Reason.MIN_SPEND_NOT_MET, Reason.MIN_QUANTITY_NOT_MET):
         return []
     hints = []
     for t in refusal.thresholds:

@@ -24,6 +24,7 @@ class Reason(str, Enum):
     LOST_TO_EXCLUSIVE = "lost_to_exclusive"
     NOTHING_LEFT_TO_DISCOUNT = "nothing_left_to_discount"
     BUDGET_WOULD_OVERRUN = "budget_would_overrun"
+    GET_ITEMS_MISSING = "get_items_missing"
     UNKNOWN_CODE = "unknown_code"
 
 
@@ -45,6 +46,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.NOTHING_LEFT_TO_DISCOUNT: "{name} would take nothing off: its items are already at or below what it offers.",
     Reason.BUDGET_WOULD_OVERRUN: "{name} has {left} of its budget left, less than the {amount} it would take off "
                                  "this order; it does not give part of a discount.",
+    Reason.GET_ITEMS_MISSING: "{name} needs {required} of {what} to give; the cart has {measured}.",
     Reason.UNKNOWN_CODE: "The code {code} is not valid.",
 }
 
@@ -54,6 +56,7 @@ HINTS: dict[str, str] = {
     "quantity": "Add {shortfall} more eligible item{plural} to get {name}.",
     "next_tier_spend": "Add {shortfall} more of eligible items to get the next tier of {name}.",
     "next_tier_quantity": "Add {shortfall} more eligible item{plural} to get the next tier of {name}.",
+    "item": "Add {count} × {item} to get {name}.",
 }
 
 

@@ -21,7 +21,8 @@ from .conditions import compile_condition
 from .errors import Problem, RuleFileError
 from .benefits import KINDS
 from .index import CandidateIndex
-from .model import POLICY_CHOICES, STAGE_ORDER, Benefit, Policies, Limits, PaysFor, Promotion, RuleSet, Targets, Tier, Units, pool_token
+from .model import (POLICY_CHOICES, STAGE_ORDER, Benefit, Limits, PaysFor, Policies, Promotion, RuleSet, Stage,
+                    Targets, Tier, Units, pool_token)
 from .money import DEFAULT_ROUNDING, MoneyError, known_currency, parse_decimal, parse_money
 from .text import instant_problem, normalise_code, shorten
 from .variables import MONEY_VARIABLES
@@ -365,6 +366,47 @@ def _benefits(c: _Checker, docs: list, ends: datetime | None, money: Callable,
     return tuple(ordered)
 
 
+def _check_units(c: _Checker, b: Benefit, written: dict, at: tuple) -> None:
+    """`units` where it means something, and caps that leave the benefit a way to apply. Only item
+    benefits take units, and the item stage runs first, so a group_size (a threshold: one whole
+    group) always decides before any other benefit of its promotion has given anything."""
+    u = b.units
+    if u is None:
+        return
+    at = at + ("units",)
+    if b.stage is not Stage.ITEM:
+        c.fail(at, f"units says which of a line's units are discounted; a {b.scope} {b.type} discounts the order "
+                   "as a whole, not units (remove units, or use an item scope: per_line or per_unit)")
+        return
+    if b.type == "buy_x_get_y":
+        if u.group_size is not None:
+            c.fail(at + ("group_size",), "buy_x_get_y makes its own groups (sets of buy + get units): group_size "
+                                         "means nothing here; set buy and get instead")
+        if "choose" in written:
+            c.fail(at + ("choose",), "buy_x_get_y says which units it gives with discounted_units; choose means "
+                                     "nothing here")
+        return
+    if u.max_per_line is None and u.max_total is None and u.group_size is None:   # only choose
+        c.fail(at, "units with only choose leaves no unit out, so choose means nothing: add max_per_line, "
+                   "max_total or group_size")
+        return
+    most = u.max_total
+    if u.group_size is not None and u.max_total is not None:
+        if u.max_total < u.group_size:
+            c.fail(at + ("max_total",), f"max_total {u.max_total} is less than one group of {u.group_size}: "
+                                        "no unit could ever be discounted")
+            return
+        if u.max_total % u.group_size:
+            most = u.max_total - u.max_total % u.group_size
+            c.fail(at + ("max_total",), f"max_total {u.max_total} is not a whole number of groups of "
+                                        f"{u.group_size}: at most {most} units are ever discounted (write "
+                                        f"max_total: {most})")
+            return
+    if b.type == "fixed_price" and b.quantity is not None and most is not None and b.quantity > most:
+        c.fail(at + ("max_total",), f"a set is {b.quantity} units but at most {most} are ever discounted: the "
+                                    "fixed price could never apply")
+
+
 def _benefit(c: _Checker, doc: dict, at: tuple, index: int, ends: datetime | None, money: Callable,
              percent: Callable) -> Benefit:
     kind = doc["type"]
@@ -396,7 +438,9 @@ def _benefit(c: _Checker, doc: dict, at: tuple, index: int, ends: datetime | Non
                                                "than it, so that no order is granted balance that has already "
                                                "expired; or use after_days")
         fields["pays_for"] = PaysFor.from_doc(doc.get("pays_for", {}))
-    return Benefit(**fields)
+    benefit = Benefit(**fields)
+    _check_units(c, benefit, doc.get("units", {}), at)
+    return benefit
 
 
 def _tiers(c: _Checker, doc: dict, where: tuple, money: Callable, percent: Callable) -> tuple[Tier, ...]:

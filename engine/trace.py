@@ -105,11 +105,20 @@ class NotApplied:
 
 
 @dataclass(frozen=True)
+class HintItem:
+    """What to add, for a storefront's "add to cart" button: a SKU, or any item of a category or brand."""
+
+    kind: str      # sku | category | brand
+    name: str
+
+
+@dataclass(frozen=True)
 class Hint:
     promotion: str
-    kind: str
-    shortfall: Decimal
+    kind: str                      # spend | quantity | item
+    shortfall: Decimal             # money, or units
     message: str
+    item: HintItem | None = None   # kind "item": what to add
 
 
 @dataclass(frozen=True)

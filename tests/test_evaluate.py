@@ -39,15 +39,28 @@ def rewards(draw, currency):
         reward = {"type": kind, "percent": percent}
         if draw(st.booleans()):
             reward["max_discount"] = money(draw, currency, 1, 50)
-        return reward
+        return with_units(draw, reward)
     if kind == "amount_off":
-        return {"type": kind, "scope": draw(st.sampled_from(["per_unit", "per_line", "per_order"])),
-                "amount": money(draw, currency, 1, 80)}
+        reward = {"type": kind, "scope": draw(st.sampled_from(["per_unit", "per_line", "per_order"])),
+                  "amount": money(draw, currency, 1, 80)}
+        return reward if reward["scope"] == "per_order" else with_units(draw, reward)
     if kind == "fixed_price":
-        return {"type": kind, "quantity": draw(st.integers(2, 4)), "price": money(draw, currency, 1, 100)}
+        reward = with_units(draw, {"type": kind, "quantity": draw(st.integers(2, 4)),
+                                   "price": money(draw, currency, 1, 100)})
+        units = reward.get("units", {})
+        most = units.get("max_total")
+        if most is not None and most < reward["quantity"]:   # a set that could never apply does not load
+            units["max_total"] = reward["quantity"] * units.get("group_size", 1)
+        return reward
     if kind == "buy_x_get_y":
-        return {"type": kind, "buy": draw(st.integers(1, 3)), "get": draw(st.integers(1, 2)), "percent": percent,
-                "discounted_units": draw(st.sampled_from(["cheapest", "most_expensive"]))}
+        reward = {"type": kind, "buy": draw(st.integers(1, 3)), "get": draw(st.integers(1, 2)), "percent": percent,
+                  "discounted_units": draw(st.sampled_from(["cheapest", "most_expensive", "equal_or_lesser"]))}
+        if draw(st.booleans()):   # the units given from a selection of their own (it may overlap the bought one)
+            reward["targets"] = {"include": {"categories": draw(st.lists(st.sampled_from(CATEGORIES), min_size=1,
+                                                                         max_size=2, unique=True))}}
+        if draw(st.booleans()):
+            reward["units"] = draw(caps())
+        return reward
     if kind == "tiered":
         if draw(st.booleans()):
             return {"type": kind, "basis": "eligible_quantity",
@@ -63,6 +76,33 @@ def rewards(draw, currency):
         return {"type": kind, "amount": money(draw, currency, 1, 30), "expires": {"after_days": draw(st.integers(1, 90))},
                 "pays_for": draw(pays_for())}
     return {"type": kind}
+
+
+@st.composite
+def caps(draw):
+    """A cap on the units of each line and / or in all, each at least 1."""
+    units = {}
+    while not units:
+        if draw(st.booleans()):
+            units["max_per_line"] = draw(st.integers(1, 3))
+        if draw(st.booleans()):
+            units["max_total"] = draw(st.integers(1, 6))
+    return units
+
+
+def with_units(draw, reward):
+    """Sometimes `units` on an item benefit: caps, whole groups, which units are kept."""
+    if draw(st.integers(0, 2)):
+        return reward
+    units = draw(caps()) if draw(st.booleans()) else {}
+    if draw(st.booleans()) or not units:
+        group = draw(st.integers(2, 3))
+        units["group_size"] = group
+        if "max_total" in units:   # a whole number of groups, at least one
+            units["max_total"] = max(1, units["max_total"] // group) * group
+    if draw(st.booleans()):
+        units["choose"] = draw(st.sampled_from(["cheapest", "most_expensive"]))
+    return dict(reward, units=units)
 
 
 @st.composite
@@ -316,3 +356,20 @@ def test_variable_values_are_the_ones_business_rules_variables_give():
         assert got[name] == want and type(got[name]) is type(want), name
         if isinstance(want, Decimal):
             assert str(got[name]) == str(want), name   # the same digits, as the trace shows them
+
+
+def test_the_hint_for_a_gift_not_in_the_cart_is_true():
+    """Adding what the item hint names, as many as it says, makes the promotion apply."""
+    from pathlib import Path
+    from engine import load_ruleset, read_json
+    case = Path(__file__).parent / "golden" / "u-gift-not-in-cart-hint-jpy"
+    rules, cart, account = load_ruleset(case / "rules"), read_json(case / "cart.json"), read_json(case / "account.json")
+    trace = evaluate(rules, cart, account, now=NOW)
+    [tip] = trace.hints
+    assert tip.kind == "item" and tip.item.kind == "sku" and not trace.applied
+    tote = {"id": "GIFT", "sku": tip.item.name, "category": "bags", "seller": "first_party", "product_type": "physical",
+            "unit_price": "1800", "quantity": int(tip.shortfall)}
+    after = evaluate(rules, dict(cart, lines=cart["lines"] + [tote]), account, now=NOW)
+    assert [(a.promotion, a.amount, [(s.line, s.amount) for s in a.lines]) for a in after.applied] == \
+        [("two-sweaters-tote-free", Decimal(1800), [("GIFT", Decimal(1800))])]
+    assert after.hints == ()

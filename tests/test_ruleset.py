@@ -529,3 +529,35 @@ def test_money_policies_load_and_default_to_todays_behaviour(tmp_path):
 def test_budget_overrun_needs_a_budget(tmp_path):
     [p] = problems(tmp_path, {"books-500-off.yaml": GOOD + "limits: {budget_overrun: refuse}\n"})
     assert p.path == "$.limits.budget_overrun" and "needs a 'budget'" in p.message
+
+
+UNITS_RULE = """id: p
+name: P
+status: active
+currency: JPY
+targets:
+  include: {categories: [a]}
+benefits:
+  - %s
+stacking: {priority: 1, exclusive: false}
+"""
+
+
+@pytest.mark.parametrize("benefit, line, message", [
+    ("{type: percent_off, percent: 10, units: {max_total: 0}}", 8, "must be at least 1"),
+    ("{type: percent_off, percent: 10, scope: per_order, units: {max_total: 1}}", 8, "discounts the order as a whole"),
+    ("{type: amount_off, amount: '100', scope: per_order, units: {max_per_line: 1}}", 8, "discounts the order"),
+    ("{type: buy_x_get_y, buy: 1, get: 1, percent: 100, units: {group_size: 2}}", 8, "group_size means nothing"),
+    ("{type: buy_x_get_y, buy: 1, get: 1, percent: 100, units: {max_total: 1, choose: cheapest}}", 8,
+     "discounted_units"),
+    ("{type: percent_off, percent: 10, units: {choose: most_expensive}}", 8, "choose means nothing"),
+    ("{type: percent_off, percent: 10, units: {group_size: 3, max_total: 2}}", 8, "less than one group of 3"),
+    ("{type: percent_off, percent: 10, units: {group_size: 3, max_total: 5}}", 8, "write max_total: 3"),
+    ("{type: fixed_price, quantity: 3, price: '500', units: {max_total: 2}}", 8, "could never apply"),
+])
+def test_units_that_mean_nothing_or_can_never_be_met_do_not_load(benefit, line, message):
+    with pytest.raises(RuleFileError) as error:
+        build_ruleset({"r/_settings.yaml": b"currencies: [JPY]\n", "r/p.yaml": (UNITS_RULE % benefit).encode()})
+    [problem] = error.value.problems
+    assert problem.line == line and message in problem.message and problem.path.startswith("$.benefits[0].units")
+
