@@ -115,7 +115,7 @@ def promotions(draw, currency, index):
            "targets": {"include": {"categories": draw(st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=2,
                                                                unique=True))}},
            "benefits": [draw(rewards(currency))],
-           "stacking": {"priority": draw(st.integers(0, 2)), "exclusive": draw(st.sampled_from([False, False, True]))}}
+           "stacking": draw(stacking(st.integers(0, 2)))}
     if draw(st.booleans()):
         exclusions = draw(st.sampled_from([{"sellers": ["third_party"]}, {"product_types": ["digital"]}]))
         doc["targets"]["exclude"] = exclusions
@@ -130,13 +130,54 @@ def promotions(draw, currency, index):
     return doc
 
 
+STAGE_CLASSES = ["item", "order", "shipping", "grant"]
+CLASSES = ["member", "catalogue"]
+
+
+@st.composite
+def stacking(draw, priorities):
+    """`stacking` with, sometimes, a class of its own and, for an exclusive promotion, classes it combines with
+    (`known_classes` later drops those no promotion of the rule set has)."""
+    doc = {"priority": draw(priorities), "exclusive": draw(st.sampled_from([False, False, True]))}
+    if draw(st.booleans()):
+        doc["class"] = draw(st.sampled_from(CLASSES))
+    if doc["exclusive"] and draw(st.integers(0, 2)) > 0:
+        doc["combines_with"] = draw(st.lists(st.sampled_from(STAGE_CLASSES + CLASSES), min_size=1, max_size=3,
+                                             unique=True))
+    return doc
+
+
+def known_classes(docs):
+    """The classes the rule set has; combines_with keeps only those (naming another is a load error)."""
+    classes = set(STAGE_CLASSES) | {d["stacking"]["class"] for d in docs if "class" in d["stacking"]}
+    for d in docs:
+        if "combines_with" in d["stacking"]:
+            d["stacking"]["combines_with"] = [c for c in d["stacking"]["combines_with"] if c in classes]
+    return classes
+
+
+def combination_settings(draw, classes):
+    """_settings.yaml lines for a resolution policy and best_per_line classes, sometimes."""
+    text = ""
+    policy = draw(st.sampled_from([None, "best_for_customer", "highest_priority"]))
+    if policy:
+        text += f"exclusive_resolution: {policy}\n"
+    per_line = draw(st.lists(st.sampled_from(["item"] + sorted(classes & set(CLASSES))), max_size=2, unique=True)) \
+        if draw(st.booleans()) else []
+    if per_line:
+        text += f"best_per_line: [{', '.join(per_line)}]\n"
+    return text
+
+
 @st.composite
 def scenarios(draw):
     currency = draw(st.sampled_from(sorted(DIGITS)))
     rounding = draw(st.sampled_from(["half_up", "half_even", "down", "up"]))
     count = draw(st.integers(1, 6))
     docs = [draw(promotions(currency, i)) for i in range(count)]
-    files = {"r/_settings.yaml": f"currencies: [JPY, USD, KWD]\nrounding: {rounding}\n".encode()}
+    classes = known_classes(docs)
+    files = {"r/_settings.yaml": (f"currencies: [JPY, USD, KWD]\nrounding: {rounding}\n"
+                                  + combination_settings(draw, classes)).encode()}
     for doc in docs:
         files[f"r/{doc['id']}.yaml"] = yaml.safe_dump(doc, sort_keys=False).encode()
     lines = []
@@ -196,13 +237,72 @@ def test_adding_an_untargeted_line_does_not_change_other_lines(scenario, quantit
 
 @SETTINGS
 @given(scenarios())
-def test_an_applied_exclusive_promotion_is_alone(scenario):
+def test_applied_promotions_pairwise_combine_and_losers_name_applied_winners(scenario):
     rules, cart, account = scenario
     trace = evaluate(rules, cart, account, now=NOW)
-    if any(a.exclusive for a in trace.applied):
-        assert len(trace.applied) == 1
-        winner = trace.applied[0].promotion
-        assert all(n.lost_to == (winner,) for n in trace.not_applied if n.reason.value == "lost_to_exclusive")
+    applied = {a.promotion for a in trace.applied} | {g.promotion for g in trace.grants}
+    for a in applied:
+        for b in applied - {a}:
+            assert rules.promotions[a].combines(rules.promotions[b]), (a, b)
+    for n in trace.not_applied:
+        if n.reason.value in ("lost_to_exclusive", "not_best_on_any_line"):
+            assert n.lost_to and set(n.lost_to) <= applied | {a.promotion for a in trace.applied}
+            assert "saves more" not in n.message or "saves the same" not in n.message
+
+
+def _live(rules, cart, account):
+    """The promotions that pass their gates, and the evaluation's context, as evaluate() builds them."""
+    import sys
+    from engine.inputs import parse_account, parse_cart, parse_now
+    ev = sys.modules["engine.evaluate"]
+    the_cart, the_account = parse_cart(cart, rules), parse_account(account, rules)
+    when = parse_now(NOW)
+    scope = ev.indexed_scope(rules, the_cart, the_account, set(), when)
+    ctx = ev._Context.build(rules, the_cart, the_account, when, {}, frozenset(), scope.targeted)
+    return ev, [p for p in scope.considered if ev._gate(p, ctx) is None], ctx
+
+
+@SETTINGS
+@given(scenarios(), st.randoms())
+def test_the_candidates_are_exactly_the_maximal_combinable_sets_in_any_order(scenario, rnd):
+    from itertools import combinations
+    rules, cart, account = scenario
+    ev, live, _ = _live(rules, cart, account)
+    found = {frozenset(p.id for p in c) for c in ev._candidates(live)}
+    cliques = [frozenset(p.id for p in group) for size in range(1, len(live) + 1)
+               for group in combinations(live, size) if all(a.combines(b) for a, b in combinations(group, 2))]
+    maximal = {c for c in cliques if not any(c < d for d in cliques)} or {frozenset()}
+    assert found == maximal or (not live and found == {frozenset()})
+    shuffled = rnd.sample(live, len(live))
+    assert [[p.id for p in c] for c in ev._candidates(shuffled)] == [[p.id for p in c] for c in ev._candidates(live)]
+
+
+@SETTINGS
+@given(scenarios())
+def test_best_for_customer_is_never_worse_than_any_candidate(scenario):
+    rules, cart, account = scenario
+    ev, live, ctx = _live(rules, cart, account)
+    trace = evaluate(rules, cart, account, now=NOW)
+    value = trace.totals.discount + sum((g.amount for g in trace.grants), Decimal(0))
+    runs = [ev._run(c, ctx).value() for c in ev._candidates(live)]
+    if rules.exclusive_resolution == "best_for_customer":
+        assert value == max(runs)
+    else:
+        assert value in runs
+
+
+@SETTINGS
+@given(scenarios())
+def test_best_per_line_leaves_at_most_one_discount_of_each_such_class_on_a_line(scenario):
+    rules, cart, account = scenario
+    trace = evaluate(rules, cart, account, now=NOW)
+    for line in trace.lines:
+        classes = [rules.promotions[d.promotion].stacking_class for d in line.discounts if d.stage == "item"]
+        for name in rules.best_per_line:
+            assert classes.count(name) <= 1, (line.id, name)
+    for a in trace.applied:
+        for lost in a.lost_lines or ():
+            assert lost.line not in {s.line for s in a.lines} and lost.amount > 0
 
 
 @SETTINGS
