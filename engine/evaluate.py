@@ -13,9 +13,10 @@ The order of work, which the README states for users:
    A promotion measures its conditions on the cart as earlier promotions left it, before its first
    benefit; each benefit, in its own stage, is computed exactly, rounded once, capped, and split over
    its lines. A promotion with several benefits is one promotion: one eligibility, one use.
-5. Exclusive promotions: every eligible exclusive promotion is tried alone, against all the
-   stackable ones together; the outcome that saves the customer most wins (ties: the higher
-   priority, then the smaller id, of the outcome's leading promotion); the others lost to it.
+5. Combination: every maximal set of promotions that may combine (classes and `combines_with`;
+   without them, all non-exclusive promotions together and each exclusive one alone) is run; the
+   rule set's `exclusive_resolution` policy (RESOLUTIONS) picks the winner, and every promotion
+   outside it that applied in its own set lost to it, with the criterion that decided.
 """
 from __future__ import annotations
 

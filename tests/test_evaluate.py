@@ -416,3 +416,72 @@ def test_variable_values_are_the_ones_business_rules_variables_give():
         assert got[name] == want and type(got[name]) is type(want), name
         if isinstance(want, Decimal):
             assert str(got[name]) == str(want), name   # the same digits, as the trace shows them
+
+
+def _rules(docs, settings=""):
+    files = {"r/_settings.yaml": ("currencies: [JPY]\n" + settings).encode()}
+    for doc in docs:
+        files[f"r/{doc['id']}.yaml"] = yaml.safe_dump(doc).encode()
+    return build_ruleset(files)
+
+
+def _promo(pid, benefit, priority=0, exclusive=False, **more):
+    return {"id": pid, "name": pid.title(), "status": "active", "currency": "JPY", "targets": {"include": "all"},
+            "benefits": [benefit], "stacking": {"priority": priority, "exclusive": exclusive, **more}}
+
+
+JPY_CART = {"currency": "JPY", "channel": "web", "lines": [
+    {"id": "L1", "sku": "S1", "category": "a", "seller": "first_party", "product_type": "physical",
+     "unit_price": "1000", "quantity": 1}]}
+
+
+def test_more_maximal_sets_than_the_bound_fall_back_to_greedy_sets_that_still_combine():
+    """18 exclusive promotions in 9 pairs, each combining with everyone but its partner: 2^9 = 512 maximal
+    sets, over MAX_CANDIDATES. The evaluation still ends, with one set grown from each promotion, and
+    the promotions it applies pairwise combine."""
+    import sys
+    ev = sys.modules["engine.evaluate"]
+    classes = [f"k{i}" for i in range(18)]
+    docs = [_promo(f"p{i:02d}", {"type": "percent_off", "percent": 1}, priority=i, exclusive=True, **{
+        "class": classes[i], "combines_with": [c for j, c in enumerate(classes) if j not in (i, i ^ 1)]})
+        for i in range(18)]
+    rules = _rules(docs)
+    live = list(rules.promotions.values())
+    assert ev._maximal_cliques(18, [frozenset(j for j in range(18) if j not in (i, i ^ 1)) for i in range(18)],
+                               ev.MAX_CANDIDATES) is None
+    candidates = ev._candidates(live)
+    assert 1 < len(candidates) <= 18 and all(len(c) == 9 for c in candidates)
+    trace = evaluate(rules, JPY_CART, ACCOUNT, now=NOW)
+    applied = [rules.promotions[a.promotion] for a in trace.applied]
+    assert len(applied) == 9 and all(a.combines(b) for a in applied for b in applied if a is not b)
+
+
+def test_without_combines_with_the_candidates_are_the_stackables_together_and_each_exclusive_alone():
+    import sys
+    ev = sys.modules["engine.evaluate"]
+    docs = [_promo("a", {"type": "percent_off", "percent": 5}), _promo("b", {"type": "free_shipping"}),
+            _promo("x", {"type": "percent_off", "percent": 9}, exclusive=True, **{"class": "vip"}),
+            _promo("y", {"type": "percent_off", "percent": 8}, exclusive=True)]
+    rules = _rules(docs)
+    got = [[p.id for p in c] for c in ev._candidates(list(rules.promotions.values()))]
+    assert got == [["a", "b"], ["x"], ["y"]]
+
+
+def test_best_per_line_ties_go_to_the_higher_priority_then_the_smaller_id():
+    per_line = {"type": "amount_off", "scope": "per_line", "amount": "100"}
+    docs = [_promo("cat-b", per_line, priority=9, **{"class": "catalogue"}),
+            _promo("cat-a", per_line, priority=5, **{"class": "catalogue"}),
+            _promo("cat-c", per_line, priority=9, **{"class": "catalogue"})]
+    trace = evaluate(_rules(docs, "best_per_line: [catalogue]\n"), JPY_CART, ACCOUNT, now=NOW)
+    assert [(a.promotion, a.amount) for a in trace.applied] == [("cat-b", Decimal(100))]
+    assert {n.promotion: (n.reason.value, n.lost_to) for n in trace.not_applied} == {
+        "cat-a": ("not_best_on_any_line", ("cat-b",)), "cat-c": ("not_best_on_any_line", ("cat-b",))}
+
+
+def test_a_tie_between_outcomes_is_explained_as_a_tie():
+    docs = [_promo("one", {"type": "percent_off", "percent": 10}, priority=3, exclusive=True),
+            _promo("two", {"type": "amount_off", "scope": "per_order", "amount": "100"}, priority=3, exclusive=True)]
+    trace = evaluate(_rules(docs), JPY_CART, ACCOUNT, now=NOW)
+    [lost] = trace.not_applied
+    assert lost.promotion == "two" and "saves more" not in lost.message
+    assert "saves the same and has the same priority, and won the tie by its id" in lost.message
