@@ -485,3 +485,23 @@ def test_a_tie_between_outcomes_is_explained_as_a_tie():
     [lost] = trace.not_applied
     assert lost.promotion == "two" and "saves more" not in lost.message
     assert "saves the same and has the same priority, and won the tie by its id" in lost.message
+
+
+@SETTINGS
+@given(scenarios(), st.randoms())
+def test_the_order_files_are_given_in_changes_nothing(scenario, rnd):
+    rules, cart, account = scenario
+    files = {"r/_settings.yaml": ("currencies: [JPY, USD, KWD]\nrounding: " + rules.rounding + "\n"
+                                  + (f"exclusive_resolution: {rules.exclusive_resolution}\n")
+                                  + (f"best_per_line: [{', '.join(sorted(rules.best_per_line))}]\n"
+                                     if rules.best_per_line else "")).encode()}
+    for p in rnd.sample(list(rules.promotions.values()), len(rules.promotions)):
+        doc = {"id": p.id, "name": p.name, "status": p.status, "currency": p.currency,
+               "targets": {"include": "all"}, "benefits": [{"type": "percent_off", "percent": 10}],
+               "stacking": {"priority": p.priority, "exclusive": p.exclusive, "class": p.stacking_class}}
+        if p.combines_with:
+            doc["stacking"]["combines_with"] = list(reversed(p.combines_with))
+        files[f"r/{p.id}.yaml"] = yaml.safe_dump(doc).encode()
+    shuffled = dict(rnd.sample(list(files.items()), len(files)))
+    assert evaluate(build_ruleset(files), cart, account, now=NOW).to_json() == \
+        evaluate(build_ruleset(shuffled), cart, account, now=NOW).to_json()
