@@ -13,15 +13,16 @@ The order of work, which the README states for users:
    A promotion measures its conditions on the cart as earlier promotions left it, before its first
    benefit; each benefit, in its own stage, is computed exactly, rounded once, capped, and split over
    its lines. A promotion with several benefits is one promotion: one eligibility, one use.
-5. Exclusive promotions: every eligible exclusive promotion is tried alone, against all the
-   stackable ones together; the outcome that saves the customer most wins (ties: the higher
-   priority, then the smaller id, of the outcome's leading promotion); the others lost to it.
+5. Combination: every maximal set of promotions that may combine (classes and `combines_with`;
+   without them, all non-exclusive promotions together and each exclusive one alone) is run; the
+   rule set's `exclusive_resolution` policy (RESOLUTIONS) picks the winner, and every promotion
+   outside it that applied in its own set lost to it, with the criterion that decided.
 """
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
@@ -37,14 +38,14 @@ from .index import Scope
 from .inputs import parse_account, parse_cart, parse_codes, parse_now, parse_usage
 from .model import STAGE_ORDER, Account, Benefit, Cart, Line, Promotion, RuleSet, Stage, Targets, Usage
 from .money import allocate_units, format_money, from_units, minor_unit, quantum, round_units, to_units
-from .reasons import Reason, hint, message
+from .reasons import Reason, hint, message, why_won
 from .benefits import KINDS, Exact, Lines, Missing, NextTier, Short, keep_units
 from .text import normalise_code, text_problem
 
 MAX_PREVIEW = 100   # promotions one evaluation may preview
 from .tenders import pay
-from .trace import (TRACE_FORMAT, Applied, CodeResult, FailedCondition, Grant, Hint, HintItem, Inputs, LineDiscount, LineShare,
-                    LineTrace, NotApplied, ShippingTrace, Threshold, Totals, Trace, scope_of)
+from .trace import (TRACE_FORMAT, Applied, CodeResult, FailedCondition, Grant, Hint, HintItem, Inputs, LineDiscount,
+                    LineShare, LineTrace, LostLine, NotApplied, ShippingTrace, Threshold, Totals, Trace, scope_of)
 from .variables import (MEASURED_PER_PROMOTION, MONEY_VARIABLES, QUANTITY_VARIABLES, REGION_VARIABLES,
                         SPEND_VARIABLES, VARIABLE_TYPES, WEEKDAYS, Facts, PromotionVariables)
 
@@ -268,7 +269,9 @@ def _initial_state(ctx: "_Context") -> _State:
 def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
     """The promotions together, benefit by benefit in stage order (then priority, then id). A promotion's
     conditions are measured once, before its first benefit; a promotion that gives nothing with any
-    benefit did not apply."""
+    benefit did not apply. The item discounts of a `best_per_line` class are settled together, at the
+    place of the first of them (`_best_per_line`)."""
+    promotions = list(promotions)
     state = _initial_state(ctx)
     applied: list[Applied] = []
     failed: list[NotApplied] = []
@@ -278,77 +281,295 @@ def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
     refused: set[str] = set()
     given: dict[str, int] = {}        # minor units each promotion has given so far, for its caps
     nothing: dict[str, _Nothing] = {}   # why a promotion's first benefit that gave nothing gave nothing
+    groups = _line_groups(run, ctx)
+    outdone: dict[str, tuple[str, ...]] = {}   # best_per_line: promotions that lost every line, to whom
     for _, promotion, benefit in steps:
         pid = promotion.id
         if pid in refused:
             continue
-        first = benefit is promotion.benefits[0]
-        if first:
-            refusal = _eligibility(promotion, state, ctx)
-            if refusal is not None:
-                refused.add(pid)
-                failed.append(refusal)
-                hints.extend(_near_miss_hints(promotion, refusal, applied, run, ctx))
+        group = groups.get(promotion.stacking_class) if benefit.stage is Stage.ITEM else None
+        if group is not None:
+            if group[0] is promotion:     # the first of its class: the whole class is settled here
+                settled = _best_per_line(group, state, applied, run, ctx)
+                state = settled.state
+                applied.extend(settled.applied)
+                hints.extend(settled.hints)
+                given.update(settled.given)
+                outdone.update(settled.outdone)
+                nothing.update(settled.nothing)
+                for refusal in settled.refused:
+                    refused.add(refusal.promotion)
+                    failed.append(refusal)
+            if pid in refused:
                 continue
-        result = _apply(promotion, benefit, state, given.get(pid, 0), ctx)
-        if isinstance(result, NotApplied):   # its own threshold (always the first benefit) refused it
-            refused.add(pid)
-            failed.append(result)
-            hints.extend(_near_miss_hints(promotion, result, applied, run, ctx))
-            continue
-        if isinstance(result, tuple) and isinstance(result[0], Reason):
-            nothing.setdefault(pid, result)
         else:
-            done, state, next_tier = result
-            applied.append(done)
-            given[pid] = given.get(pid, 0) + to_units(done.amount, ctx.currency)
-            if next_tier is not None and not ctx.probing:
-                hints.extend(_next_tier_hint(promotion, next_tier, ctx))
+            if benefit is promotion.benefits[0]:
+                refusal = _eligibility(promotion, state, ctx)
+                if refusal is not None:
+                    refused.add(pid)
+                    failed.append(refusal)
+                    hints.extend(_near_miss_hints(promotion, refusal, applied, run, ctx))
+                    continue
+            result = _apply(promotion, benefit, state, given.get(pid, 0), ctx)
+            if isinstance(result, NotApplied):   # its own threshold (always the first benefit) refused it
+                refused.add(pid)
+                failed.append(result)
+                hints.extend(_near_miss_hints(promotion, result, applied, run, ctx))
+                continue
+            if _gave_nothing(result):
+                nothing.setdefault(pid, result)
+            else:
+                done, state, next_tier = result
+                applied.append(done)
+                given[pid] = given.get(pid, 0) + to_units(done.amount, ctx.currency)
+                if next_tier is not None and not ctx.probing:
+                    hints.extend(_next_tier_hint(promotion, next_tier, ctx))
         if benefit is promotion.benefits[-1] and pid not in given:
-            reason, values = nothing[pid]
-            failed.append(_refuse(promotion, reason, **values))
+            if pid in outdone:
+                failed.append(_lost_every_line(promotion, outdone[pid], ctx))
+            else:
+                reason, values = nothing.get(pid, (Reason.NOTHING_LEFT_TO_DISCOUNT, {}))
+                failed.append(_refuse(promotion, reason, **values))
     total = sum((a.amount for a in applied if a.stage != Stage.GRANT.value), ctx.zero)
     granted = sum((a.amount for a in applied if a.stage == Stage.GRANT.value), ctx.zero)
     return _Outcome(tuple(applied), failed, tuple(hints), total, granted, state)
 
 
-def _resolve(live: list[Promotion], ctx: _Context) -> _Outcome:
-    """Stackable promotions together, against each exclusive one alone: the customer gets the best."""
-    stackable = [p for p in live if not p.exclusive]
-    exclusives = [p for p in live if p.exclusive]
-    together = _run(stackable, ctx)
-    if not exclusives:
-        return together
-    alone = {x.id: _run([x], ctx) for x in exclusives}
-    contenders = [(together, None)] + [(alone[x.id], x) for x in exclusives if alone[x.id].applied]
-    best, winner = min(contenders, key=lambda c: (-c[0].value(), c[0].lead()))
-    names = ctx.ruleset.promotions
-    not_applied: list[NotApplied] = []
-    if winner is None:
-        winner_ids = tuple(dict.fromkeys(a.promotion for a in together.applied))
-        not_applied.extend(together.not_applied)
-        hints = list(together.hints)
-    else:
-        winner_ids = (winner.id,)
-        hints = list(best.hints) + [h for x in exclusives if x is not winner for h in alone[x.id].hints]
-        for pid in dict.fromkeys(a.promotion for a in together.applied):   # once per promotion, in order
-            not_applied.append(_lost(names[pid], winner_ids, ctx))
-        not_applied.extend(together.not_applied)
-    for x in exclusives:
-        if x is winner:
-            continue
-        if alone[x.id].applied:
-            not_applied.append(_lost(x, winner_ids, ctx))
+# --- best per line -------------------------------------------------------------------------------
+
+def _line_groups(promotions: list[Promotion], ctx: _Context) -> dict[str, list[Promotion]]:
+    """The promotions of each `best_per_line` class that discount items, in evaluation order."""
+    classes = ctx.ruleset.best_per_line
+    groups: dict[str, list[Promotion]] = {}
+    if not classes:
+        return groups
+    for p in sorted(promotions, key=_order):
+        if p.stacking_class in classes and p.benefits[0].stage is Stage.ITEM:
+            groups.setdefault(p.stacking_class, []).append(p)
+    return groups
+
+
+@dataclass
+class _Settled:
+    """What one best_per_line class gave, for `_run` to take in."""
+
+    state: _State
+    applied: list[Applied] = field(default_factory=list)
+    refused: list[NotApplied] = field(default_factory=list)
+    hints: list[Hint] = field(default_factory=list)
+    given: dict[str, int] = field(default_factory=dict)
+    outdone: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    nothing: dict[str, "_Nothing"] = field(default_factory=dict)
+
+
+def _best_per_line(members: list[Promotion], state: _State, earlier: list[Applied], run: tuple[Promotion, ...],
+                   ctx: _Context) -> _Settled:
+    """The item discounts of one best_per_line class (Saleor's catalogue promotions): they do not
+    compound on a line. Each member measures its conditions and computes its discount on the cart as
+    it stands before the first of them (exact, rounded once, capped, split as usual); then each line
+    keeps only the largest share any member gave it (ties: the higher priority, then the smaller id,
+    which is the members' order). A member keeps its shares of the lines it won, so its amount is the
+    sum of whole minor units it was already given, never re-rounded; the lines it lost are listed."""
+    settled = _Settled(state)
+    offers: list[tuple[Promotion, Benefit, Exact, tuple[str, ...], dict[str, int]]] = []
+    for p in members:
+        b = p.benefits[0]
+        refusal = _eligibility(p, state, ctx)
+        computed = _exact(p, b, state, 0, ctx) if refusal is None else refusal
+        if isinstance(computed, NotApplied):
+            settled.refused.append(computed)
+            settled.hints.extend(_near_miss_hints(p, computed, earlier, run, ctx))
+        elif _gave_nothing(computed):
+            settled.nothing[p.id] = computed
         else:
-            not_applied.extend(alone[x.id].not_applied)
-            if winner is None:
-                hints.extend(alone[x.id].hints)
-    return _Outcome(best.applied, not_applied, tuple(hints), best.total, best.granted, best.left)
+            result, amount, capped_by = computed
+            parts = _parts(amount, result, state, ctx)
+            offers.append((p, b, result, capped_by, dict(zip(result.ids, parts))))
+    best: dict[str, tuple[int, str]] = {}         # line -> the largest share and who gave it
+    for p, _, _, _, parts in offers:              # in evaluation order: a tie stays with the earlier
+        for line, part in parts.items():
+            if part and (line not in best or part > best[line][0]):
+                best[line] = (part, p.id)
+    for p, b, result, capped_by, parts in offers:
+        won = tuple(line for line in result.ids if parts[line] and best[line][1] == p.id)
+        lost = tuple(LostLine(line, from_units(parts[line], ctx.currency), best[line][1])
+                     for line in result.ids if parts[line] and best[line][1] != p.id)
+        if not won:
+            if lost:
+                settled.outdone[p.id] = tuple(dict.fromkeys(x.lost_to for x in lost))
+            continue
+        kept = Exact(won, tuple(parts[line] for line in won))
+        amount = kept.total()
+        done, settled.state = _split(p, b, kept, amount, capped_by, settled.state, ctx)
+        settled.applied.append(replace(done, lost_lines=lost) if lost else done)
+        settled.given[p.id] = amount
+        if result.next_tier is not None and not ctx.probing:
+            settled.hints.extend(_next_tier_hint(p, result.next_tier, ctx))
+    return settled
 
 
-def _lost(p: Promotion, winners: tuple[str, ...], ctx: _Context) -> NotApplied:
+def _lost_every_line(p: Promotion, winners: tuple[str, ...], ctx: _Context) -> NotApplied:
     names = ", ".join(ctx.ruleset.promotions[w].name for w in winners)
-    return _refuse(p, Reason.LOST_TO_EXCLUSIVE, winner=names, lost_to=winners)
+    return _refuse(p, Reason.NOT_BEST_ON_ANY_LINE, winner=names, stacking_class=p.stacking_class, lost_to=winners)
+
+
+# --- which promotions combine, and which outcome wins ----------------------------------------------
+
+MAX_CANDIDATES = 256   # maximal sets of combinable promotions enumerated per evaluation (see _candidates)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A maximal set of live promotions that pairwise combine, and what it gives when run together."""
+
+    members: tuple[Promotion, ...]       # in evaluation order
+    outcome: _Outcome
+
+    @cached_property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(sorted(p.id for p in self.members))
+
+    def order(self) -> tuple:
+        """The last tie-break: the applied promotions from the first in evaluation order, then the
+        members' ids. Two different sets always differ here, so the winner never depends on file order."""
+        applied = tuple(sorted(dict.fromkeys((-a.priority, a.promotion) for a in self.outcome.applied)))
+        return (self.outcome.lead()[2], applied, self.ids)
+
+
+# A resolution policy ranks candidates by named criteria, first to last; the lowest wins. The names
+# are what a loser's message explains (reasons.why_won): "value", "priority", "id".
+Ranking = tuple[tuple[str, Any], ...]
+
+
+def _best_for_customer(c: _Candidate) -> Ranking:
+    """The outcome worth most to the customer; ties: the higher priority, then the smaller id, of its
+    leading promotion."""
+    return (("value", -c.outcome.value()), ("priority", c.outcome.lead()[:2]), ("id", c.order()))
+
+
+def _highest_priority(c: _Candidate) -> Ranking:
+    """Sylius: the outcome holding the applied promotion of the highest priority; ties: the outcome
+    worth more, then the smaller id."""
+    return (("priority", c.outcome.lead()[:2]), ("value", -c.outcome.value()), ("id", c.order()))
+
+
+RESOLUTIONS: dict[str, Callable[[_Candidate], Ranking]] = {
+    "best_for_customer": _best_for_customer,
+    "highest_priority": _highest_priority,
+}
+
+
+def _rank(c: _Candidate, ctx: _Context) -> tuple:
+    return tuple(value for _, value in RESOLUTIONS[ctx.ruleset.exclusive_resolution](c))
+
+
+def _resolve(live: list[Promotion], ctx: _Context) -> _Outcome:
+    """Every maximal set of live promotions that may combine is run; the resolution policy picks the
+    winner. Each promotion outside it that applied in its own set lost to the winner (`_lost`); the
+    others keep their own reason, from the best-ranked set that holds them."""
+    candidates = _candidates(live)
+    if len(candidates) == 1:
+        return _run(candidates[0], ctx)
+    ranked = sorted((_Candidate(members, _run(members, ctx)) for members in candidates), key=lambda c: _rank(c, ctx))
+    best = ranked[0]
+    in_best = {p.id for p in best.members}
+    nothing = not best.outcome.applied       # nothing applies in any set: every near miss is worth telling
+    not_applied = list(best.outcome.not_applied)
+    hints = list(best.outcome.hints)
+    settled: set[str] = set(in_best)
+    for applied_only in (True, False):       # lost to the winner where it applied; else its own reason
+        for c in ranked[1:]:
+            applied_here = {a.promotion for a in c.outcome.applied}
+            for p in c.members:
+                if p.id in settled or (p.id in applied_here) != applied_only:
+                    continue
+                settled.add(p.id)
+                if applied_only:
+                    not_applied.append(_lost(p, best, c, ctx))
+                    continue
+                not_applied.extend(n for n in c.outcome.not_applied if n.promotion == p.id)
+                # Reaching a non-exclusive promotion's threshold would not let it combine with the winner.
+                if p.exclusive or nothing:
+                    hints.extend(h for h in c.outcome.hints if h.promotion == p.id)
+    return _Outcome(best.outcome.applied, not_applied, tuple(hints), best.outcome.total, best.outcome.granted,
+                    best.outcome.left)
+
+
+def _lost(p: Promotion, best: _Candidate, own: _Candidate, ctx: _Context) -> NotApplied:
+    """`p` applied in its own set `own`, which the policy ranked below `best`: name the winners it does not
+    combine with, and say why `best` won (the first criterion on which the two differ)."""
+    applied = tuple(dict.fromkeys(a.promotion for a in best.outcome.applied))
+    promotions = ctx.ruleset.promotions
+    winners = tuple(w for w in applied if not p.combines(promotions[w])) or applied or \
+        tuple(q.id for q in best.members if not p.combines(q))
+    names = ", ".join(promotions[w].name for w in winners)
+    policy = RESOLUTIONS[ctx.ruleset.exclusive_resolution]
+    ours, theirs = policy(best), policy(own)
+    criteria = tuple(name for name, _ in ours)
+    deciding = next(name for (name, a), (_, b) in zip(ours, theirs) if a != b)
+    return _refuse(p, Reason.LOST_TO_EXCLUSIVE, winner=names, why=why_won(criteria, deciding), lost_to=winners)
+
+
+def _candidates(live: list[Promotion]) -> list[tuple[Promotion, ...]]:
+    """The maximal sets of live promotions that pairwise combine (the maximal cliques of the graph
+    "may combine"), each in evaluation order. With no `combines_with` anywhere these are what they
+    always were: every non-exclusive promotion together, and each exclusive one alone.
+
+    Promotions that combine with exactly the same ones and with each other (non-exclusive ones of
+    one class, say) are one node, so the search works on classes rather than promotions. More than
+    MAX_CANDIDATES sets would mean as many runs of the cart: then the candidates are, instead, the
+    set grown greedily (in evaluation order) from each node. Each is still a maximal set that pairwise
+    combines, so no two promotions that must not combine ever apply together; only the customer may
+    miss a better set than those."""
+    live = sorted(live, key=_order)
+    exclusives = [p for p in live if p.exclusive]
+    if not exclusives:
+        return [tuple(live)]
+    if not any(p.combines_with for p in exclusives):
+        stackable = tuple(p for p in live if not p.exclusive)
+        return ([stackable] if stackable else []) + [(x,) for x in exclusives]
+    nodes: dict[tuple, list[Promotion]] = {}
+    for p in live:
+        twins = not p.exclusive or p.stacking_class in p.combines_with
+        key = (p.exclusive, p.stacking_class, p.combines_with) if twins else (True, p.id)
+        nodes.setdefault(key, []).append(p)
+    keys = list(nodes)
+    index = {k: i for i, k in enumerate(keys)}
+    neighbours = [frozenset(index[k] for k in keys if k != key and nodes[key][0].combines(nodes[k][0]))
+                  for key in keys]
+    found = _maximal_cliques(len(keys), neighbours, MAX_CANDIDATES)
+    if found is None:
+        found = list(dict.fromkeys(_greedy(start, len(keys), neighbours) for start in range(len(keys))))
+    sets = [tuple(sorted((p for i in clique for p in nodes[keys[i]]), key=_order)) for clique in found]
+    return sorted(sets, key=lambda members: tuple(p.id for p in members))
+
+
+def _maximal_cliques(size: int, neighbours: list[frozenset[int]], limit: int) -> list[frozenset[int]] | None:
+    """Bron–Kerbosch with a pivot, stopping (None) once more than `limit` maximal cliques are found.
+    Iterative, so a deep clique cannot exhaust Python's stack."""
+    found: list[frozenset[int]] = []
+    stack: list[tuple[frozenset[int], set[int], set[int]]] = [(frozenset(), set(range(size)), set())]
+    while stack:
+        clique, candidates, excluded = stack.pop()
+        if not candidates and not excluded:
+            found.append(clique)
+            if len(found) > limit:
+                return None
+            continue
+        pivot = max(candidates | excluded, key=lambda u: (len(neighbours[u] & candidates), -u))
+        for v in sorted(candidates - neighbours[pivot], reverse=True):
+            stack.append((clique | {v}, candidates & neighbours[v], excluded & neighbours[v]))
+            candidates = candidates - {v}
+            excluded = excluded | {v}
+    return found
+
+
+def _greedy(start: int, size: int, neighbours: list[frozenset[int]]) -> frozenset[int]:
+    clique = {start}
+    for v in range(size):
+        if v not in clique and all(v in neighbours[u] for u in clique):
+            clique.add(v)
+    return frozenset(clique)
 
 
 def _values(p: Promotion, state: _State, ctx: _Context) -> Mapping[str, Any]:
@@ -416,7 +637,6 @@ _Nothing = tuple[Reason, dict]   # why a benefit gives nothing, and the values i
 def _apply(p: Promotion, b: Benefit, state: _State, given: int, ctx: _Context) -> NotApplied | _Given | _Nothing:
     """One benefit of `p` on the cart as it stands: what it gives, refused by its own threshold, or
     why it gives nothing. The rule set's policies say what it works on and where it is rounded."""
-    policies = ctx.ruleset.policies
     if b.stage is Stage.GRANT:  # balance for later orders: this order's lines and shipping are untouched
         assert b.amount is not None
         units, capped_by = _capped(p, b, to_units(b.amount, ctx.currency), given, ctx)
@@ -425,6 +645,22 @@ def _apply(p: Promotion, b: Benefit, state: _State, given: int, ctx: _Context) -
         if units == 0:
             return Reason.NOTHING_LEFT_TO_DISCOUNT, {}
         return _applied(p, b, from_units(units, ctx.currency), (), None, capped_by), state, None
+    computed = _exact(p, b, state, given, ctx)
+    if isinstance(computed, NotApplied) or _gave_nothing(computed):
+        return computed
+    result, amount, capped_by = computed
+    return _split(p, b, result, amount, capped_by, state, ctx) + (result.next_tier,)
+
+
+def _gave_nothing(result: Any) -> bool:
+    return isinstance(result, tuple) and isinstance(result[0], Reason)
+
+
+def _exact(p: Promotion, b: Benefit, state: _State, given: int,
+           ctx: _Context) -> NotApplied | _Nothing | tuple[Exact, int, tuple[str, ...]]:
+    """What a line or shipping benefit would take off, exactly, and its amount rounded and capped
+    (minor units), by the rule set's policies; refused by its own threshold, or why it gives nothing."""
+    policies = ctx.ruleset.policies
     kind = KINDS[b.type]
     assert kind.calculate is not None
     original = policies.stacking_base == "original"
@@ -448,7 +684,7 @@ def _apply(p: Promotion, b: Benefit, state: _State, given: int, ctx: _Context) -
         return amount
     if amount == 0:
         return Reason.NOTHING_LEFT_TO_DISCOUNT, {}
-    return _split(p, b, result, amount, capped_by, state, ctx) + (result.next_tier,)
+    return result, amount, capped_by
 
 
 def _clamped(result: Exact, state: _State) -> Exact:
@@ -511,6 +747,14 @@ def _benefit_path(p: Promotion, b: Benefit, name: str) -> str:
     return f"benefits[{b.index}].{name}"
 
 
+def _parts(amount: int, result: Exact, state: _State, ctx: _Context) -> list[int]:
+    """`amount` (minor units) over the result's lines in proportion to its exact amounts, the leftover
+    minor units placed by the rule set's policy (never more than a line has left)."""
+    leftover = ctx.ruleset.policies.leftover
+    rooms = None if leftover == "largest_remainder" else [state.lines[i] for i in result.ids]
+    return allocate_units(amount, result.numerators, result.denominator, result.ids, leftover, rooms)
+
+
 def _split(p: Promotion, b: Benefit, result: Exact, amount: int, capped_by: tuple[str, ...], state: _State,
            ctx: _Context) -> tuple[Applied, _State]:
     """Put the rounded amount (minor units) on lines (largest remainder) or on shipping, and check
@@ -522,9 +766,7 @@ def _split(p: Promotion, b: Benefit, result: Exact, amount: int, capped_by: tupl
             raise InvariantError(f"{p.id}: shipping discount {money} exceeds what is left of shipping")
         return _applied(p, b, money, (), money, capped_by), _State(state.lines, state.shipping - amount)
     ids = result.ids
-    leftover = ctx.ruleset.policies.leftover
-    rooms = None if leftover == "largest_remainder" else [state.lines[i] for i in ids]
-    parts = allocate_units(amount, result.numerators, result.denominator, ids, leftover, rooms)
+    parts = _parts(amount, result, state, ctx)
     lines = dict(state.lines)
     shares: list[LineShare] = []
     for line_id, part in zip(ids, parts):

@@ -164,6 +164,10 @@ class Promotion:
     limits: Limits
     source: str               # the rule file, for messages
     code_pool: bool = False   # redeemed with the ledger's single-use codes; `code` is then pool_token(id)
+    # Its combination class (None: the stage of its first benefit) and, for an exclusive promotion, the
+    # classes it still combines with (see `combines`).
+    stacking_class: str | None = None
+    combines_with: tuple[str, ...] = ()   # as the file lists them
     # Derived once from the fields above (evaluate() reads them for every promotion it considers):
     stage: Stage = field(init=False, repr=False, compare=False)
     order: tuple = field(init=False, repr=False, compare=False)   # evaluation order: stage, priority, id
@@ -172,6 +176,17 @@ class Promotion:
         stage = self.benefits[0].stage
         object.__setattr__(self, "stage", stage)
         object.__setattr__(self, "order", (STAGE_ORDER.index(stage), -self.priority, self.id))
+        if self.stacking_class is None:
+            object.__setattr__(self, "stacking_class", stage.value)
+
+    def combines(self, other: "Promotion") -> bool:
+        """Whether the two may apply to the same order. Two non-exclusive promotions always may; an
+        exclusive one only with promotions whose class it lists, and two exclusive ones only when
+        each lists the other's class."""
+        if not self.exclusive and not other.exclusive:
+            return True
+        return (not self.exclusive or other.stacking_class in self.combines_with) and \
+            (not other.exclusive or self.stacking_class in other.combines_with)
 
 
 @dataclass(frozen=True)
@@ -183,6 +198,8 @@ class RuleSet:
     version: str              # sha256 over the rule files' names and bytes
     policies: Policies = field(default_factory=Policies)
     codes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # normalised code -> promotion ids
+    exclusive_resolution: str = "best_for_customer"   # the policy choosing among exclusive outcomes (evaluate.py)
+    best_per_line: frozenset[str] = frozenset()        # classes whose item discounts do not compound on a line
     # Built beside the rule set from `promotions` by ruleset.build_ruleset, the only place a RuleSet is made.
     index: "CandidateIndex | None" = field(default=None, repr=False, compare=False)
 

@@ -22,6 +22,7 @@ class Reason(str, Enum):
     MIN_SPEND_NOT_MET = "min_spend_not_met"
     MIN_QUANTITY_NOT_MET = "min_quantity_not_met"
     LOST_TO_EXCLUSIVE = "lost_to_exclusive"
+    NOT_BEST_ON_ANY_LINE = "not_best_on_any_line"
     NOTHING_LEFT_TO_DISCOUNT = "nothing_left_to_discount"
     BUDGET_WOULD_OVERRUN = "budget_would_overrun"
     GET_ITEMS_MISSING = "get_items_missing"
@@ -42,7 +43,9 @@ MESSAGES: dict[Reason, str] = {
     Reason.CONDITION_FAILED: "The cart or account does not meet the terms of {name}.",
     Reason.MIN_SPEND_NOT_MET: "{name} needs {required} {what}; the cart has {measured} ({shortfall} short).",
     Reason.MIN_QUANTITY_NOT_MET: "{name} needs {required} {what}; the cart has {measured} ({shortfall} short).",
-    Reason.LOST_TO_EXCLUSIVE: "{name} cannot be combined: {winner} saves more and was applied instead.",
+    Reason.LOST_TO_EXCLUSIVE: "{name} cannot be combined: {winner} {why}.",
+    Reason.NOT_BEST_ON_ANY_LINE: "{name} does not add to other {stacking_class} discounts on a line, and on every "
+                                 "line it could discount {winner} takes off more (or as much, and goes first).",
     Reason.NOTHING_LEFT_TO_DISCOUNT: "{name} would take nothing off: its items are already at or below what it offers.",
     Reason.BUDGET_WOULD_OVERRUN: "{name} has {left} of its budget left, less than the {amount} it would take off "
                                  "this order; it does not give part of a discount.",
@@ -58,6 +61,32 @@ HINTS: dict[str, str] = {
     "next_tier_quantity": "Add {shortfall} more eligible item{plural} to get the next tier of {name}.",
     "item": "Add {count} × {item} to get {name}.",
 }
+
+
+# Why the winning outcome beat a losing one, by the first criterion of the resolution policy
+# (evaluate.RESOLUTIONS) on which they differ; the criteria before it were equal.
+WON_BY: dict[str, str] = {
+    "value": "saves more",
+    "priority": "has the higher priority",
+    "id": "comes first by id",
+}
+TIED_ON: dict[str, str] = {
+    "value": "saves the same",
+    "priority": "has the same priority",
+}
+WON_TIE_BY: dict[str, str] = {
+    "value": "by saving more",
+    "priority": "by its higher priority",
+    "id": "by its id, which sorts first",
+}
+
+
+def why_won(criteria: tuple[str, ...], deciding: str) -> str:
+    """'saves more and was applied instead', or for a tie, what was equal and what broke the tie."""
+    ties = criteria[:criteria.index(deciding)]
+    if not ties:
+        return f"{WON_BY[deciding]} and was applied instead"
+    return f"{' and '.join(TIED_ON[t] for t in ties)}, and won the tie {WON_TIE_BY[deciding]}, so it was applied instead"
 
 
 def message(reason: Reason, **values: object) -> str:

@@ -112,7 +112,7 @@ def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
         digest.update(path.name.encode() + b"\0" + raw[path] + b"\0")
     settings_path = next((p for p in paths if p.name == SETTINGS_FILE), Path(SETTINGS_FILE))
 
-    settings = _load_settings(settings_path, raw.get(settings_path), problems)
+    settings, settings_where = _load_settings(settings_path, raw.get(settings_path), problems)
     promotions: dict[str, Promotion] = {}
     where: dict[str, Positions] = {}
     seen_ids: dict[str, str] = {}
@@ -154,6 +154,7 @@ def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
                                      f"overlapping window; a code names one active promotion at a time (give "
                                      f"both windows, ending one before the other starts)"))
         active_codes.setdefault(promotion.code, []).append(promotion)
+    _check_classes(promotions, where, settings, settings_path, settings_where, problems)
     if problems:
         raise RuleFileError(problems)
     assert settings is not None
@@ -162,6 +163,8 @@ def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
     return RuleSet(promotions=ordered, currencies=frozenset(settings["currencies"]), policies=policies,
                    rounding=settings.get("rounding", DEFAULT_ROUNDING), locale=settings.get("locale", "en_US"),
                    version="sha256:" + digest.hexdigest(), codes=codes,
+                   exclusive_resolution=settings.get("exclusive_resolution", "best_for_customer"),
+                   best_per_line=frozenset(settings.get("best_per_line", ())),
                    index=CandidateIndex.build(ordered.values()))
 
 
@@ -171,14 +174,44 @@ def _overlap(a: Promotion, b: Promotion) -> bool:
         (b.starts is None or a.ends is None or b.starts < a.ends)
 
 
-def _load_settings(path: Path, data: bytes | None, problems: list[Problem]) -> dict | None:
+STAGE_CLASSES = frozenset(stage.value for stage in STAGE_ORDER)   # every rule set has these classes
+
+
+def _check_classes(promotions: Mapping[str, Promotion], where: Mapping[str, Positions], settings: dict | None,
+                   settings_path: Path, settings_where: Positions, problems: list[Problem]) -> None:
+    """A class named in `combines_with` or `best_per_line` must be one that some promotion has (or a
+    stage's): a misspelt class would otherwise silently combine with nothing."""
+    classes = STAGE_CLASSES | {p.stacking_class for p in promotions.values()}
+
+    def unknown(name: str) -> str:
+        return (f"no promotion of this rule set has the class {name!r}; the classes are: "
+                f"{', '.join(sorted(classes))}")
+
+    for pid in sorted(promotions):
+        p = promotions[pid]
+        for i, name in enumerate(p.combines_with):
+            if name not in classes:
+                problems.append(_problem(Path(p.source), where[pid], ("stacking", "combines_with", i), unknown(name)))
+    if settings is None:
+        return
+    for i, name in enumerate(settings.get("best_per_line", ())):
+        at = ("best_per_line", i)
+        if name in STAGE_CLASSES - {"item"}:
+            problems.append(_problem(settings_path, settings_where, at,
+                                     f"best_per_line chooses among item discounts on each line; {name!r} is the "
+                                     f"class of {name}-stage promotions, which do not discount lines one by one"))
+        elif name not in classes:
+            problems.append(_problem(settings_path, settings_where, at, unknown(name)))
+
+
+def _load_settings(path: Path, data: bytes | None, problems: list[Problem]) -> tuple[dict | None, Positions]:
     if data is None:
         problems.append(Problem(str(path), 1, 1, "$",
                                 f"{SETTINGS_FILE} is missing: it names the currencies the rule set accepts"))
-        return None
+        return None, Positions()
     doc, positions = _read(path, data, "ruleset", problems)
     if doc is None:
-        return None
+        return None, positions
     ok = True
     for i, code in enumerate(doc["currencies"]):
         if not known_currency(code):
@@ -188,7 +221,7 @@ def _load_settings(path: Path, data: bytes | None, problems: list[Problem]) -> d
         problems.append(_problem(path, positions, ("locale",), f"unknown locale {doc['locale']!r}; "
                                                                "use one Babel knows, such as en_US or ja_JP"))
         ok = False
-    return doc if ok else None
+    return (doc if ok else None), positions
 
 
 def known_locale(name: str) -> bool:
@@ -290,14 +323,20 @@ def _load_promotion(path: Path, data: bytes, settings: dict | None,
     if limits.budget_overrun is not None and limits.budget is None:
         c.fail(("limits", "budget_overrun"), "budget_overrun says what happens when a discount would overrun the "
                                              "budget, so it needs a 'budget' in the same limits")
+    stacking = doc["stacking"]
+    if "combines_with" in stacking and not stacking["exclusive"]:
+        c.fail(("stacking", "combines_with"), "combines_with is only for exclusive promotions (exclusive: true): a "
+                                              "promotion that is not exclusive already combines with every other "
+                                              "one that is not, and with each exclusive one that lists its class")
     if c.failed:
         return None, positions
     return Promotion(
         id=doc["id"], name=doc["name"], status=doc["status"], currency=currency, starts=starts, ends=ends,
         code=normalise_code(doc["code"]) if "code" in doc else pool_token(doc["id"]) if doc.get("code_pool") else None,
         condition=compile_condition(doc.get("eligibility")), targets=_targets(doc["targets"]), benefits=benefits,
-        priority=doc["stacking"]["priority"], exclusive=doc["stacking"]["exclusive"], limits=limits,
-        source=str(path), code_pool=doc.get("code_pool", False)), positions
+        priority=stacking["priority"], exclusive=stacking["exclusive"], limits=limits,
+        source=str(path), code_pool=doc.get("code_pool", False), stacking_class=stacking.get("class"),
+        combines_with=tuple(stacking.get("combines_with", ()))), positions
 
 
 def _when(c: _Checker, doc: dict, key: str) -> datetime | None:

@@ -71,6 +71,16 @@ class Applied:
     exclusive: bool
     priority: int
     benefit: int | None = None    # the benefit's place in the promotion's list, when it has several
+    lost_lines: "tuple[LostLine, ...] | None" = None   # best_per_line: lines another of its class took
+
+
+@dataclass(frozen=True)
+class LostLine:
+    """A line a promotion would have discounted by `amount`, given instead to `lost_to` (best_per_line)."""
+
+    line: str
+    amount: Decimal
+    lost_to: str
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ def promotions(draw, currency, index):
            "targets": {"include": {"categories": draw(st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=2,
                                                                unique=True))}},
            "benefits": [draw(rewards(currency))],
-           "stacking": {"priority": draw(st.integers(0, 2)), "exclusive": draw(st.sampled_from([False, False, True]))}}
+           "stacking": draw(stacking(st.integers(0, 2)))}
     if draw(st.booleans()):
         exclusions = draw(st.sampled_from([{"sellers": ["third_party"]}, {"product_types": ["digital"]}]))
         doc["targets"]["exclude"] = exclusions
@@ -170,13 +170,54 @@ def promotions(draw, currency, index):
     return doc
 
 
+STAGE_CLASSES = ["item", "order", "shipping", "grant"]
+CLASSES = ["member", "catalogue"]
+
+
+@st.composite
+def stacking(draw, priorities):
+    """`stacking` with, sometimes, a class of its own and, for an exclusive promotion, classes it combines with
+    (`known_classes` later drops those no promotion of the rule set has)."""
+    doc = {"priority": draw(priorities), "exclusive": draw(st.sampled_from([False, False, True]))}
+    if draw(st.booleans()):
+        doc["class"] = draw(st.sampled_from(CLASSES))
+    if doc["exclusive"] and draw(st.integers(0, 2)) > 0:
+        doc["combines_with"] = draw(st.lists(st.sampled_from(STAGE_CLASSES + CLASSES), min_size=1, max_size=3,
+                                             unique=True))
+    return doc
+
+
+def known_classes(docs):
+    """The classes the rule set has; combines_with keeps only those (naming another is a load error)."""
+    classes = set(STAGE_CLASSES) | {d["stacking"]["class"] for d in docs if "class" in d["stacking"]}
+    for d in docs:
+        if "combines_with" in d["stacking"]:
+            d["stacking"]["combines_with"] = [c for c in d["stacking"]["combines_with"] if c in classes]
+    return classes
+
+
+def combination_settings(draw, classes):
+    """_settings.yaml lines for a resolution policy and best_per_line classes, sometimes."""
+    text = ""
+    policy = draw(st.sampled_from([None, "best_for_customer", "highest_priority"]))
+    if policy:
+        text += f"exclusive_resolution: {policy}\n"
+    per_line = draw(st.lists(st.sampled_from(["item"] + sorted(classes & set(CLASSES))), max_size=2, unique=True)) \
+        if draw(st.booleans()) else []
+    if per_line:
+        text += f"best_per_line: [{', '.join(per_line)}]\n"
+    return text
+
+
 @st.composite
 def scenarios(draw):
     currency = draw(st.sampled_from(sorted(DIGITS)))
     rounding = draw(st.sampled_from(["half_up", "half_even", "down", "up"]))
     count = draw(st.integers(1, 6))
     docs = [draw(promotions(currency, i)) for i in range(count)]
-    files = {"r/_settings.yaml": f"currencies: [JPY, USD, KWD]\nrounding: {rounding}\n".encode()}
+    classes = known_classes(docs)
+    files = {"r/_settings.yaml": (f"currencies: [JPY, USD, KWD]\nrounding: {rounding}\n"
+                                  + combination_settings(draw, classes)).encode()}
     for doc in docs:
         files[f"r/{doc['id']}.yaml"] = yaml.safe_dump(doc, sort_keys=False).encode()
     lines = []
@@ -236,13 +277,72 @@ def test_adding_an_untargeted_line_does_not_change_other_lines(scenario, quantit
 
 @SETTINGS
 @given(scenarios())
-def test_an_applied_exclusive_promotion_is_alone(scenario):
+def test_applied_promotions_pairwise_combine_and_losers_name_applied_winners(scenario):
     rules, cart, account = scenario
     trace = evaluate(rules, cart, account, now=NOW)
-    if any(a.exclusive for a in trace.applied):
-        assert len(trace.applied) == 1
-        winner = trace.applied[0].promotion
-        assert all(n.lost_to == (winner,) for n in trace.not_applied if n.reason.value == "lost_to_exclusive")
+    applied = {a.promotion for a in trace.applied} | {g.promotion for g in trace.grants}
+    for a in applied:
+        for b in applied - {a}:
+            assert rules.promotions[a].combines(rules.promotions[b]), (a, b)
+    for n in trace.not_applied:
+        if n.reason.value in ("lost_to_exclusive", "not_best_on_any_line"):
+            assert n.lost_to and set(n.lost_to) <= applied | {a.promotion for a in trace.applied}
+            assert "saves more" not in n.message or "saves the same" not in n.message
+
+
+def _live(rules, cart, account):
+    """The promotions that pass their gates, and the evaluation's context, as evaluate() builds them."""
+    import sys
+    from engine.inputs import parse_account, parse_cart, parse_now
+    ev = sys.modules["engine.evaluate"]
+    the_cart, the_account = parse_cart(cart, rules), parse_account(account, rules)
+    when = parse_now(NOW)
+    scope = ev.indexed_scope(rules, the_cart, the_account, set(), when)
+    ctx = ev._Context.build(rules, the_cart, the_account, when, {}, frozenset(), scope.targeted)
+    return ev, [p for p in scope.considered if ev._gate(p, ctx) is None], ctx
+
+
+@SETTINGS
+@given(scenarios(), st.randoms())
+def test_the_candidates_are_exactly_the_maximal_combinable_sets_in_any_order(scenario, rnd):
+    from itertools import combinations
+    rules, cart, account = scenario
+    ev, live, _ = _live(rules, cart, account)
+    found = {frozenset(p.id for p in c) for c in ev._candidates(live)}
+    cliques = [frozenset(p.id for p in group) for size in range(1, len(live) + 1)
+               for group in combinations(live, size) if all(a.combines(b) for a, b in combinations(group, 2))]
+    maximal = {c for c in cliques if not any(c < d for d in cliques)} or {frozenset()}
+    assert found == maximal or (not live and found == {frozenset()})
+    shuffled = rnd.sample(live, len(live))
+    assert [[p.id for p in c] for c in ev._candidates(shuffled)] == [[p.id for p in c] for c in ev._candidates(live)]
+
+
+@SETTINGS
+@given(scenarios())
+def test_best_for_customer_is_never_worse_than_any_candidate(scenario):
+    rules, cart, account = scenario
+    ev, live, ctx = _live(rules, cart, account)
+    trace = evaluate(rules, cart, account, now=NOW)
+    value = trace.totals.discount + sum((g.amount for g in trace.grants), Decimal(0))
+    runs = [ev._run(c, ctx).value() for c in ev._candidates(live)]
+    if rules.exclusive_resolution == "best_for_customer":
+        assert value == max(runs)
+    else:
+        assert value in runs
+
+
+@SETTINGS
+@given(scenarios())
+def test_best_per_line_leaves_at_most_one_discount_of_each_such_class_on_a_line(scenario):
+    rules, cart, account = scenario
+    trace = evaluate(rules, cart, account, now=NOW)
+    for line in trace.lines:
+        classes = [rules.promotions[d.promotion].stacking_class for d in line.discounts if d.stage == "item"]
+        for name in rules.best_per_line:
+            assert classes.count(name) <= 1, (line.id, name)
+    for a in trace.applied:
+        for lost in a.lost_lines or ():
+            assert lost.line not in {s.line for s in a.lines} and lost.amount > 0
 
 
 @SETTINGS
@@ -373,3 +473,92 @@ def test_the_hint_for_a_gift_not_in_the_cart_is_true():
     assert [(a.promotion, a.amount, [(s.line, s.amount) for s in a.lines]) for a in after.applied] == \
         [("two-sweaters-tote-free", Decimal(1800), [("GIFT", Decimal(1800))])]
     assert after.hints == ()
+
+
+def _rules(docs, settings=""):
+    files = {"r/_settings.yaml": ("currencies: [JPY]\n" + settings).encode()}
+    for doc in docs:
+        files[f"r/{doc['id']}.yaml"] = yaml.safe_dump(doc).encode()
+    return build_ruleset(files)
+
+
+def _promo(pid, benefit, priority=0, exclusive=False, **more):
+    return {"id": pid, "name": pid.title(), "status": "active", "currency": "JPY", "targets": {"include": "all"},
+            "benefits": [benefit], "stacking": {"priority": priority, "exclusive": exclusive, **more}}
+
+
+JPY_CART = {"currency": "JPY", "channel": "web", "lines": [
+    {"id": "L1", "sku": "S1", "category": "a", "seller": "first_party", "product_type": "physical",
+     "unit_price": "1000", "quantity": 1}]}
+
+
+def test_more_maximal_sets_than_the_bound_fall_back_to_greedy_sets_that_still_combine():
+    """18 exclusive promotions in 9 pairs, each combining with everyone but its partner: 2^9 = 512 maximal
+    sets, over MAX_CANDIDATES. The evaluation still ends, with one set grown from each promotion, and
+    the promotions it applies pairwise combine."""
+    import sys
+    ev = sys.modules["engine.evaluate"]
+    classes = [f"k{i}" for i in range(18)]
+    docs = [_promo(f"p{i:02d}", {"type": "percent_off", "percent": 1}, priority=i, exclusive=True, **{
+        "class": classes[i], "combines_with": [c for j, c in enumerate(classes) if j not in (i, i ^ 1)]})
+        for i in range(18)]
+    rules = _rules(docs)
+    live = list(rules.promotions.values())
+    assert ev._maximal_cliques(18, [frozenset(j for j in range(18) if j not in (i, i ^ 1)) for i in range(18)],
+                               ev.MAX_CANDIDATES) is None
+    candidates = ev._candidates(live)
+    assert 1 < len(candidates) <= 18 and all(len(c) == 9 for c in candidates)
+    trace = evaluate(rules, JPY_CART, ACCOUNT, now=NOW)
+    applied = [rules.promotions[a.promotion] for a in trace.applied]
+    assert len(applied) == 9 and all(a.combines(b) for a in applied for b in applied if a is not b)
+
+
+def test_without_combines_with_the_candidates_are_the_stackables_together_and_each_exclusive_alone():
+    import sys
+    ev = sys.modules["engine.evaluate"]
+    docs = [_promo("a", {"type": "percent_off", "percent": 5}), _promo("b", {"type": "free_shipping"}),
+            _promo("x", {"type": "percent_off", "percent": 9}, exclusive=True, **{"class": "vip"}),
+            _promo("y", {"type": "percent_off", "percent": 8}, exclusive=True)]
+    rules = _rules(docs)
+    got = [[p.id for p in c] for c in ev._candidates(list(rules.promotions.values()))]
+    assert got == [["a", "b"], ["x"], ["y"]]
+
+
+def test_best_per_line_ties_go_to_the_higher_priority_then_the_smaller_id():
+    per_line = {"type": "amount_off", "scope": "per_line", "amount": "100"}
+    docs = [_promo("cat-b", per_line, priority=9, **{"class": "catalogue"}),
+            _promo("cat-a", per_line, priority=5, **{"class": "catalogue"}),
+            _promo("cat-c", per_line, priority=9, **{"class": "catalogue"})]
+    trace = evaluate(_rules(docs, "best_per_line: [catalogue]\n"), JPY_CART, ACCOUNT, now=NOW)
+    assert [(a.promotion, a.amount) for a in trace.applied] == [("cat-b", Decimal(100))]
+    assert {n.promotion: (n.reason.value, n.lost_to) for n in trace.not_applied} == {
+        "cat-a": ("not_best_on_any_line", ("cat-b",)), "cat-c": ("not_best_on_any_line", ("cat-b",))}
+
+
+def test_a_tie_between_outcomes_is_explained_as_a_tie():
+    docs = [_promo("one", {"type": "percent_off", "percent": 10}, priority=3, exclusive=True),
+            _promo("two", {"type": "amount_off", "scope": "per_order", "amount": "100"}, priority=3, exclusive=True)]
+    trace = evaluate(_rules(docs), JPY_CART, ACCOUNT, now=NOW)
+    [lost] = trace.not_applied
+    assert lost.promotion == "two" and "saves more" not in lost.message
+    assert "saves the same and has the same priority, and won the tie by its id" in lost.message
+
+
+@SETTINGS
+@given(scenarios(), st.randoms())
+def test_the_order_files_are_given_in_changes_nothing(scenario, rnd):
+    rules, cart, account = scenario
+    files = {"r/_settings.yaml": ("currencies: [JPY, USD, KWD]\nrounding: " + rules.rounding + "\n"
+                                  + (f"exclusive_resolution: {rules.exclusive_resolution}\n")
+                                  + (f"best_per_line: [{', '.join(sorted(rules.best_per_line))}]\n"
+                                     if rules.best_per_line else "")).encode()}
+    for p in rnd.sample(list(rules.promotions.values()), len(rules.promotions)):
+        doc = {"id": p.id, "name": p.name, "status": p.status, "currency": p.currency,
+               "targets": {"include": "all"}, "benefits": [{"type": "percent_off", "percent": 10}],
+               "stacking": {"priority": p.priority, "exclusive": p.exclusive, "class": p.stacking_class}}
+        if p.combines_with:
+            doc["stacking"]["combines_with"] = list(reversed(p.combines_with))
+        files[f"r/{p.id}.yaml"] = yaml.safe_dump(doc).encode()
+    shuffled = dict(rnd.sample(list(files.items()), len(files)))
+    assert evaluate(build_ruleset(files), cart, account, now=NOW).to_json() == \
+        evaluate(build_ruleset(shuffled), cart, account, now=NOW).to_json()

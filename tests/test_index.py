@@ -12,7 +12,7 @@ from engine import evaluate
 from engine.ruleset import build_ruleset
 
 from .oracle import evaluate_plainly, scanned_scope
-from .test_evaluate import money, rewards
+from .test_evaluate import combination_settings, known_classes, money, rewards, stacking
 
 NOW = "2026-11-21T10:00:00+09:00"
 CATEGORIES = ["a", "b", "c", "d"]
@@ -81,13 +81,13 @@ def targets(draw):
 @st.composite
 def scenarios(draw):
     currency = draw(st.sampled_from(["JPY", "USD"]))
-    files = {"r/_settings.yaml": b"currencies: [JPY, USD]\n"}
+    docs = []
     codes = []
     for i in range(draw(st.integers(1, 10))):
         own = draw(st.sampled_from([currency, currency, "JPY", "USD"]))   # sometimes another currency's
         doc = {"id": f"p{i}", "name": f"Promotion {i}", "status": draw(st.sampled_from(["active", "active", "paused"])),
                "currency": own, "targets": draw(targets()), "benefits": [draw(rewards(own))],
-               "stacking": {"priority": draw(st.integers(0, 3)), "exclusive": draw(st.sampled_from([False, False, True]))}}
+               "stacking": draw(stacking(st.integers(0, 3)))}
         window = draw(st.sampled_from(WINDOWS))
         if window:
             doc["window"] = window
@@ -97,7 +97,11 @@ def scenarios(draw):
         if draw(st.integers(0, 3)) == 0:
             doc["code"] = f"CODE{i}"
             codes.append(doc["code"])
-        files[f"r/p{i}.yaml"] = yaml.safe_dump(doc, sort_keys=False).encode()
+        docs.append(doc)
+    classes = known_classes(docs)
+    files = {"r/_settings.yaml": ("currencies: [JPY, USD]\n" + combination_settings(draw, classes)).encode()}
+    for doc in docs:
+        files[f"r/{doc['id']}.yaml"] = yaml.safe_dump(doc, sort_keys=False).encode()
     lines = []
     for i in range(draw(st.integers(0, 6))):
         line = {"id": f"L{i}", "sku": draw(st.sampled_from(SKUS + ["S9"])), "category": draw(st.sampled_from(CATEGORIES)),

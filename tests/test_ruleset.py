@@ -561,3 +561,48 @@ def test_units_that_mean_nothing_or_can_never_be_met_do_not_load(benefit, line, 
     [problem] = error.value.problems
     assert problem.line == line and message in problem.message and problem.path.startswith("$.benefits[0].units")
 
+
+
+def test_a_stacking_class_and_combines_with_load_with_the_stage_as_default_class(tmp_path):
+    other = GOOD.replace("id: books-500-off", "id: books-vip").replace("exclusive: false", "exclusive: true\n  class: vip\n"
+                                                                        "  combines_with: [order, shipping]")
+    rules = load_ruleset(write(tmp_path, {"books-500-off.yaml": GOOD, "books-vip.yaml": other}))
+    assert rules.promotions["books-500-off"].stacking_class == "order"
+    vip = rules.promotions["books-vip"]
+    assert vip.stacking_class == "vip" and vip.combines_with == ("order", "shipping")
+    assert vip.combines(rules.promotions["books-500-off"]) and rules.exclusive_resolution == "best_for_customer"
+
+
+def test_combines_with_naming_a_class_no_promotion_has_does_not_load(tmp_path):
+    text = GOOD.replace("exclusive: false", "exclusive: true\n  combines_with: [shipping, clearance]")
+    p = one(tmp_path, text)
+    assert p.path == "$.stacking.combines_with[1]" and (p.line, p.column) == (20, 29) and "'clearance'" in p.message
+    assert "the classes are: grant, item, order, shipping" in p.message
+
+
+def test_combines_with_on_a_promotion_that_is_not_exclusive_is_refused(tmp_path):
+    p = one(tmp_path, GOOD.replace("exclusive: false", "exclusive: false\n  combines_with: [shipping]"))
+    assert p.path == "$.stacking.combines_with" and "only for exclusive promotions" in p.message
+
+
+def test_a_class_must_be_a_lower_case_name(tmp_path):
+    p = one(tmp_path, GOOD.replace("exclusive: false", "exclusive: false\n  class: Catalogue"))
+    assert p.path == "$.stacking.class" and "lower-case name" in p.message
+
+
+@pytest.mark.parametrize("settings, path, fragment", [
+    ("best_per_line: [catalogue]\n", "$.best_per_line[0]", "no promotion of this rule set has the class 'catalogue'"),
+    ("best_per_line: [item, shipping]\n", "$.best_per_line[1]", "chooses among item discounts"),
+    ("exclusive_resolution: first_come\n", "$.exclusive_resolution", "best_for_customer, highest_priority"),
+    ("best_per_line: item\n", "$.best_per_line", "must be a list"),
+])
+def test_combination_settings_are_checked_with_their_line(tmp_path, settings, path, fragment):
+    found = problems(tmp_path, {"books-500-off.yaml": GOOD}, SETTINGS + settings)
+    assert len(found) == 1 and found[0].path == path and fragment in found[0].message, found
+    assert found[0].file.endswith("_settings.yaml") and found[0].line == 3
+
+
+def test_combination_settings_load(tmp_path):
+    rules = load_ruleset(write(tmp_path, {"books-500-off.yaml": GOOD},
+                               SETTINGS + "exclusive_resolution: highest_priority\nbest_per_line: [item]\n"))
+    assert rules.exclusive_resolution == "highest_priority" and rules.best_per_line == frozenset({"item"})
