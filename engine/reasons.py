@@ -23,6 +23,8 @@ class Reason(str, Enum):
     MIN_QUANTITY_NOT_MET = "min_quantity_not_met"
     LOST_TO_EXCLUSIVE = "lost_to_exclusive"
     NOTHING_LEFT_TO_DISCOUNT = "nothing_left_to_discount"
+    NO_ELIGIBLE_SHIPMENT = "no_eligible_shipment"          # a shipping benefit: no shipment it targets
+    NOTHING_LEFT_ON_SHIPPING = "nothing_left_on_shipping"  # its shipments already cost nothing (or its price)
     UNKNOWN_CODE = "unknown_code"
 
 
@@ -42,6 +44,8 @@ MESSAGES: dict[Reason, str] = {
     Reason.MIN_QUANTITY_NOT_MET: "{name} needs {required} eligible items; the cart has {measured} ({shortfall} short).",
     Reason.LOST_TO_EXCLUSIVE: "{name} cannot be combined: {winner} saves more and was applied instead.",
     Reason.NOTHING_LEFT_TO_DISCOUNT: "{name} would take nothing off: its items are already at or below what it offers.",
+    Reason.NO_ELIGIBLE_SHIPMENT: "{name} is for {shipments}; the cart has none.",
+    Reason.NOTHING_LEFT_ON_SHIPPING: "{name} would take nothing off: {shipping} already costs {cost}.",
     Reason.UNKNOWN_CODE: "The code {code} is not valid.",
 }
 
