@@ -134,7 +134,7 @@ def parse_cart(data: Mapping[str, Any], ruleset: RuleSet, source: str = "cart") 
         price = _checked_money(data["shipping"]["price"], unit)
         if price is None:
             price = _money(data["shipping"]["price"], currency, "$.shipping.price", source, problems)
-        shipping = Shipping(method=data["shipping"]["method"], price=price or Decimal(0))
+        shipping = Shipping(method=data["shipping"]["method"], price=Decimal(0) if price is None else price)
     shipments = None
     if "shipments" in data:
         if "shipping" in data:
@@ -175,7 +175,7 @@ def _shipments(raws: list[Mapping[str, Any]], line_ids: set[str], unit: tuple[in
             else:
                 carried[line_id] = shipment_id
                 named.append(line_id)
-        out.append(Shipment(shipment_id, raw["method"], price or Decimal(0), tuple(named)))
+        out.append(Shipment(shipment_id, raw["method"], Decimal(0) if price is None else price, tuple(named)))
     return tuple(out)
 
 
