@@ -13,6 +13,8 @@ The order of work, which the README states for users:
    A promotion measures its conditions on the cart as earlier promotions left it, before its first
    benefit; each benefit, in its own stage, is computed exactly, rounded once, capped, and split over
    its lines. A promotion with several benefits is one promotion: one eligibility, one use.
+   A shipping benefit works on the shipments its `shipping_methods` name (all when it names none):
+   per shipment, or once across them for `shipping_amount_off` (`_apply_shipping`).
 5. Exclusive promotions: every eligible exclusive promotion is tried alone, against all the
    stackable ones together; the outcome that saves the customer most wins (ties: the higher
    priority, then the smaller id, of the outcome's leading promotion); the others lost to it.

@@ -2,7 +2,8 @@
 
 Mappings (decoded JSON) are checked against `schemas/cart.schema.json` and
 `schemas/account.schema.json`, then semantically against the rule set (a known currency, prices
-that fit its minor unit, unique line ids, a real IANA time zone, instants within
+that fit its minor unit, unique line ids, shipping as `shipping` or `shipments` but not both, unique
+shipment ids each naming only lines the cart has and each line at most once, a real IANA time zone, instants within
 `text.EARLIEST`..`text.LATEST`). Any problem raises `InputError` listing all of them; nothing is evaluated.
 
 JSON files (`read_json`: the CLI's cart, account, usage and trace) are bounded before they are read:
