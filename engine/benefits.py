@@ -2,8 +2,10 @@
 what it would take off, exactly, before any rounding.
 
 Each calculator gets the benefit's targeted lines as they stand (after earlier promotions) and
-the shipping still payable, in minor units of the cart's currency (a line's amount left is
-`remaining / denominator`: whole minor units unless `units` kept only some of its units), and returns either an
+the shipping still payable (a shipping kind: one shipment's, or for a kind that takes its amount
+"once", all its targeted shipments' together; a line kind gets 0), all in whole minor units of the
+cart's currency (a line's amount left is `remaining / denominator`: whole minor units unless `units`
+kept only some of its units), and returns either an
 `Exact` result (per-line amounts as whole numerators over one common denominator, in minor units,
 never more than a line has left) or `Short` when the reward's own threshold is not reached (a
 buy-X-get-Y set, a fixed-price bundle, the lowest tier). Rounding, caps and splitting happen once,
@@ -419,6 +421,9 @@ class Kind:
     # Its own `targets` are a second selection beside the promotion's (buy-X-get-Y: the units
     # given), and it applies `units` itself (caps on the units given) rather than through keep_units.
     two_selections: bool = False
+    # Shipping kinds: "each" targeted shipment priced on its own, or the amount taken "once" across
+    # them (evaluate.py spreads it, the shipment with most left first, ties to the smaller id).
+    shipments: str | None = None
 
     def stage(self, scope: str | None) -> Stage:
         return self.stages[scope]
@@ -434,9 +439,9 @@ KINDS: Mapping[str, Kind] = MappingProxyType({
     "fixed_price": Kind(MappingProxyType({None: Stage.ITEM}), fixed_price, threshold=True),
     "buy_x_get_y": Kind(MappingProxyType({None: Stage.ITEM}), buy_x_get_y, threshold=True, two_selections=True),
     "tiered": Kind(MappingProxyType({None: Stage.ORDER}), tiered, threshold=True),
-    "free_shipping": Kind(SHIPPING, free_shipping, selects_lines=False),
-    "shipping_amount_off": Kind(SHIPPING, shipping_amount_off, selects_lines=False),
-    "shipping_percent_off": Kind(SHIPPING, shipping_percent_off, selects_lines=False),
-    "shipping_fixed_price": Kind(SHIPPING, shipping_fixed_price, selects_lines=False),
+    "free_shipping": Kind(SHIPPING, free_shipping, selects_lines=False, shipments="each"),
+    "shipping_amount_off": Kind(SHIPPING, shipping_amount_off, selects_lines=False, shipments="once"),
+    "shipping_percent_off": Kind(SHIPPING, shipping_percent_off, selects_lines=False, shipments="each"),
+    "shipping_fixed_price": Kind(SHIPPING, shipping_fixed_price, selects_lines=False, shipments="each"),
     "grant_promotional_balance": Kind(MappingProxyType({None: Stage.GRANT}), None, selects_lines=False),
 })

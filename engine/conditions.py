@@ -88,6 +88,13 @@ class AnyOf:
 Node = Union[Leaf, AllOf, AnyOf]
 
 
+class Several(tuple):
+    """A variable with several values at once (the methods of a cart's several shipments): a leaf on
+    it passes when it passes for any one of them. The trace records all of them."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class LeafResult:
     """One leaf as measured: the trace's record of a condition."""
@@ -112,7 +119,8 @@ class Condition:
         every leaf as measured (a passing tree's leaves are not reported, so they are not recorded)."""
         if self.root is None:
             return True, ()
-        outcomes = [leaf.test(values[leaf.variable], leaf.operand) for leaf in self.leaves]
+        outcomes = [leaf.test(actual, leaf.operand) if type(actual := values[leaf.variable]) is not Several
+                    else any(leaf.test(one, leaf.operand) for one in actual) for leaf in self.leaves]
         if _decide(self.root, outcomes):
             return True, ()
         return False, tuple(LeafResult(leaf.variable, leaf.operator, leaf.value, values[leaf.variable], ok)

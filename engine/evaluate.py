@@ -13,6 +13,8 @@ The order of work, which the README states for users:
    A promotion measures its conditions on the cart as earlier promotions left it, before its first
    benefit; each benefit, in its own stage, is computed exactly, rounded once, capped, and split over
    its lines. A promotion with several benefits is one promotion: one eligibility, one use.
+   A shipping benefit works on the shipments its `shipping_methods` name (all when it names none):
+   per shipment, or once across them for `shipping_amount_off` (`_apply_shipping`).
 5. Combination: every maximal set of promotions that may combine (classes and `combines_with`;
    without them, all non-exclusive promotions together and each exclusive one alone) is run; the
    rule set's `exclusive_resolution` policy (RESOLUTIONS) picks the winner, and every promotion
@@ -26,17 +28,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
+from math import lcm
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
-from .conditions import LeafResult
+from .conditions import LeafResult, Several
 from .errors import InputError, InvariantError, Problem
 from fractions import Fraction
 
 from .index import Scope
 from .inputs import parse_account, parse_cart, parse_codes, parse_now, parse_usage
-from .model import STAGE_ORDER, Account, Benefit, Cart, Line, Promotion, RuleSet, Stage, Targets, Usage
+from .model import (LEGACY_SHIPMENT_ID, STAGE_ORDER, Account, Benefit, Cart, Line, Promotion, RuleSet, Shipment,
+                    Stage, Targets, Usage)
 from .money import allocate_units, format_money, from_units, minor_unit, quantum, round_units, to_units
 from .reasons import Reason, hint, message, why_won
 from .benefits import KINDS, Exact, Lines, Missing, NextTier, Short, keep_units
@@ -45,7 +49,8 @@ from .text import normalise_code, text_problem
 MAX_PREVIEW = 100   # promotions one evaluation may preview
 from .tenders import pay
 from .trace import (TRACE_FORMAT, Applied, CodeResult, FailedCondition, Grant, Hint, HintItem, Inputs, LineDiscount,
-                    LineShare, LineTrace, LostLine, NotApplied, ShippingTrace, Threshold, Totals, Trace, scope_of)
+                    LineShare, LineTrace, LostLine, NotApplied, ShipmentShare, ShipmentTrace, ShippingTrace, Threshold,
+                    Totals, Trace, scope_of)
 from .variables import (MEASURED_PER_PROMOTION, MONEY_VARIABLES, QUANTITY_VARIABLES, REGION_VARIABLES,
                         SPEND_VARIABLES, VARIABLE_TYPES, WEEKDAYS, Facts, PromotionVariables)
 
@@ -115,7 +120,8 @@ class _Context:
     local_weekday: str
     local_hour: int
     subtotals: Mapping[str, int]   # each line's subtotal in minor units: promotions work in whole minor units
-    shipping_units: int
+    shipments: tuple[Shipment, ...]     # every shipping charge, in cart order (`shipping` is one, id "")
+    shipment_units: tuple[int, ...]     # each one's price in minor units
     quantity: int                  # units in the cart
     shapes: dict[tuple[str, int], tuple[tuple[str, ...], tuple[int, ...]]] = field(default_factory=dict)  # see _lines
     probes: list[int] = field(default_factory=lambda: [MAX_PROBES])   # left for this evaluation's hints
@@ -127,10 +133,10 @@ class _Context:
         local = now.astimezone(ZoneInfo(account.time_zone))
         currency = cart.currency
         subtotals = {line.id: to_units(line.unit_price, currency) * line.quantity for line in cart.lines}
-        shipping = to_units(cart.shipping.price, currency) if cart.shipping else 0
+        shipments = cart.all_shipments
         return _Context(ruleset, cart, account, now, usage, previewed, targeted,
-                        local.date().isoformat(), WEEKDAYS[local.weekday()], local.hour, subtotals, shipping,
-                        sum(line.quantity for line in cart.lines))
+                        local.date().isoformat(), WEEKDAYS[local.weekday()], local.hour, subtotals, shipments,
+                        tuple(to_units(s.price, currency) for s in shipments), sum(line.quantity for line in cart.lines))
 
     @property
     def currency(self) -> str:
@@ -152,7 +158,7 @@ class _Context:
         facts = Facts(region=account.region, customer_id=account.id, customer_tier=account.tier,
                       customer_segments=account.segments,
                       order_count=account.order_count, sales_channel=cart.channel,
-                      shipping_method=cart.shipping.method if cart.shipping else "",
+                      shipping_method=_shipping_method(self.shipments),
                       cart_subtotal=self.zero, order_total=self.zero, cart_quantity=self.quantity,
                       eligible_subtotal=self.zero,
                       eligible_quantity=0, local_date=self.local_date, local_weekday=self.local_weekday,
@@ -160,6 +166,15 @@ class _Context:
         variables = PromotionVariables(facts)
         return MappingProxyType({name: getattr(variables, name)() for name in VARIABLE_TYPES
                                  if name not in MEASURED_PER_PROMOTION})
+
+
+def _shipping_method(shipments: tuple[Shipment, ...]) -> str | Several:
+    """The `shipping_method` variable: "" when nothing is shipped, the method when there is one, and
+    with several methods all of them (sorted), a leaf on it passing when it passes for any one."""
+    methods = sorted({s.method for s in shipments})
+    if not methods:
+        return ""
+    return methods[0] if len(methods) == 1 else Several(methods)
 
 
 def _parse_preview(preview: Iterable[str], ruleset: RuleSet) -> frozenset[str]:
@@ -235,10 +250,10 @@ def _gate(p: Promotion, ctx: _Context) -> NotApplied | None:
 
 @dataclass(frozen=True)
 class _State:
-    """What is left to pay on each line and on shipping, in minor units."""
+    """What is left to pay on each line and on each shipment (in `_Context.shipments` order), in minor units."""
 
     lines: Mapping[str, int]
-    shipping: int
+    shipping: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -263,7 +278,7 @@ class _Outcome:
 
 
 def _initial_state(ctx: "_Context") -> _State:
-    return _State(lines=dict(ctx.subtotals), shipping=ctx.shipping_units)
+    return _State(lines=dict(ctx.subtotals), shipping=ctx.shipment_units)
 
 
 def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
@@ -283,6 +298,7 @@ def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
     nothing: dict[str, _Nothing] = {}   # why a promotion's first benefit that gave nothing gave nothing
     groups = _line_groups(run, ctx)
     outdone: dict[str, tuple[str, ...]] = {}   # best_per_line: promotions that lost every line, to whom
+    on_shipping: dict[str, NotApplied] = {}   # why a shipping benefit took nothing off, told as such
     for _, promotion, benefit in steps:
         pid = promotion.id
         if pid in refused:
@@ -308,7 +324,8 @@ def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
                 if refusal is not None:
                     refused.add(pid)
                     failed.append(refusal)
-                    hints.extend(_near_miss_hints(promotion, refusal, applied, run, ctx))
+                    if not _gives_nothing_on_shipping(promotion, state, ctx):
+                        hints.extend(_near_miss_hints(promotion, refusal, applied, run, ctx))
                     continue
             result = _apply(promotion, benefit, state, given.get(pid, 0), ctx)
             if isinstance(result, NotApplied):   # its own threshold (always the first benefit) refused it
@@ -316,8 +333,12 @@ def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
                 failed.append(result)
                 hints.extend(_near_miss_hints(promotion, result, applied, run, ctx))
                 continue
-            if _gave_nothing(result):
-                nothing.setdefault(pid, result)
+            if result is None or _gave_nothing(result):
+                nothing.setdefault(pid, result or (Reason.NOTHING_LEFT_TO_DISCOUNT, {}))
+                if benefit.stage is Stage.SHIPPING:
+                    why = _nothing_on_shipping(promotion, benefit, state, ctx)
+                    if why is not None:
+                        on_shipping[pid] = why
             else:
                 done, state, next_tier = result
                 applied.append(done)
@@ -325,8 +346,11 @@ def _run(promotions: Iterable[Promotion], ctx: _Context) -> _Outcome:
                 if next_tier is not None and not ctx.probing:
                     hints.extend(_next_tier_hint(promotion, next_tier, ctx))
         if benefit is promotion.benefits[-1] and pid not in given:
+            lines_too = any(b.stage not in (Stage.SHIPPING, Stage.GRANT) for b in promotion.benefits)
             if pid in outdone:
                 failed.append(_lost_every_line(promotion, outdone[pid], ctx))
+            elif pid in on_shipping and not lines_too and nothing[pid][0] is Reason.NOTHING_LEFT_TO_DISCOUNT:
+                failed.append(on_shipping[pid])
             else:
                 reason, values = nothing.get(pid, (Reason.NOTHING_LEFT_TO_DISCOUNT, {}))
                 failed.append(_refuse(promotion, reason, **values))
@@ -586,7 +610,7 @@ def _values(p: Promotion, state: _State, ctx: _Context) -> Mapping[str, Any]:
         elif name == "cart_subtotal":
             values[name] = from_units(sum(state.lines.values()), ctx.currency)
         elif name == "order_total":
-            values[name] = from_units(sum(state.lines.values()) + state.shipping, ctx.currency)
+            values[name] = from_units(sum(state.lines.values()) + sum(state.shipping), ctx.currency)
         elif name == "eligible_subtotal":
             left = state.lines
             values[name] = from_units(sum(left[line.id] for line in targeted), ctx.currency)
@@ -645,6 +669,8 @@ def _apply(p: Promotion, b: Benefit, state: _State, given: int, ctx: _Context) -
         if units == 0:
             return Reason.NOTHING_LEFT_TO_DISCOUNT, {}
         return _applied(p, b, from_units(units, ctx.currency), (), None, capped_by), state, None
+    if b.stage is Stage.SHIPPING:
+        return _apply_shipping(p, b, state, given, ctx)
     computed = _exact(p, b, state, given, ctx)
     if isinstance(computed, NotApplied) or _gave_nothing(computed):
         return computed
@@ -668,7 +694,7 @@ def _exact(p: Promotion, b: Benefit, state: _State, given: int,
     lines = _lines(p, b, base, ctx)
     if b.units is not None and not kind.two_selections:   # buy-X-get-Y caps the units it gives itself
         lines = keep_units(b.units, lines)
-    result = lines if isinstance(lines, Short) else kind.calculate(b, lines, base.shipping, ctx.currency)
+    result = lines if isinstance(lines, Short) else kind.calculate(b, lines, 0, ctx.currency)
     if isinstance(result, Short):
         return _short(p, result.variable, result.measured, result.required, "greater_than_or_equal_to", ctx)
     if isinstance(result, Missing):
@@ -688,10 +714,10 @@ def _exact(p: Promotion, b: Benefit, state: _State, given: int,
 
 
 def _clamped(result: Exact, state: _State) -> Exact:
-    """An amount worked out on the original prices, each line (and shipping) clamped at what is left."""
+    """A line benefit worked out on the original prices, each line clamped at what is left of it."""
     d = result.denominator
     return Exact(result.ids, tuple(min(n, state.lines[i] * d) for i, n in zip(result.ids, result.numerators)),
-                 shipping=min(result.shipping, state.shipping * d), denominator=d, next_tier=result.next_tier)
+                 denominator=d, next_tier=result.next_tier)
 
 
 # Kinds that take the same off every unit of a line, so that rounding "per unit" means one thing; the
@@ -701,21 +727,20 @@ UNIFORM_PER_UNIT = frozenset({"percent_off", "amount_off"})
 
 def _rounded_by_part(result: Exact, lines: Lines, state: _State, point: str, rounding: str) -> Exact:
     """Each line's exact amount rounded to whole minor units (`line`), or each unit's before it is
-    multiplied by the line's units (`unit`), never more than the line has left; shipping alone."""
+    multiplied by the line's units (`unit`), never more than the line has left."""
     d = result.denominator
     parts = []
     for line_id, n, units in zip(result.ids, result.numerators, lines.quantities):
         part = round_units(n, d * units, rounding) * units if point == "unit" else round_units(n, d, rounding)
         parts.append(min(part, state.lines[line_id]))
-    shipping = min(round_units(result.shipping, d, rounding), state.shipping)
-    return Exact(result.ids, tuple(parts), shipping=shipping, denominator=1, next_tier=result.next_tier)
+    return Exact(result.ids, tuple(parts), denominator=1, next_tier=result.next_tier)
 
 
 def _applied(p: Promotion, b: Benefit, amount: Decimal, shares: tuple[LineShare, ...], shipping: Decimal | None,
-             capped_by: tuple[str, ...]) -> Applied:
+             capped_by: tuple[str, ...], shipments: tuple[ShipmentShare, ...] | None = None) -> Applied:
     """The trace entry of one benefit given; `benefit` names its place only when the promotion has several."""
     return Applied(p.id, p.name, b.stage.value, b.type, p.code, amount, shares, shipping, capped_by, p.exclusive,
-                   p.priority, b.index if len(p.benefits) > 1 else None)
+                   p.priority, b.index if len(p.benefits) > 1 else None, shipments=shipments)
 
 
 def _capped(p: Promotion, b: Benefit, amount: int, given: int,
@@ -757,14 +782,11 @@ def _parts(amount: int, result: Exact, state: _State, ctx: _Context) -> list[int
 
 def _split(p: Promotion, b: Benefit, result: Exact, amount: int, capped_by: tuple[str, ...], state: _State,
            ctx: _Context) -> tuple[Applied, _State]:
-    """Put the rounded amount (minor units) on lines (largest remainder) or on shipping, and check
-    nothing goes below zero."""
+    """Put the rounded amount (minor units) on lines (largest remainder), and check nothing goes below zero."""
     currency = ctx.currency
     money = from_units(amount, currency)
-    if result.shipping > 0:
-        if amount > state.shipping or any(result.numerators):
-            raise InvariantError(f"{p.id}: shipping discount {money} exceeds what is left of shipping")
-        return _applied(p, b, money, (), money, capped_by), _State(state.lines, state.shipping - amount)
+    if result.shipping:
+        raise InvariantError(f"{p.id}: a line benefit took {result.shipping} off shipping")
     ids = result.ids
     parts = _parts(amount, result, state, ctx)
     lines = dict(state.lines)
@@ -779,6 +801,99 @@ def _split(p: Promotion, b: Benefit, result: Exact, amount: int, capped_by: tupl
     if sum(parts) != amount:
         raise InvariantError(f"{p.id}: line shares do not add up to {money}")
     return _applied(p, b, money, tuple(shares), None, capped_by), _State(lines, state.shipping)
+
+
+# --- shipping: benefits on shipments ------------------------------------------------------------
+
+NO_LINES = Lines((), (), ())
+
+
+def _targeted_shipments(b: Benefit, ctx: _Context) -> tuple[int, ...]:
+    """The places (in `ctx.shipments`) of the shipments a shipping benefit discounts: those sent by
+    one of its `shipping_methods`, or every shipment when it names none."""
+    return tuple(i for i, s in enumerate(ctx.shipments)
+                 if b.shipping_methods is None or s.method in b.shipping_methods)
+
+
+def _apply_shipping(p: Promotion, b: Benefit, state: _State, given: int,
+                    ctx: _Context) -> _Given | _Nothing | None:
+    """A shipping benefit on the targeted shipments as they stand. A kind priced per shipment (free,
+    percent off, fixed price) is worked out exactly on each, rounded once in all, capped, and split
+    back over them by largest remainder (ties to the smaller shipment id); a kind that takes its
+    amount once (`shipping_amount_off`) takes it from the shipment with most left first (ties to
+    the smaller id), then the next."""
+    targeted = _targeted_shipments(b, ctx)
+    if not targeted:
+        return None
+    calculate = KINDS[b.type].calculate
+    assert calculate is not None
+    currency, rounding = ctx.currency, ctx.ruleset.rounding
+    left = [state.shipping[i] for i in targeted]
+    ids = [ctx.shipments[i].id for i in targeted]
+    if KINDS[b.type].shipments == "once":
+        whole = calculate(b, NO_LINES, sum(left), currency)
+        assert isinstance(whole, Exact)
+        amount, capped_by = _capped(p, b, round_units(whole.shipping, whole.denominator, rounding), given, ctx)
+        if isinstance(amount, tuple):
+            return amount
+        parts = [0] * len(left)
+        rest = amount
+        for _, _, k in sorted((-units, shipment_id, k) for k, (units, shipment_id) in enumerate(zip(left, ids))):
+            parts[k] = min(rest, left[k])
+            rest -= parts[k]
+    else:
+        each = [calculate(b, NO_LINES, units, currency) for units in left]
+        assert all(isinstance(r, Exact) for r in each)
+        denominator = lcm(*(r.denominator for r in each))
+        numerators = [r.shipping * (denominator // r.denominator) for r in each]
+        amount, capped_by = _capped(p, b, round_units(sum(numerators), denominator, rounding), given, ctx)
+        if isinstance(amount, tuple):
+            return amount
+        parts = allocate_units(amount, numerators, denominator, ids) if amount else [0] * len(left)
+    if amount == 0:
+        return None
+    shipping = list(state.shipping)
+    for i, part, units in zip(targeted, parts, left):
+        if part > units or part < 0:
+            raise InvariantError(f"{p.id}: a shipping discount exceeds what is left of shipment {ctx.shipments[i].id!r}")
+        shipping[i] -= part
+    if sum(parts) != amount:
+        raise InvariantError(f"{p.id}: shipment shares do not add up to {from_units(amount, currency)}")
+    money = from_units(amount, currency)
+    shares = tuple(ShipmentShare(shipment_id, from_units(part, currency))
+                   for shipment_id, part in zip(ids, parts) if part) if ctx.cart.shipments is not None else None
+    done = _applied(p, b, money, (), money, capped_by, shares)
+    return done, _State(state.lines, tuple(shipping)), None
+
+
+def _nothing_on_shipping(p: Promotion, b: Benefit, state: _State, ctx: _Context) -> NotApplied | None:
+    """Why shipping benefit `b` takes nothing off, when shipping is why: no shipment it targets, or
+    what they have left is already nothing (or, for a fixed price, at or below the price). None
+    when the cause is elsewhere (a cap, or an amount that rounds to nothing)."""
+    methods = sorted(b.shipping_methods) if b.shipping_methods is not None else None
+    by = "" if methods is None else " by " + _either(methods)
+    targeted = _targeted_shipments(b, ctx)
+    if not targeted:
+        return _refuse(p, Reason.NO_ELIGIBLE_SHIPMENT, shipments="shipments" + by)
+    left = [state.shipping[i] for i in targeted]
+    if not any(left):
+        return _refuse(p, Reason.NOTHING_LEFT_ON_SHIPPING, shipping="shipping" + by, cost="nothing")
+    if b.type == "shipping_fixed_price" and b.price is not None and \
+            all(units <= to_units(b.price, ctx.currency) for units in left):
+        return _refuse(p, Reason.NOTHING_LEFT_ON_SHIPPING, shipping="shipping" + by,
+                       cost=f"{ctx.money(b.price)} or less")
+    return None
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _gives_nothing_on_shipping(p: Promotion, state: _State, ctx: _Context) -> bool:
+    """A promotion whose only benefit is a shipping benefit that would take nothing off the cart as it
+    stands: meeting its terms changes nothing, so no hint tells the customer to."""
+    return len(p.benefits) == 1 and p.benefits[0].stage is Stage.SHIPPING and \
+        _nothing_on_shipping(p, p.benefits[0], state, ctx) is not None
 
 
 # --- why not, and how close ----------------------------------------------------------------------
@@ -995,7 +1110,7 @@ def _hint(p: Promotion, variable: str, shortfall: Decimal, ctx: _Context, next_t
 def _trace(ctx: _Context, codes: tuple[CodeResult, ...], outcome: _Outcome, not_applied: list[NotApplied],
            out_of_scope: Counter[str], inputs: Inputs) -> Trace:
     per_line: dict[str, list[LineDiscount]] = {line.id: [] for line in ctx.cart.lines}
-    shipping_discounts: list[LineDiscount] = []
+    per_shipment: dict[str, list[LineDiscount]] = {s.id: [] for s in ctx.shipments}
     by_stage: dict[str, Decimal] = {stage.value: ctx.zero for stage in Stage}
     applied = tuple(a for a in outcome.applied if a.stage != Stage.GRANT.value)
     grants = tuple(_grant(ctx.ruleset.promotions[a.promotion], a.amount, ctx)
@@ -1004,8 +1119,11 @@ def _trace(ctx: _Context, codes: tuple[CodeResult, ...], outcome: _Outcome, not_
         by_stage[a.stage] += a.amount
         for share in a.lines:
             per_line[share.line].append(LineDiscount(a.promotion, a.stage, share.amount))
-        if a.shipping is not None:
-            shipping_discounts.append(LineDiscount(a.promotion, a.stage, a.shipping))
+        if a.shipments is not None:
+            for part in a.shipments:
+                per_shipment[part.shipment].append(LineDiscount(a.promotion, a.stage, part.amount))
+        elif a.shipping is not None:   # the one shipment of a cart written with `shipping`
+            per_shipment[LEGACY_SHIPMENT_ID].append(LineDiscount(a.promotion, a.stage, a.shipping))
     # Each line's discount and total from what the promotions left on it, in minor units; _split has
     # checked every share against what was left, and the sums are checked against the totals below.
     currency, left = ctx.currency, outcome.left
@@ -1020,17 +1138,21 @@ def _trace(ctx: _Context, codes: tuple[CodeResult, ...], outcome: _Outcome, not_
                                line.unit_price, line.quantity, from_units(subtotal_units, currency),
                                tuple(per_line[line.id]), from_units(subtotal_units - total_units, currency),
                                from_units(total_units, currency)))
+    shipments = []
+    for s, price_units, total_units in zip(ctx.shipments, ctx.shipment_units, left.shipping):
+        if total_units < 0 or total_units > price_units:
+            raise InvariantError(f"shipment {s.id!r} went below zero")
+        discounted_units += price_units - total_units
+        shipments.append(ShipmentTrace(s.id, s.method, s.lines, s.price, tuple(per_shipment[s.id]),
+                                       from_units(price_units - total_units, currency),
+                                       from_units(total_units, currency)))
     shipping = None
-    if ctx.cart.shipping is not None:
-        if left.shipping < 0 or left.shipping > ctx.shipping_units:
-            raise InvariantError("shipping went below zero")
-        discounted_units += ctx.shipping_units - left.shipping
+    if ctx.cart.shipping is not None:   # today's record for a cart written with `shipping`
+        [one] = shipments
+        shipping = ShippingTrace(one.method, one.price, one.discounts, one.discount, one.total)
         shipping_price = ctx.cart.shipping.price
-        shipping = ShippingTrace(ctx.cart.shipping.method, shipping_price, tuple(shipping_discounts),
-                                 from_units(ctx.shipping_units - left.shipping, currency),
-                                 from_units(left.shipping, currency))
     else:
-        shipping_price = ctx.zero
+        shipping_price = sum((s.price for s in shipments), ctx.zero)
     subtotal = from_units(sum(ctx.subtotals.values()), currency)
     discount = by_stage["item"] + by_stage["order"] + by_stage["shipping"]
     if discount != outcome.total or discount != from_units(discounted_units, currency):
@@ -1040,13 +1162,14 @@ def _trace(ctx: _Context, codes: tuple[CodeResult, ...], outcome: _Outcome, not_
     hints = tuple(sorted(outcome.hints, key=lambda h: (_order(ctx.ruleset.promotions[h.promotion]), h.kind,
                                                        h.shortfall)))
     tenders = pay(ctx.cart, ctx.account, ctx.now, {line.id: line.total for line in lines},
-                  shipping.total if shipping else ctx.zero, ctx.ruleset.locale)
+                  {s.id: s.total for s in shipments}, ctx.ruleset.locale)
     return Trace(format=TRACE_FORMAT, ruleset_version=ctx.ruleset.version, now=ctx.now.isoformat(),
                  currency=ctx.currency, minor_unit=minor_unit(ctx.currency), rounding=ctx.ruleset.rounding,
                  cart_id=ctx.cart.id, account_id=ctx.account.id, codes=codes, lines=tuple(lines), shipping=shipping,
                  applied=applied, not_applied=tuple(not_applied),
                  out_of_scope=tuple(sorted(out_of_scope.items())), hints=hints, totals=totals, tenders=tenders,
-                 grants=grants, inputs=inputs)
+                 grants=grants, inputs=inputs,
+                 shipments=tuple(shipments) if ctx.cart.shipments is not None else None)
 
 
 def _grant(p: Promotion, amount: Decimal, ctx: _Context) -> Grant:

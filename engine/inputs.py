@@ -2,7 +2,8 @@
 
 Mappings (decoded JSON) are checked against `schemas/cart.schema.json` and
 `schemas/account.schema.json`, then semantically against the rule set (a known currency, prices
-that fit its minor unit, unique line ids, a real IANA time zone, instants within
+that fit its minor unit, unique line ids, shipping as `shipping` or `shipments` but not both, unique
+shipment ids each naming only lines the cart has and each line at most once, a real IANA time zone, instants within
 `text.EARLIEST`..`text.LATEST`). Any problem raises `InputError` listing all of them; nothing is evaluated.
 
 JSON files (`read_json`: the CLI's cart, account, usage and trace) are bounded before they are read:
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from . import schemas
 from .errors import InputError, Problem
-from .model import (Account, Cart, GiftCard, Line, Lot, PaysFor, Points, RuleSet, Shipping,
+from .model import (Account, Cart, GiftCard, Line, Lot, PaysFor, Points, RuleSet, Shipment, Shipping,
                     Usage)
 from .money import MoneyError, minor_unit, parse_money, quantum
 from .text import MAX_NUMBER_DIGITS, instant_problem, shorten, text_problem
@@ -140,10 +141,49 @@ def parse_cart(data: Mapping[str, Any], ruleset: RuleSet, source: str = "cart") 
         price = _checked_money(data["shipping"]["price"], unit)
         if price is None:
             price = _money(data["shipping"]["price"], currency, "$.shipping.price", source, problems)
-        shipping = Shipping(method=data["shipping"]["method"], price=price or Decimal(0))
+        shipping = Shipping(method=data["shipping"]["method"], price=Decimal(0) if price is None else price)
+    shipments = None
+    if "shipments" in data:
+        if "shipping" in data:
+            problems.append(Problem(source, 0, 0, "$.shipments",
+                                    "a cart gives either `shipping` (one shipment) or `shipments`, not both"))
+        shipments = _shipments(data["shipments"], seen, unit, currency, source, problems)
     if problems:
         raise InputError(problems, source)
-    return Cart(id=data.get("id"), currency=currency, channel=data["channel"], lines=tuple(lines), shipping=shipping)
+    return Cart(id=data.get("id"), currency=currency, channel=data["channel"], lines=tuple(lines), shipping=shipping,
+                shipments=shipments)
+
+
+def _shipments(raws: list[Mapping[str, Any]], line_ids: set[str], unit: tuple[int, Decimal] | None, currency: str,
+               source: str, problems: list[Problem]) -> tuple[Shipment, ...]:
+    """The list form of shipping: ids unique, and each line named by at most one shipment, one that exists."""
+    out: list[Shipment] = []
+    ids: set[str] = set()
+    carried: dict[str, str] = {}   # line id -> the shipment carrying it
+    for i, raw in enumerate(raws):
+        where = f"$.shipments[{i}]"
+        shipment_id = raw["id"]
+        if shipment_id in ids:
+            problems.append(Problem(source, 0, 0, f"{where}.id", f"duplicate shipment id {shipment_id!r}"))
+        elif shipment_id != shipment_id.strip():
+            problems.append(Problem(source, 0, 0, f"{where}.id", "a shipment id has no spaces around it"))
+        ids.add(shipment_id)
+        price = _checked_money(raw["price"], unit)
+        if price is None:
+            price = _money(raw["price"], currency, f"{where}.price", source, problems)
+        named: list[str] = []
+        for j, line_id in enumerate(raw.get("lines", ())):
+            if line_id not in line_ids:
+                problems.append(Problem(source, 0, 0, f"{where}.lines[{j}]", f"the cart has no line {line_id!r}"))
+            elif line_id in carried:
+                problems.append(Problem(source, 0, 0, f"{where}.lines[{j}]",
+                                        f"line {line_id!r} is already in shipment {carried[line_id]!r}; "
+                                        "a line is in one shipment at most"))
+            else:
+                carried[line_id] = shipment_id
+                named.append(line_id)
+        out.append(Shipment(shipment_id, raw["method"], Decimal(0) if price is None else price, tuple(named)))
+    return tuple(out)
 
 
 def _check_currency(currency: str, ruleset: RuleSet, source: str) -> None:

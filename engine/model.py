@@ -228,12 +228,38 @@ class Shipping:
 
 
 @dataclass(frozen=True)
+class Shipment:
+    """One of a cart's shipments: its own method and price, and the lines it carries (recorded and
+    checked, not priced: the price is the shipment's, whatever it carries)."""
+
+    id: str
+    method: str
+    price: Decimal
+    lines: tuple[str, ...] = ()
+
+
+LEGACY_SHIPMENT_ID = ""   # the one shipment of a cart written with `shipping`, which has no id
+
+
+@dataclass(frozen=True)
 class Cart:
     id: str | None
     currency: str
     channel: str
     lines: tuple[Line, ...]
     shipping: Shipping | None
+    # The list form (`shipments` in the cart file); None when the cart says `shipping` or nothing.
+    # A cart has one form or the other, never both (parse_cart refuses a cart that gives both).
+    shipments: tuple[Shipment, ...] | None = None
+
+    @property
+    def all_shipments(self) -> tuple[Shipment, ...]:
+        """Every shipping charge, whichever form the cart used: `shipping` is one shipment with id ""."""
+        if self.shipments is not None:
+            return self.shipments
+        if self.shipping is not None:
+            return (Shipment(LEGACY_SHIPMENT_ID, self.shipping.method, self.shipping.price),)
+        return ()
 
 
 # What a promotional balance lot may be kept from paying for: each name is a seller or a product type.

@@ -26,6 +26,8 @@ class Reason(str, Enum):
     NOTHING_LEFT_TO_DISCOUNT = "nothing_left_to_discount"
     BUDGET_WOULD_OVERRUN = "budget_would_overrun"
     GET_ITEMS_MISSING = "get_items_missing"
+    NO_ELIGIBLE_SHIPMENT = "no_eligible_shipment"          # a shipping benefit: no shipment it targets
+    NOTHING_LEFT_ON_SHIPPING = "nothing_left_on_shipping"  # its shipments already cost nothing (or its price)
     UNKNOWN_CODE = "unknown_code"
 
 
@@ -50,6 +52,8 @@ MESSAGES: dict[Reason, str] = {
     Reason.BUDGET_WOULD_OVERRUN: "{name} has {left} of its budget left, less than the {amount} it would take off "
                                  "this order; it does not give part of a discount.",
     Reason.GET_ITEMS_MISSING: "{name} needs {required} of {what} to give; the cart has {measured}.",
+    Reason.NO_ELIGIBLE_SHIPMENT: "{name} is for {shipments}; the cart has none.",
+    Reason.NOTHING_LEFT_ON_SHIPPING: "{name} would take nothing off: {shipping} already costs {cost}.",
     Reason.UNKNOWN_CODE: "The code {code} is not valid.",
 }
 

@@ -6,7 +6,8 @@ reported:
 
 1. **What the returned units paid.** Each line's paid total (after discounts) is split between the
    returned and the kept units by largest remainder (ties to the returned part). A full
-   cancellation (every unit returned) also returns shipping.
+   cancellation (every unit returned) also returns shipping, every shipment of it; a partial return
+   keeps every shipment in the kept order at its price.
 2. **Which tender paid it.** Each line's returned part is split over the tenders that paid for the
    line, in proportion to what each paid (largest remainder, ties in waterfall order).
 3. **The clawback.** The units the customer keeps are evaluated again, with the order's own codes,
@@ -213,6 +214,9 @@ def evaluate_kept(ruleset: RuleSet, doc: Mapping[str, Any], quantities: Mapping[
     cart = dict(inputs["cart"])
     cart["lines"] = [dict(line, quantity=line["quantity"] - quantities.get(line["id"], 0))
                      for line in cart["lines"] if line["quantity"] > quantities.get(line["id"], 0)]
+    if "shipments" in cart:   # a line returned whole is no longer carried; the shipments stay, at their price
+        kept = {line["id"] for line in cart["lines"]}
+        cart["shipments"] = [dict(s, lines=[i for i in s["lines"] if i in kept]) for s in cart["shipments"]]
     return evaluate(ruleset, cart, inputs["account"], codes=inputs["codes"], now=doc["now"],
                     usage=inputs["usage"], preview=inputs["preview"])
 

@@ -89,6 +89,10 @@ def render_trace(trace: Trace, console: Console, locale: str = FALLBACK_LOCALE) 
         ship = trace.shipping
         discounts = "\n".join(f"-{m(d.amount)} {s(d.promotion)}" for d in ship.discounts) or "-"
         lines.add_row("ship", s(ship.method), "", "", m(ship.price), discounts, m(ship.total))
+    for ship in trace.shipments or ():
+        discounts = "\n".join(f"-{m(d.amount)} {s(d.promotion)}" for d in ship.discounts) or "-"
+        carried = f" [dim]{s(', '.join(ship.lines))}[/]" if ship.lines else ""
+        lines.add_row(f"ship {s(ship.id)}", s(ship.method) + carried, "", "", m(ship.price), discounts, m(ship.total))
     console.print(lines)
 
     if trace.applied:
@@ -141,7 +145,8 @@ def _render_tenders(trace: Trace, console: Console, m: Callable[[Decimal], str])
     for u in tenders.used + (tenders.payment_method,):
         label = s(u.kind.replace("_", " ") + (f" {u.id}" if u.id else ""))
         covered = ", ".join([f"{s(x.line)} {m(x.amount)}" for x in u.lines]
-                            + ([f"shipping {m(u.shipping)}"] if u.shipping else []))
+                            + ([f"shipping {m(u.shipping)}"] if u.shipping and not u.shipments else [])
+                            + [f"ship {s(x.shipment)} {m(x.amount)}" for x in u.shipments or ()])
         if u.points is not None:
             left = f"{u.points_left} points (used {u.points} × {m(u.point_value)})"
         elif u.balance_left is not None:

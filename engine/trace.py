@@ -52,8 +52,29 @@ class ShippingTrace:
 
 
 @dataclass(frozen=True)
+class ShipmentTrace:
+    """One shipment of a cart written with `shipments`: its price, the discounts on it, what is left."""
+
+    id: str
+    method: str
+    lines: tuple[str, ...]
+    price: Decimal
+    discounts: tuple[LineDiscount, ...]
+    discount: Decimal
+    total: Decimal
+
+
+@dataclass(frozen=True)
 class LineShare:
     line: str
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class ShipmentShare:
+    """The part of an amount (a shipping discount, a tender) that went to one shipment."""
+
+    shipment: str
     amount: Decimal
 
 
@@ -72,6 +93,8 @@ class Applied:
     priority: int
     benefit: int | None = None    # the benefit's place in the promotion's list, when it has several
     lost_lines: "tuple[LostLine, ...] | None" = None   # best_per_line: lines another of its class took
+    # With `shipments`: each shipment's part of `shipping` (those it took something off), in cart order.
+    shipments: tuple[ShipmentShare, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +189,7 @@ class TenderUse:
     points: int | None = None          # points: how many were used, how many are left, worth each
     points_left: int | None = None
     point_value: Decimal | None = None
+    shipments: tuple[ShipmentShare, ...] | None = None   # with `shipments`: each one's part of `shipping`
 
 
 @dataclass(frozen=True)
@@ -243,6 +267,8 @@ class Trace:
     tenders: Tenders
     grants: tuple[Grant, ...]
     inputs: Inputs
+    # A cart written with `shipments` has this instead of `shipping` (None then), one entry a shipment.
+    shipments: tuple[ShipmentTrace, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: _plain(value) for name in _field_names(Trace) if name != "inputs"
@@ -303,6 +329,9 @@ def inputs_to_dict(inputs: Inputs) -> dict[str, Any]:
         cart_out["id"] = cart.id
     if cart.shipping is not None:
         cart_out["shipping"] = {"method": cart.shipping.method, "price": f"{cart.shipping.price:f}"}
+    if cart.shipments is not None:
+        cart_out["shipments"] = [{"id": s.id, "method": s.method, "price": f"{s.price:f}", "lines": list(s.lines)}
+                                 for s in cart.shipments]
     a = inputs.account
     account: dict[str, Any] = {"id": a.id, "region": a.region, "tier": a.tier, "segments": list(a.segments),
                                "order_count": a.order_count, "time_zone": a.time_zone}

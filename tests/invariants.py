@@ -18,14 +18,29 @@ def check_invariants(trace: Trace) -> None:
         assert shares == a.amount, f"{a.promotion}: shares {shares} != amount {a.amount}"
         for s in a.lines:
             assert s.amount > 0 and s.line in by_line
+        if a.shipments is not None:
+            assert trace.shipments is not None and a.shipping is not None
+            assert sum((s.amount for s in a.shipments), zero) == a.shipping, f"{a.promotion}: shipment shares"
+            assert all(s.amount > 0 for s in a.shipments)
+            assert len({s.shipment for s in a.shipments}) == len(a.shipments)
     for line in trace.lines:
         assert line.subtotal == line.unit_price * line.quantity
         assert line.discount == sum((d.amount for d in line.discounts), zero)
         assert line.total == line.subtotal - line.discount >= 0, f"line {line.id} below zero"
-    if trace.shipping is not None:
-        s = trace.shipping
+    assert trace.shipping is None or trace.shipments is None, "shipping in both forms"
+    charges = ([trace.shipping] if trace.shipping is not None else []) + list(trace.shipments or ())
+    for s in charges:
         assert s.total == s.price - s.discount >= 0
+        assert s.discount == sum((d.amount for d in s.discounts), zero)
+        assert all(d.stage == "shipping" and d.amount > 0 for d in s.discounts)
     t = trace.totals
+    assert t.shipping == sum((s.price for s in charges), zero)
+    assert t.shipping_discount == sum((s.discount for s in charges), zero)
+    if trace.shipments is not None:
+        assert len({s.id for s in trace.shipments}) == len(trace.shipments)
+        for s in trace.shipments:
+            assert {d.promotion: d.amount for d in s.discounts} == {
+                a.promotion: x.amount for a in trace.applied for x in a.shipments or () if x.shipment == s.id}
     assert t.subtotal == sum((line.subtotal for line in trace.lines), zero)
     assert t.discount == t.item_discount + t.order_discount + t.shipping_discount
     assert t.discount == sum((a.amount for a in trace.applied), zero)
@@ -59,6 +74,7 @@ def check_tenders(trace: Trace) -> None:
         "promotional_balance", "gift_card", "points", "payment_method").index)
     paid_line = {line.id: zero for line in trace.lines}
     paid_shipping = zero
+    paid_shipment = {s.id: zero for s in trace.shipments or ()}
     for u in everything:
         assert u.amount >= 0 and u.amount == u.amount.quantize(q)
         shares = sum((s.amount for s in u.lines), zero) + (u.shipping or zero)
@@ -67,6 +83,13 @@ def check_tenders(trace: Trace) -> None:
             assert s.amount > 0
             paid_line[s.line] += s.amount
         paid_shipping += u.shipping or zero
+        if trace.shipments is None:
+            assert u.shipments is None
+        else:
+            assert sum((s.amount for s in u.shipments or ()), zero) == (u.shipping or zero)
+            for s in u.shipments or ():
+                assert s.amount > 0
+                paid_shipment[s.shipment] += s.amount
         if u.kind != "payment_method":
             assert u.amount > 0
         if u.balance_before is not None:
@@ -75,7 +98,10 @@ def check_tenders(trace: Trace) -> None:
             assert u.amount == u.points * u.point_value and u.points_left >= 0
     for line in trace.lines:
         assert paid_line[line.id] == line.total, f"line {line.id}: tenders pay {paid_line[line.id]} of {line.total}"
-    assert paid_shipping == (trace.shipping.total if trace.shipping else zero)
+    assert paid_shipping == (trace.shipping.total if trace.shipping else zero) + \
+        sum((s.total for s in trace.shipments or ()), zero)
+    for s in trace.shipments or ():
+        assert paid_shipment[s.id] == s.total, f"shipment {s.id}: tenders pay {paid_shipment[s.id]} of {s.total}"
     assert sum((u.amount for u in everything), zero) == tenders.due
     by_kind = {(u.kind, u.id) for u in tenders.used}
     assert not by_kind & {(n.kind, n.id) for n in tenders.not_used}, "a tender is both used and not used"

@@ -32,7 +32,7 @@ def _holds(leaf: Leaf, account: Account, cart: Cart) -> bool:
     facts = Facts(region=account.region, customer_id=account.id, customer_tier=account.tier,
                   customer_segments=account.segments,
                   order_count=account.order_count, sales_channel=cart.channel,
-                  shipping_method=cart.shipping.method if cart.shipping else "", cart_subtotal=Decimal(0),
+                  shipping_method="", cart_subtotal=Decimal(0),   # only region and channel leaves are asked
                   order_total=Decimal(0), cart_quantity=0, eligible_subtotal=Decimal(0), eligible_quantity=0, local_date="",
                   local_weekday="", local_hour=0)
     return bool(check_condition({"name": leaf.variable, "operator": leaf.operator, "value": leaf.value},

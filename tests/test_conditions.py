@@ -109,3 +109,13 @@ def test_numeric_comparisons_keep_business_rules_tolerance():
     condition = compile_condition({"name": "eligible_subtotal", "operator": "greater_than_or_equal_to", "value": "3000"})
     assert condition.measure({"eligible_subtotal": Decimal("2999.9999995")})[0]
     assert not condition.measure({"eligible_subtotal": Decimal("2999.99")})[0]
+
+
+def test_a_leaf_on_a_variable_with_several_values_passes_when_any_one_passes():
+    from engine.conditions import Several, compile_condition
+    condition = compile_condition({"all": [{"name": "shipping_method", "operator": "equal_to", "value": "express"}]})
+    assert condition.measure({"shipping_method": Several(("express", "ground"))})[0]
+    passed, leaves = condition.measure({"shipping_method": Several(("ground", "standard"))})
+    assert not passed and leaves[0].actual == ("ground", "standard")
+    assert not compile_condition({"name": "shipping_method", "operator": "non_empty"}).measure(
+        {"shipping_method": ""})[0]

@@ -33,7 +33,7 @@ def money(draw, currency, low, high):
 def rewards(draw, currency):
     kind = draw(st.sampled_from(["percent_off", "amount_off", "fixed_price", "buy_x_get_y", "tiered",
                                  "free_shipping", "shipping_amount_off", "shipping_percent_off",
-                                 "grant_promotional_balance"]))
+                                 "shipping_fixed_price", "grant_promotional_balance"]))
     percent = draw(st.sampled_from([5, 10, 33, 50, 100, "12.5", "33.33"]))
     if kind == "percent_off":
         reward = {"type": kind, "percent": percent}
@@ -68,10 +68,17 @@ def rewards(draw, currency):
         return {"type": kind, "basis": "eligible_subtotal",
                 "tiers": [{"at": money(draw, currency, 10, 40), "percent": 10},
                           {"at": money(draw, currency, 41, 200), "percent": 20}]}
-    if kind == "shipping_amount_off":
-        return {"type": kind, "amount": money(draw, currency, 1, 20)}
-    if kind == "shipping_percent_off":
-        return {"type": kind, "percent": percent}
+    if kind.startswith("shipping_") or kind == "free_shipping":
+        reward = {"type": kind}
+        if kind == "shipping_amount_off":
+            reward["amount"] = money(draw, currency, 1, 20)
+        elif kind == "shipping_percent_off":
+            reward["percent"] = percent
+        elif kind == "shipping_fixed_price":
+            reward["price"] = money(draw, currency, 0, 8)
+        if draw(st.booleans()):
+            reward["shipping_methods"] = draw(st.lists(st.sampled_from(METHODS), min_size=1, max_size=2, unique=True))
+        return reward
     if kind == "grant_promotional_balance":
         return {"type": kind, "amount": money(draw, currency, 1, 30), "expires": {"after_days": draw(st.integers(1, 90))},
                 "pays_for": draw(pays_for())}
@@ -118,6 +125,29 @@ def pays_for(draw):
     return scope
 
 
+METHODS = ["standard", "ground", "express"]
+
+
+def shipping(draw, currency, lines):
+    """A cart's shipping, in either form: none, `shipping`, or `shipments` (none to three, each with a
+    method, a price and sometimes some of the lines)."""
+    form = draw(st.sampled_from(["none", "shipping", "shipping", "shipments", "shipments"]))
+    if form == "shipping":
+        return {"shipping": {"method": draw(st.sampled_from(METHODS)), "price": money(draw, currency, 0, 15)}}
+    if form == "none":
+        return {}
+    free = [line["id"] for line in lines]
+    shipments = []
+    for i in range(draw(st.integers(0, 3))):
+        shipment = {"id": f"S{draw(st.sampled_from('xyz'))}{i}", "method": draw(st.sampled_from(METHODS)),
+                    "price": money(draw, currency, 0, 15)}
+        if free and draw(st.booleans()):
+            shipment["lines"] = draw(st.lists(st.sampled_from(free), max_size=len(free), unique=True))
+            free = [i for i in free if i not in shipment["lines"]]
+        shipments.append(shipment)
+    return {"shipments": shipments}
+
+
 INSTANTS = ["2026-11-01T00:00:00+09:00", "2026-11-21T09:59:59+09:00", NOW, "2026-11-21T10:00:01+09:00",
             "2026-12-31T00:00:00+09:00"]
 
@@ -159,12 +189,15 @@ def promotions(draw, currency, index):
     if draw(st.booleans()):
         exclusions = draw(st.sampled_from([{"sellers": ["third_party"]}, {"product_types": ["digital"]}]))
         doc["targets"]["exclude"] = exclusions
-    condition = draw(st.sampled_from([None, "spend", "quantity"]))
+    condition = draw(st.sampled_from([None, "spend", "quantity", "method"]))
     if condition == "spend":
         doc["eligibility"] = {"all": [{"name": "eligible_subtotal", "operator": "greater_than_or_equal_to",
                                        "value": money(draw, currency, 5, 60)}]}
     elif condition == "quantity":
         doc["eligibility"] = {"all": [{"name": "eligible_quantity", "operator": "greater_than", "value": 2}]}
+    elif condition == "method":
+        doc["eligibility"] = {"all": [{"name": "shipping_method", "operator": "equal_to",
+                                       "value": draw(st.sampled_from(METHODS))}]}
     if draw(st.booleans()):
         doc["limits"] = {"max_discount": money(draw, currency, 1, 40)}
     return doc
@@ -226,9 +259,7 @@ def scenarios(draw):
                       "seller": draw(st.sampled_from(["first_party", "third_party"])),
                       "product_type": draw(st.sampled_from(["physical", "physical", "digital", "gift_card"])),
                       "unit_price": money(draw, currency, 1, 40), "quantity": draw(st.integers(1, 5))})
-    cart = {"currency": currency, "channel": "web", "lines": lines}
-    if draw(st.booleans()):
-        cart["shipping"] = {"method": "standard", "price": money(draw, currency, 0, 15)}
+    cart = {"currency": currency, "channel": "web", "lines": lines} | shipping(draw, currency, lines)
     return build_ruleset(files), cart, draw(accounts(currency))
 
 
@@ -240,7 +271,13 @@ def line_discounts(trace):
 
 
 def applied_summary(trace):
-    return [(a.promotion, a.amount, sorted((s.line, s.amount) for s in a.lines), a.shipping) for a in trace.applied]
+    return [(a.promotion, a.amount, sorted((s.line, s.amount) for s in a.lines), a.shipping,
+             sorted((s.shipment, s.amount) for s in a.shipments or ())) for a in trace.applied]
+
+
+def shipment_summary(trace):
+    return sorted((s.id, s.price, s.discount, s.total, tuple(sorted((d.promotion, d.amount) for d in s.discounts)))
+                  for s in trace.shipments or ())
 
 
 @SETTINGS
@@ -261,6 +298,43 @@ def test_permuting_lines_changes_nothing(scenario, rnd):
     assert line_discounts(a) == line_discounts(b)
     assert applied_summary(a) == applied_summary(b)
     assert a.totals == b.totals
+
+
+@SETTINGS
+@given(scenarios(), st.randoms())
+def test_permuting_shipments_and_their_lines_changes_nothing(scenario, rnd):
+    rules, cart, account = scenario
+    if "shipments" not in cart:
+        return
+    shuffled = dict(cart, shipments=[dict(s, lines=rnd.sample(s["lines"], len(s["lines"]))) if "lines" in s else s
+                                     for s in rnd.sample(cart["shipments"], len(cart["shipments"]))])
+    a, b = evaluate(rules, cart, account, now=NOW), evaluate(rules, shuffled, account, now=NOW)
+    assert line_discounts(a) == line_discounts(b)
+    assert applied_summary(a) == applied_summary(b)
+    assert shipment_summary(a) == shipment_summary(b)
+    assert a.totals == b.totals
+    assert a.tenders.due == b.tenders.due
+    assert [(u.kind, u.id, u.amount) for u in a.tenders.used] == [(u.kind, u.id, u.amount) for u in b.tenders.used]
+
+
+@SETTINGS
+@given(scenarios())
+def test_one_shipment_listed_prices_as_the_same_shipping_written_alone(scenario):
+    """`shipping: {method, price}` and `shipments: [{id, method, price}]` are the same order: the same
+    discounts, totals and tenders; only the trace's record of shipping differs in form."""
+    rules, cart, account = scenario
+    if "shipping" not in cart:
+        return
+    listed = {k: v for k, v in cart.items() if k != "shipping"} | {"shipments": [{"id": "one", **cart["shipping"]}]}
+    a, b = evaluate(rules, cart, account, now=NOW), evaluate(rules, listed, account, now=NOW)
+    assert line_discounts(a) == line_discounts(b)
+    assert [x[:4] for x in applied_summary(a)] == [x[:4] for x in applied_summary(b)]
+    assert a.totals == b.totals
+    assert (a.shipping.price, a.shipping.discount, a.shipping.total) == \
+        (b.shipments[0].price, b.shipments[0].discount, b.shipments[0].total)
+    assert [(u.kind, u.id, u.amount, u.lines, u.shipping) for u in a.tenders.used] == \
+        [(u.kind, u.id, u.amount, u.lines, u.shipping) for u in b.tenders.used]
+    assert [(n.promotion, n.reason) for n in a.not_applied] == [(n.promotion, n.reason) for n in b.not_applied]
 
 
 @SETTINGS
@@ -443,7 +517,7 @@ def test_variable_values_are_the_ones_business_rules_variables_give():
     now = parse_now("2026-11-21T03:30:00+00:00")
     promotion = rules.promotions["every"]
     ctx = ev._Context.build(rules, cart, account, now, {}, frozenset(), {"every": (cart.lines[0],)})
-    state = ev._State(lines={"L1": 3001, "L2": 1450}, shipping=500)   # after some earlier discount on L1
+    state = ev._State(lines={"L1": 3001, "L2": 1450}, shipping=(500,))   # after some earlier discount on L1
     facts = Facts(region="US", customer_id="c", customer_tier="prime", customer_segments=("vip", "staff"), order_count=4,
                   sales_channel="app", shipping_method="express", cart_subtotal=from_units(4451, "USD"),
                   order_total=from_units(4951, "USD"), cart_quantity=5, eligible_subtotal=from_units(3001, "USD"), eligible_quantity=3,

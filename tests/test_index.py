@@ -12,7 +12,7 @@ from engine import evaluate
 from engine.ruleset import build_ruleset
 
 from .oracle import evaluate_plainly, scanned_scope
-from .test_evaluate import combination_settings, known_classes, money, rewards, stacking
+from .test_evaluate import combination_settings, known_classes, money, rewards, shipping, stacking
 
 NOW = "2026-11-21T10:00:00+09:00"
 CATEGORIES = ["a", "b", "c", "d"]
@@ -112,8 +112,8 @@ def scenarios(draw):
         if brand:
             line["brand"] = brand
         lines.append(line)
-    cart = {"currency": currency, "channel": draw(st.sampled_from(CHANNELS)), "lines": lines,
-            "shipping": {"method": "standard", "price": money(draw, currency, 0, 10)}}
+    cart = {"currency": currency, "channel": draw(st.sampled_from(CHANNELS)), "lines": lines} | \
+        shipping(draw, currency, lines)
     account = {"id": "a", "region": draw(st.sampled_from(REGIONS)), "tier": draw(st.sampled_from(["standard", "prime"])),
                "order_count": draw(st.integers(0, 3)), "time_zone": "Asia/Tokyo"}
     entered = draw(st.lists(st.sampled_from(codes + ["NOPE"]), max_size=3)) if codes else []

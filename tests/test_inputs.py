@@ -503,3 +503,50 @@ def test_evaluate_answers_odd_carts_and_accounts_with_a_trace_or_an_input_error_
     except InputError:
         pass
     assert (c, account) == before
+
+
+def shipments_cart(shipments, lines=None):
+    c = {k: v for k, v in cart().items() if k != "shipping"}
+    c["lines"] = lines or [line(id="L1"), line(id="L2")]
+    c["shipments"] = shipments
+    return c
+
+
+def test_a_cart_may_list_its_shipments_and_each_line_it_names_is_carried_once():
+    trace = evaluate(RULES, shipments_cart([{"id": "a", "method": "standard", "price": "500", "lines": ["L1"]},
+                                            {"id": "b", "method": "express", "price": "800", "lines": ["L2"]}]),
+                     ACCOUNT, now=NOW)
+    assert trace.shipping is None and [(s.id, s.lines, s.price) for s in trace.shipments] == \
+        [("a", ("L1",), 500), ("b", ("L2",), 800)]
+    assert trace.totals.shipping == 1300
+
+
+def test_an_empty_shipments_list_ships_nothing():
+    trace = evaluate(RULES, shipments_cart([]), ACCOUNT, now=NOW)
+    assert trace.shipments == () and trace.shipping is None and trace.totals.shipping == 0
+
+
+@pytest.mark.parametrize("shipments, path, fragment", [
+    ([{"id": "a", "method": "m", "price": "1"}, {"id": "a", "method": "m", "price": "2"}], "$.shipments[1].id",
+     "duplicate shipment id"),
+    ([{"id": "a ", "method": "m", "price": "1"}], "$.shipments[0].id", "no spaces"),
+    ([{"id": "a", "method": "m", "price": "1", "lines": ["L9"]}], "$.shipments[0].lines[0]", "no line 'L9'"),
+    ([{"id": "a", "method": "m", "price": "1", "lines": ["L1"]}, {"id": "b", "method": "m", "price": "1",
+                                                                  "lines": ["L2", "L1"]}],
+     "$.shipments[1].lines[1]", "already in shipment 'a'"),
+    ([{"id": "a", "method": "m", "price": "1", "lines": ["L1", "L1"]}], "$.shipments[0].lines[1]", "already in"),
+    ([{"id": "a", "method": "m", "price": "1.5"}], "$.shipments[0].price", "finer than JPY"),
+    ([{"id": "a", "method": "m", "price": 1}], "$.shipments[0].price", ""),
+    ([{"id": "a", "method": "", "price": "1"}], "$.shipments[0].method", ""),
+    ([{"id": "a", "method": "m", "price": "1", "carrier": "x"}], "$.shipments[0].carrier", "unknown key"),
+    ([{"id": f"s{i}", "method": "m", "price": "1"} for i in range(51)], "$.shipments", ""),
+])
+def test_bad_shipments_are_refused_with_their_path(shipments, path, fragment):
+    problems = refused(shipments_cart(shipments))
+    assert any(p.path == path and fragment in p.message for p in problems), problems
+
+
+def test_a_cart_that_gives_both_shipping_and_shipments_is_refused():
+    [p] = refused(dict(shipments_cart([{"id": "a", "method": "m", "price": "1"}]),
+                       shipping={"method": "standard", "price": "500"}))
+    assert p.path == "$.shipments" and "not both" in p.message
