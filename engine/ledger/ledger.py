@@ -570,7 +570,7 @@ class Ledger:
         further than `max_clock_skew` from the database server's clock is refused."""
         if self.max_clock_skew is None:
             return
-        value = conn.execute(text("SELECT CURRENT_TIMESTAMP")).scalar()
+        value = conn.execute(_DB_CLOCK).scalar()
         db_now = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
         if db_now.tzinfo is None:
             db_now = db_now.replace(tzinfo=timezone.utc)   # SQLite's CURRENT_TIMESTAMP is UTC without an offset
@@ -748,6 +748,7 @@ _CLOSE = update(reservations).where(reservations.c.order_id == bindparam("key"))
 _ITEMS = select(items).where(items.c.order_id == bindparam("order_id"))
 _NEW_ITEM = insert(items)
 _NEW_AUDIT = insert(audit_log)
+_DB_CLOCK = text("SELECT CURRENT_TIMESTAMP")
 _AUDIT_ROWS = "promo_audit_rows"   # conn.info key: the running operation's audit rows, not yet written
 _COLLISION_STATES = ("40001", "40P01", "23505")
 
