@@ -111,7 +111,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4, 16])
     args = parser.parse_args()
-    backends = {"SQLite (WAL, file)": os.path.join(tempfile.mkdtemp(prefix="promo-bench-"), "ledger.db")}
+    scratch = tempfile.TemporaryDirectory(prefix="promo-bench-")   # the SQLite file goes with it at exit
+    backends = {"SQLite (WAL, file)": os.path.join(scratch.name, "ledger.db")}
     if os.environ.get("PROMO_TEST_POSTGRES_URL"):
         backends["PostgreSQL 15 (unix socket)"] = postgres_bench_url(os.environ["PROMO_TEST_POSTGRES_URL"])
     else:
