@@ -116,11 +116,14 @@ def validator(kind: str) -> Any:
 
 def check(kind: str, data: Any) -> list[tuple[tuple, str]]:
     """Every schema violation, deepest first within a path, each once."""
-    if quick_valid(kind, data):  # the common case, without jsonschema's cost; the same verdict
+    quick = quick_valid(kind, data)   # the common case, without jsonschema's cost; the same verdict
+    if quick and _capped(kind):
         return []
     bounds = _bounds(kind, data)
     if bounds:
         return bounds
+    if quick:   # a schema without caps (the trace's) bounds nothing itself: the walk above still ran
+        return []
     seen: set[tuple] = set()
     out: list[tuple[tuple, str]] = []
     errors = list(validator(kind).iter_errors(data))
@@ -134,6 +137,14 @@ def check(kind: str, data: Any) -> list[tuple[tuple, str]]:
             seen.add((path, message))
             out.append((path, message))
     return sorted(out, key=lambda pm: (tuple(str(p) for p in pm[0]), pm[1]))
+
+
+def _capped(kind: str) -> bool:
+    """Whether the schema caps every list and text. Then its quick check bounds a document by itself:
+    every object is closed, every list and text capped (a test holds the input schemas to that), so
+    what it passes is never too deep or too large. A schema without caps (the trace's: its `inputs`
+    are plain objects, checked by evaluate() later) lets the bounds walk run after the quick check."""
+    return math.inf not in _caps(kind)
 
 
 MAX_DEPTH = 32          # levels of nesting in a JSON document; the deepest valid one has about 20
@@ -504,6 +515,12 @@ def _const(const: Any) -> Any:
         return lambda v: v is const
     if isinstance(const, str):
         return lambda v: isinstance(v, str) and v == const
+    if const is None:
+        return lambda v: v is None
+    if isinstance(const, (int, float)):
+        # jsonschema's equality: a number equals the const when == says so (1.0 is 1), but a boolean
+        # never equals a number (true is not 1)
+        return lambda v: v is not True and v is not False and _is_number(v) and v == const
     raise _Unsupported("const")
 
 
@@ -580,8 +597,8 @@ def _array(node: dict, sub: Any, exact: bool, typed: bool) -> Any:
 def _object(node: dict, sub: Any, typed: bool) -> Any:
     properties = {key: sub(s) for key, s in node.get("properties", {}).items()}
     extra = node.get("additionalProperties", True)
-    if extra is not True and extra is not False:
-        raise _Unsupported("additionalProperties schema")
+    if extra is not True and extra is not False and not isinstance(extra, dict):
+        raise _Unsupported("additionalProperties")
     required = frozenset(node.get("required", ()))
     low, high = node.get("minProperties", 0), node.get("maxProperties", math.inf)
 
@@ -600,6 +617,22 @@ def _object(node: dict, sub: Any, typed: bool) -> Any:
                     return False
             return v.keys() >= required
         return closed_object
+
+    if extra is not True:
+        # Every other key's value must pass the additionalProperties schema: walk the value's keys too.
+        other = sub(extra)
+        check_or_other = properties.get
+
+        def object_with_others(v: Any) -> bool:
+            if not isinstance(v, dict):
+                return not typed
+            if not low <= len(v) <= high:
+                return False
+            for key, value in v.items():
+                if not check_or_other(key, other)(value):
+                    return False
+            return v.keys() >= required
+        return object_with_others
 
     # Open: other keys are allowed, so walk the properties the schema names.
     property_items = tuple(properties.items())

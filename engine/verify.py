@@ -53,6 +53,12 @@ def verified(ruleset: RuleSet, trace: Trace | Mapping[str, Any]) -> Trace:
 
 def rederived(ruleset: RuleSet, doc: dict) -> Trace:
     """`verified` for a document `trace_document` has already checked."""
+    return rederived_with_document(ruleset, doc)[0]
+
+
+def rederived_with_document(ruleset: RuleSet, doc: dict) -> tuple[Trace, dict]:
+    """`rederived`, and the re-derived trace as JSON data (equal to `doc`), which the comparison had to
+    build anyway: a caller that stores or hashes the trace uses it rather than serialising it again."""
     if doc["ruleset_version"] != ruleset.version:
         raise InputError([Problem("trace", 0, 0, "$.ruleset_version",
                                   f"the order was priced with rule set {shorten(doc['ruleset_version'])}, not with "
@@ -65,11 +71,12 @@ def rederived(ruleset: RuleSet, doc: dict) -> Trace:
         first = exc.problems[0] if exc.problems else None
         where = "$.inputs" + (first.path[1:] if first and first.path.startswith("$") else "")
         raise TraceMismatch(where, f"the trace's inputs do not evaluate: {first.message if first else exc}") from None
-    field = first_difference(json.loads(again.to_json(indent=None)), doc)
+    again_doc = json.loads(again.to_json(indent=None))
+    field = first_difference(again_doc, doc)
     if field is not None:
         raise TraceMismatch(field, "the trace differs from what its inputs evaluate to: it was edited or "
                                    "forged; evaluate the order again")
-    return again
+    return again, again_doc
 
 
 def first_difference(expected: Any, given: Any, path: str = "$") -> str | None:

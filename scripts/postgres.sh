@@ -6,6 +6,9 @@
 #                               so checkouts side by side never collide), create the database, and print
 #                               its SQLAlchemy URL on stdout. Everything else goes to stderr.
 #   scripts/postgres.sh stop    stop the server
+#   scripts/postgres.sh bin     install PostgreSQL if it is missing, print the directory of its programs
+#                               (initdb, pg_ctl, postgres); tests/private_postgres.py starts its own
+#                               throw-away clusters with them and never touches the one in .pg/
 #
 # PostgreSQL refuses to run as root: when run as root the cluster belongs to the `postgres` user.
 set -euo pipefail
@@ -27,6 +30,7 @@ find_bin() {
 }
 
 BIN="$(find_bin || true)"
+case "${1:-start}" in start|stop|bin) ;; *) log "usage: $0 start|stop|bin"; exit 2 ;; esac
 if [ -z "$BIN" ] && [ "${1:-start}" = stop ]; then
     exit 0
 fi
@@ -41,6 +45,10 @@ if [ -z "$BIN" ]; then
     apt-get install -y -qq --no-install-recommends postgresql >&2
     BIN="$(find_bin)"
 fi
+if [ "${1:-start}" = bin ]; then
+    echo "$BIN"
+    exit 0
+fi
 
 # As root, every server command runs as the postgres user (created by the Debian package).
 as_owner() {
@@ -53,7 +61,6 @@ stop)
     [ -f "$DATA/postmaster.pid" ] && as_owner "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >&2 || true
     exit 0 ;;
 start) ;;
-*) log "usage: $0 start|stop"; exit 2 ;;
 esac
 
 # The socket path must fit in 107 bytes; a very deep checkout puts the cluster under /tmp instead.

@@ -135,6 +135,12 @@ _PROMOTION = {"id": "p", "name": "P", "status": "active", "currency": "JPY", "co
               "benefits": [{"type": "tiered", "basis": "eligible_quantity",
                          "tiers": [{"at": 2, "percent": 5}, {"at": 4, "amount": "300"}]}],
               "stacking": {"priority": 1, "exclusive": False}, "limits": {"total_uses": 5}}
+# Traces as evaluate() writes them (golden cases): applied and not-applied entries with conditions,
+# thresholds and lost_to, codes, hints, every kind of tender, grants, and the inputs.
+_GOLDEN = __import__("pathlib").Path(__file__).parent / "golden"
+_TRACES = [json.loads((_GOLDEN / case / "expected.json").read_text("utf-8")) for case in (
+    "g-bundled-blackfriday-minus0500-before-ends", "g-unknown-code", "g-exclusive-beats-stackables",
+    "b-points-cover-remainder", "b-lot-partial-use", "b-grant-after-days", "g-min-spend-inclusive-shortfall")]
 
 
 @hst.composite
@@ -157,11 +163,46 @@ def _mutated_deep(draw, base):
 @given(hst.one_of(_mutated(_CART).map(lambda d: ("cart", d)), _mutated(_ACCOUNT).map(lambda d: ("account", d)),
                   _mutated_deep(_CART).map(lambda d: ("cart", d)),
                   _mutated_deep(_ACCOUNT_FULL).map(lambda d: ("account", d)),
-                  _mutated_deep(_PROMOTION).map(lambda d: ("promotion", d))))
+                  _mutated_deep(_PROMOTION).map(lambda d: ("promotion", d)),
+                  hst.sampled_from(_TRACES).flatmap(_mutated_deep).map(lambda d: ("trace", d))))
 def test_the_quick_check_never_passes_what_jsonschema_refuses(case):
     kind, doc = case
     if quick_valid(kind, doc):
         assert list(_validator(kind).iter_errors(doc)) == []
+
+
+def test_the_quick_check_passes_every_golden_trace():
+    for path in sorted(_GOLDEN.glob("*/expected.json")):
+        assert quick_valid("trace", json.loads(path.read_text("utf-8"))), path.parent.name
+
+
+def test_the_quick_check_refuses_an_edited_trace():
+    trace = _TRACES[0]
+    assert quick_valid("trace", trace)
+    assert not quick_valid("trace", dict(trace, format=2))
+    assert not quick_valid("trace", dict(trace, format=True))            # JSON's true is not 1
+    assert not quick_valid("trace", dict(trace, colour="red"))
+    assert not quick_valid("trace", dict(trace, applied=[dict(trace["applied"][0], amount=500)]))
+    assert not quick_valid("trace", dict(trace, inputs=dict(trace["inputs"], usage={"p": []})))
+    assert quick_valid("trace", dict(trace, inputs=dict(trace["inputs"], usage={"p": {}})))
+
+
+def test_a_trace_the_quick_check_passes_still_gets_the_bounds_walk():
+    # the trace schema caps nothing and leaves `inputs.cart` a plain object, so passing the quick check
+    # says nothing about depth or huge numbers in there: check() still refuses them before anything
+    # serialises or evaluates the document
+    from engine.schemas import MAX_DEPTH, check
+    trace = _TRACES[0]
+    deep: dict = {}
+    node = deep
+    for _ in range(MAX_DEPTH + 5):
+        node["x"] = {}
+        node = node["x"]
+    for cart in (dict(trace["inputs"]["cart"], extra=deep), dict(trace["inputs"]["cart"], extra=10 ** 40)):
+        doc = dict(trace, inputs=dict(trace["inputs"], cart=cart))
+        assert quick_valid("trace", doc)
+        assert check("trace", doc) != []
+    assert check("trace", trace) == []
 
 
 def test_the_quick_check_passes_ordinary_carts_and_accounts():
@@ -186,7 +227,7 @@ def _parts(doc):
         yield from _parts(value)
 
 
-_SAMPLES = [part for base in (_CART, _ACCOUNT_FULL, _PROMOTION) for part in _parts(base)]
+_SAMPLES = [part for base in (_CART, _ACCOUNT_FULL, _PROMOTION, *_TRACES[:3]) for part in _parts(base)]
 
 
 def _exact_checks():
@@ -212,7 +253,8 @@ def test_the_exact_checks_cover_every_fused_shape():
     # (nodes with uniqueItems below them are left out: that check is not exact)
     names = {name for name, _, _ in _EXACT}
     assert {"cart:root", "cart:line", "account:money", "promotion:tier", "promotion:units",
-            "promotion:variables", "promotion:percent"} <= names and len(names) >= 20
+            "promotion:variables", "promotion:percent", "trace:root", "trace:tender_use",
+            "trace:scope"} <= names and len(names) >= 20
 
 
 @hsettings(max_examples=3000, deadline=None)
@@ -243,6 +285,14 @@ _SMALL_SCHEMAS = [
     {"enum": ["a", "bb"], "minLength": 2},
     {"const": True},
     {"const": "a"},
+    {"const": 1},
+    {"const": 2.5},
+    {"const": None},
+    {"type": "object", "additionalProperties": {"type": "integer"}},
+    {"properties": {"a": {"const": "x"}}, "additionalProperties": {"type": "string", "maxLength": 1}},
+    {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
+     "additionalProperties": {"type": "object"}, "maxProperties": 2},
+    {"not": {"additionalProperties": {"type": "integer"}}},
     {"type": "boolean"},
     {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 2},
     {"type": "array", "uniqueItems": True, "items": {"type": "string"}},
@@ -264,6 +314,8 @@ _SMALL_SCHEMAS = [
      "$ref": "#/$defs/list"},
 ]
 _SMALL_VALUES = [None, True, False, 0, 1, 2, 3, 4, 1.0, 2.0, 2.5, float("nan"), -1, "", "a", "aa", "aaa", "aaaa",
+                 {"a": 1, "b": {}}, {"a": 1, "b": []}, {"a": "x", "b": "y"}, {"a": "x", "b": "yy"}, {"b": "y"},
+                 {"a": 1, "b": {}, "c": {}}, [None], {"a": None},
                  "b", "bb", "a\n", "x", "1", "12", [], [1], [1, 2], [1, 2, 3], [True], [[1], [2, [3]]], [["x"]],
                  ["a", "a"], ["a", "b"], {}, {"a": 1}, {"a": 1, "b": 2}, {"a": "x"}, {"a": True}, {"a": 1.0},
                  {"k": "a"}, {"k": "a", "v": 1}, {"k": "b", "v": 1}, {"k": "b"}, {"v": 1}]

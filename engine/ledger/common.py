@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from functools import lru_cache
+from typing import Any, Mapping
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table, bindparam, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -81,11 +82,31 @@ def refusal(kind: str, subject: str, reason: LedgerReason, **values: Any) -> Ref
     return Refusal(kind, subject, reason, message(reason, **values))
 
 
-def insert_ignore(conn: Connection, table: Any, **values: Any) -> bool:
+# The statements every checkout runs are built once and executed with parameters: building a
+# SQLAlchemy statement (and its cache key) costs several times more than SQLite takes to run it.
+
+@lru_cache(maxsize=None)
+def _inserting(dialect: str, table: Table) -> Any:
+    dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return dialect_insert(table).on_conflict_do_nothing().returning(list(table.primary_key.columns)[0])
+
+
+def insert_ignore(conn: Connection, table: Table, **values: Any) -> bool:
     """Insert a row unless its key exists (the first checkout to touch a counter creates it); True when
     this call inserted it. RETURNING says so on both backends (PostgreSQL reports rowcount -1 for
     ON CONFLICT DO NOTHING, which a truthiness test would take for an insert)."""
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    key = list(table.primary_key.columns)[0]
-    return conn.execute(dialect_insert(table).values(**values).on_conflict_do_nothing().returning(key)).first() \
-        is not None
+    return conn.execute(_inserting(conn.dialect.name, table), values).first() is not None
+
+
+@lru_cache(maxsize=None)
+def _adding(table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    return update(table).where(*(table.c[k] == bindparam(f"key_{k}") for k in keys)) \
+        .values({table.c[c]: table.c[c] + bindparam(f"add_{c}") for c in columns})
+
+
+def add_to(conn: Connection, table: Table, key: Mapping[str, Any], **deltas: int) -> None:
+    """`UPDATE table SET column = column + delta, ... WHERE <key>`: counters and balances change only
+    by what is added to them in the database, never by a value read earlier and written back."""
+    params = {f"key_{k}": v for k, v in key.items()}
+    params.update({f"add_{c}": d for c, d in deltas.items()})
+    conn.execute(_adding(table, tuple(key), tuple(deltas)), params)

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from ..model import Promotion, RuleSet
 from .codes import code_hash
-from .common import insert_ignore, iso, minor, money, refusal, subject_text, us
+from .common import add_to, insert_ignore, iso, minor, money, refusal, subject_text, us
 from .errors import LedgerError, LedgerReason, Refusal
 from .redemption import IssuedGrant, Redemption, UsedTender, instant_us, lot_pays_for
 from .store import balances, codes as code_table, customer_counters, promotion_counters
@@ -50,6 +50,16 @@ class Entry:
 
 
 @dataclass
+class Counter:
+    """A promotion's counter row as this transaction sees it: locked, with this transaction's changes."""
+
+    uses: int
+    held_uses: int
+    spent: int
+    held_spent: int
+
+
+@dataclass
 class Tx:
     """What every kind needs inside one operation's transaction."""
 
@@ -60,6 +70,9 @@ class Tx:
     currency: str
     code_hashes: tuple[str, ...] = ()
     audit: Any = None          # audit(action, subject, delta): the operation's audit log writer
+    # Promotion counter rows this transaction has locked, kept up to date by `_bump`: a promotion with
+    # a use limit and a budget is read once per reservation, not once per hold.
+    counters: dict[str, Counter] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,14 +116,31 @@ class Kind:
         return {}, []
 
 
-def _counter(conn: Connection, pid: str) -> Any:
-    insert_ignore(conn, promotion_counters, promotion_id=pid, uses=0, held_uses=0, spent=0, held_spent=0)
-    return conn.execute(select(promotion_counters).where(promotion_counters.c.promotion_id == pid)
-                        .with_for_update()).one()
+_COUNTER = select(promotion_counters.c.uses, promotion_counters.c.held_uses, promotion_counters.c.spent,
+                  promotion_counters.c.held_spent) \
+    .where(promotion_counters.c.promotion_id == bindparam("pid")).with_for_update()
 
 
-def _promotion_counter(pid: str, **values: Any) -> Any:
-    return update(promotion_counters).where(promotion_counters.c.promotion_id == pid).values(**values)
+def _counter(tx: Tx, pid: str) -> Counter:
+    """The promotion's counter row, locked (created by the first checkout that needs it)."""
+    found = tx.counters.get(pid)
+    if found is not None:
+        return found
+    row = tx.conn.execute(_COUNTER, {"pid": pid}).first()
+    if row is None:
+        insert_ignore(tx.conn, promotion_counters, promotion_id=pid, uses=0, held_uses=0, spent=0, held_spent=0)
+        row = tx.conn.execute(_COUNTER, {"pid": pid}).one()
+    tx.counters[pid] = found = Counter(*row)
+    return found
+
+
+def _bump(tx: Tx, pid: str, **deltas: int) -> None:
+    """Add `deltas` to the promotion's counter columns (one UPDATE), and to the row this transaction read."""
+    add_to(tx.conn, promotion_counters, {"promotion_id": pid}, **deltas)
+    seen = tx.counters.get(pid)
+    if seen is not None:
+        for col, d in deltas.items():
+            setattr(seen, col, getattr(seen, col) + d)
 
 
 def _returns_usage(tx: Tx, pid: str, returned: Returned) -> bool:
@@ -125,23 +155,22 @@ class Use(Kind):
 
     def hold(self, tx: Tx, need: Need) -> Hold | Refusal:
         pid, limit = need.hold.subject[0], need.promotion.limits.total_uses
-        row = _counter(tx.conn, pid)
+        row = _counter(tx, pid)
         if limit is not None and row.uses + row.held_uses + 1 > limit:
             return refusal("promotion", pid, LedgerReason.USAGE_LIMIT_REACHED, limit=f"{limit} uses in all")
-        tx.conn.execute(_promotion_counter(pid, held_uses=promotion_counters.c.held_uses + 1))
+        _bump(tx, pid, held_uses=1)
         return need.hold
 
     def settle(self, tx: Tx, hold: Hold) -> None:
-        t = promotion_counters
-        tx.conn.execute(_promotion_counter(hold.subject[0], uses=t.c.uses + 1, held_uses=t.c.held_uses - 1))
+        _bump(tx, hold.subject[0], uses=1, held_uses=-1)
 
     def undo(self, tx: Tx, hold: Hold) -> None:
-        tx.conn.execute(_promotion_counter(hold.subject[0], held_uses=promotion_counters.c.held_uses - 1))
+        _bump(tx, hold.subject[0], held_uses=-1)
 
     def give_back(self, tx, hold, uses_back, amount_back, returned):
         if uses_back or not _returns_usage(tx, hold.subject[0], returned):
             return {}, []
-        tx.conn.execute(_promotion_counter(hold.subject[0], uses=promotion_counters.c.uses - 1))
+        _bump(tx, hold.subject[0], uses=-1)
         return {"uses_back": 1}, [Entry("usage", hold.subject[0], "1")]
 
 
@@ -150,21 +179,19 @@ class Budget(Kind):
 
     def hold(self, tx: Tx, need: Need) -> Hold | Refusal:
         p, amount = need.promotion, need.hold.amount
-        row = _counter(tx.conn, p.id)
+        row = _counter(tx, p.id)
         left = (_budget_units(p) or 0) - row.spent - row.held_spent
         if amount > left:
             return refusal("promotion", p.id, LedgerReason.BUDGET_EXHAUSTED, left=money(max(left, 0), p.currency),
                            needed=money(amount, p.currency))
-        tx.conn.execute(_promotion_counter(p.id, held_spent=promotion_counters.c.held_spent + amount))
+        _bump(tx, p.id, held_spent=amount)
         return need.hold
 
     def settle(self, tx: Tx, hold: Hold) -> None:
-        t = promotion_counters
-        tx.conn.execute(_promotion_counter(hold.subject[0], spent=t.c.spent + hold.amount,
-                                           held_spent=t.c.held_spent - hold.amount))
+        _bump(tx, hold.subject[0], spent=hold.amount, held_spent=-hold.amount)
 
     def undo(self, tx: Tx, hold: Hold) -> None:
-        tx.conn.execute(_promotion_counter(hold.subject[0], held_spent=promotion_counters.c.held_spent - hold.amount))
+        _bump(tx, hold.subject[0], held_spent=-hold.amount)
 
     def give_back(self, tx, hold, uses_back, amount_back, returned):
         pid = hold.subject[0]
@@ -173,7 +200,7 @@ class Budget(Kind):
         delta = max(0, max(0, min(target, hold.amount)) - amount_back)
         if not delta:
             return {}, []
-        tx.conn.execute(_promotion_counter(pid, spent=promotion_counters.c.spent - delta))
+        _bump(tx, pid, spent=-delta)
         return {"amount_back": amount_back + delta}, [Entry("budget", pid, money(delta, tx.currency))]
 
 
@@ -189,33 +216,36 @@ class CustomerUse(Kind):
     def hold(self, tx: Tx, need: Need) -> Hold | Refusal:
         pid, customer = need.hold.subject
         limit = need.promotion.limits.uses_per_customer
-        insert_ignore(tx.conn, customer_counters, promotion_id=pid, customer_id=customer, uses=0, held_uses=0)
-        row = tx.conn.execute(select(customer_counters).where(*_customer(pid, customer)).with_for_update()).one()
+        key = {"pid": pid, "customer": customer}
+        row = tx.conn.execute(_CUSTOMER_COUNTER, key).first()
+        if row is None:   # the customer's first order with this promotion
+            insert_ignore(tx.conn, customer_counters, promotion_id=pid, customer_id=customer, uses=0, held_uses=0)
+            row = tx.conn.execute(_CUSTOMER_COUNTER, key).one()
         if row.uses + row.held_uses + 1 > limit:
             return refusal("promotion", pid, LedgerReason.USAGE_LIMIT_REACHED, limit=f"{limit} per customer")
-        tx.conn.execute(update(customer_counters).where(*_customer(pid, customer))
-                        .values(held_uses=customer_counters.c.held_uses + 1))
+        add_to(tx.conn, customer_counters, _customer(pid, customer), held_uses=1)
         return need.hold
 
     def settle(self, tx: Tx, hold: Hold) -> None:
-        t = customer_counters
-        tx.conn.execute(update(t).where(*_customer(*hold.subject)).values(uses=t.c.uses + 1,
-                                                                          held_uses=t.c.held_uses - 1))
+        add_to(tx.conn, customer_counters, _customer(*hold.subject), uses=1, held_uses=-1)
 
     def undo(self, tx: Tx, hold: Hold) -> None:
-        t = customer_counters
-        tx.conn.execute(update(t).where(*_customer(*hold.subject)).values(held_uses=t.c.held_uses - 1))
+        add_to(tx.conn, customer_counters, _customer(*hold.subject), held_uses=-1)
 
     def give_back(self, tx, hold, uses_back, amount_back, returned):
         if uses_back or not _returns_usage(tx, hold.subject[0], returned):
             return {}, []
-        t = customer_counters
-        tx.conn.execute(update(t).where(*_customer(*hold.subject)).values(uses=t.c.uses - 1))
+        add_to(tx.conn, customer_counters, _customer(*hold.subject), uses=-1)
         return {"uses_back": 1}, []
 
 
-def _customer(pid: str, customer: str) -> tuple:
-    return (customer_counters.c.promotion_id == pid, customer_counters.c.customer_id == customer)
+_CUSTOMER_COUNTER = select(customer_counters.c.uses, customer_counters.c.held_uses).where(
+    customer_counters.c.promotion_id == bindparam("pid"), customer_counters.c.customer_id == bindparam("customer")) \
+    .with_for_update()
+
+
+def _customer(pid: str, customer: str) -> dict[str, str]:
+    return {"promotion_id": pid, "customer_id": customer}
 
 
 class Code(Kind):
@@ -260,6 +290,14 @@ def _balance(account: str, kind: str, lot: str) -> tuple:
     return (balances.c.account_id == account, balances.c.kind == kind, balances.c.lot_id == lot)
 
 
+def _balance_key(account: str, kind: str, lot: str) -> dict[str, str]:
+    return {"account_id": account, "kind": kind, "lot_id": lot}
+
+
+_BALANCE = select(balances).where(balances.c.account_id == bindparam("account_id"), balances.c.kind == bindparam("kind"),
+                                  balances.c.lot_id == bindparam("lot_id")).with_for_update()
+
+
 class Balance(Kind):
     """A balance the ledger holds for the account (a promotional balance lot, the gift card, points). The
     trace's tender must name a balance the ledger holds, in the order's currency, on the terms the
@@ -272,7 +310,7 @@ class Balance(Kind):
         tender = need.tender
         name = f"{kind} {lot}".strip()
         what = f"{kind.replace('_', ' ')} {lot}".strip() + f" of {account}"
-        row = tx.conn.execute(select(balances).where(*_balance(account, kind, lot)).with_for_update()).first()
+        row = tx.conn.execute(_BALANCE, _balance_key(account, kind, lot)).first()
         if row is None or row.currency != tx.currency or (kind == "promotional_balance" and row.granted_at_us is None):
             held_in = f" (it holds {row.currency})" if row is not None and row.currency != tx.currency else ""
             return refusal("balance", name, LedgerReason.UNKNOWN_BALANCE, what=what, currency=tx.currency,
@@ -284,7 +322,7 @@ class Balance(Kind):
             return refusal("balance", name, LedgerReason.BALANCE_CHANGED, what=what,
                            available=shown(available) + (f" ({changed})" if changed else ""),
                            expected=shown(tender.before))
-        tx.conn.execute(update(balances).where(*_balance(account, kind, lot)).values(held=balances.c.held + tender.amount))
+        add_to(tx.conn, balances, _balance_key(account, kind, lot), held=tender.amount)
         return need.hold
 
     @staticmethod
@@ -305,11 +343,10 @@ class Balance(Kind):
         return None
 
     def settle(self, tx: Tx, hold: Hold) -> None:
-        tx.conn.execute(update(balances).where(*_balance(*hold.subject)).values(
-            amount=balances.c.amount - hold.amount, held=balances.c.held - hold.amount))
+        add_to(tx.conn, balances, _balance_key(*hold.subject), amount=-hold.amount, held=-hold.amount)
 
     def undo(self, tx: Tx, hold: Hold) -> None:
-        tx.conn.execute(update(balances).where(*_balance(*hold.subject)).values(held=balances.c.held - hold.amount))
+        add_to(tx.conn, balances, _balance_key(*hold.subject), held=-hold.amount)
 
     def give_back(self, tx, hold, uses_back, amount_back, returned):
         account, kind, lot = hold.subject
@@ -322,7 +359,7 @@ class Balance(Kind):
             return {}, []
         if kind == "promotional_balance" and lot in returned.expired_lots:
             return {"amount_back": amount_back + delta, "forfeited": delta}, [Entry("forfeited", lot, money(delta, tx.currency))]
-        tx.conn.execute(update(balances).where(*_balance(account, kind, lot)).values(amount=balances.c.amount + delta))
+        add_to(tx.conn, balances, _balance_key(account, kind, lot), amount=delta)
         shown = str(delta) if kind == "points" else money(delta, tx.currency)
         return {"amount_back": amount_back + delta}, [Entry(kind, lot, shown)]
 
@@ -364,13 +401,11 @@ class Grant(Kind):
         delta = max(0, target - amount_back)
         if not delta:
             return {}, []
-        row = tx.conn.execute(select(balances).where(*_balance(account, "promotional_balance", lot))
-                              .with_for_update()).first()
+        row = tx.conn.execute(_BALANCE, _balance_key(account, "promotional_balance", lot)).first()
         taken = min(delta, max(0, row.amount - row.held) if row is not None else 0)
         entries = []
         if taken:
-            tx.conn.execute(update(balances).where(*_balance(account, "promotional_balance", lot))
-                            .values(amount=balances.c.amount - taken))
+            add_to(tx.conn, balances, _balance_key(account, "promotional_balance", lot), amount=-taken)
             entries.append(Entry("grant_revoked", lot, money(taken, tx.currency)))
         if delta - taken:   # already spent by a later order: reported for the merchant, never taken below zero
             entries.append(Entry("grant_spent", lot, money(delta - taken, tx.currency)))

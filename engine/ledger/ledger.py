@@ -35,14 +35,14 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import InputError
 from ..model import POOL_TOKEN_PREFIX, RuleSet, Usage
 from ..text import normalise_code, shorten, text_problem
 from ..trace import Trace
-from ..verify import TraceMismatch, rederived, trace_document
+from ..verify import TraceMismatch, rederived_with_document, trace_document
 from . import accounts, codes as pool, reports
 from .common import check_id, check_now, iso, money, money_decimal, us
 from .errors import LedgerError, LedgerReason, Refusal, ReservationRefused
@@ -184,17 +184,15 @@ class Ledger:
         ttl_us = _ttl_us(ttl, order_id)
         presented = _codes(codes)
         actor = _actor(actor)
-        order = self._verified(trace, self.ruleset, order_id)
+        order, doc = self._verified(trace, self.ruleset, order_id)
         redemption = Redemption.of(order, self.ruleset, order_id)
-        text_ = json.dumps(json.loads(order.to_json(indent=None)), sort_keys=True, separators=(",", ":"),
-                           ensure_ascii=False)
+        text_ = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         digest = hashlib.sha256(text_.encode()).hexdigest()
         expires = when + timedelta(microseconds=ttl_us)
         wanted = needs(redemption, customer_id)
 
         def work(conn: Connection) -> Reservation:
-            row = conn.execute(select(reservations).where(reservations.c.order_id == order_id)
-                               .with_for_update()).first()
+            row = conn.execute(_RESERVATION, {"order_id": order_id}).first()
             if row is not None:   # a retry: the same reservation, whatever has happened to the clock since
                 if row.trace_hash != digest or row.customer_id != customer_id:
                     raise LedgerError(LedgerReason.ORDER_REUSED, order_id)
@@ -202,7 +200,7 @@ class Ledger:
                 return self._reservation(conn, row)
             self._admissible(order, when, order_id)
             self._sweep(conn, when, actor)
-            conn.execute(insert(reservations).values(
+            conn.execute(_NEW_RESERVATION, dict(
                 order_id=order_id, customer_id=customer_id, account_id=redemption.account_id,
                 ruleset_version=order.ruleset_version, trace_hash=digest, trace=text_, state=STATE_HELD,
                 created_at=iso(when), expires_at_us=us(expires), expires_at=iso(expires), closed_at=None,
@@ -215,8 +213,9 @@ class Ledger:
                 (refusals if isinstance(got, Refusal) else holds).append(got)
             if refusals:
                 raise ReservationRefused(order_id, tuple(refusals))   # rolls the whole transaction back
+            if holds:
+                conn.execute(_NEW_ITEM, [item_values(hold, order_id) for hold in holds])
             for hold in holds:
-                conn.execute(insert(items).values(**item_values(hold, order_id)))
                 tx.audit("reserve", _subject(hold), {"kind": hold.kind, "held_uses": hold.uses,
                                                      "held_amount": hold.amount})
             tx.audit("reserve", None, {"state": STATE_HELD, "expires_at": iso(expires), "trace_hash": digest})
@@ -234,15 +233,18 @@ class Ledger:
             if row.state in (STATE_COMMITTED, STATE_CANCELLED):
                 return self._reservation(conn, row)       # committing twice is harmless
             _not_before(row, when)
-            self._sweep(conn, when, actor)
-            row = self._locked(conn, order_id)
+            if order_id in self._sweep(conn, when, actor):   # its time was up: the sweep just expired it
+                row = self._locked(conn, order_id)
             _refuse_closed(row)
             tx = self._tx(conn, when, order_id, actor, json.loads(row.trace)["currency"])
-            for hold in self._holds(conn, order_id):
+            holds = self._holds(conn, order_id)
+            for hold in holds:
                 KINDS[hold.kind].settle(tx, hold)
                 tx.audit("commit", _subject(hold), {"kind": hold.kind, "uses": hold.uses, "amount": hold.amount})
             self._close(conn, order_id, STATE_COMMITTED, when, actor)
-            return self._reservation(conn, self._locked(conn, order_id))
+            # the row is locked, and closing it changed only its state (and closed_at, not shown)
+            return Reservation(row.order_id, row.customer_id, STATE_COMMITTED, row.ruleset_version, row.trace_hash,
+                               row.created_at, row.expires_at, tuple(holds))
         return self._run(work, when)
 
     def release(self, order_id: str, now: datetime | str, actor: str | None = None) -> Reservation:
@@ -305,7 +307,7 @@ class Ledger:
             if ruleset is None:
                 raise LedgerError(LedgerReason.WRONG_RULESET, order_id, got=doc["ruleset_version"],
                                   expected=", ".join(sorted(self.rulesets)))
-            order = self._verified(doc, ruleset, order_id)
+            order, _ = self._verified(doc, ruleset, order_id)
             before = json.loads(row.returned)
             after = cumulative(order_id, line_quantities(order), before, returned)
             holds = self._holds(conn, order_id, with_back=True)
@@ -518,9 +520,16 @@ class Ledger:
         while True:
             try:
                 with self.engine.begin() as conn:
-                    if when is not None:
-                        self._check_clock(conn, when)
-                    return work(conn)
+                    conn.info[_AUDIT_ROWS] = rows = []
+                    try:
+                        if when is not None:
+                            self._check_clock(conn, when)
+                        result = work(conn)
+                        if rows:   # the operation's audit rows, in the order written, in one statement
+                            conn.execute(_NEW_AUDIT, rows)
+                        return result
+                    finally:
+                        conn.info.pop(_AUDIT_ROWS, None)
             except LedgerError:
                 raise
             except (DBAPIError, SQLAlchemyError) as exc:
@@ -573,7 +582,7 @@ class Ledger:
         further than `max_clock_skew` from the database server's clock is refused."""
         if self.max_clock_skew is None:
             return
-        value = conn.execute(text("SELECT CURRENT_TIMESTAMP")).scalar()
+        value = conn.execute(_DB_CLOCK).scalar()
         db_now = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
         if db_now.tzinfo is None:
             db_now = db_now.replace(tzinfo=timezone.utc)   # SQLite's CURRENT_TIMESTAMP is UTC without an offset
@@ -582,13 +591,14 @@ class Ledger:
                                                               f"database's clock ({iso(db_now)}); at most "
                                                               f"{self.max_clock_skew} is allowed. Nothing was changed.")
 
-    def _verified(self, trace: Trace | Mapping[str, Any], ruleset: RuleSet, order_id: str) -> Trace:
+    def _verified(self, trace: Trace | Mapping[str, Any], ruleset: RuleSet, order_id: str) -> tuple[Trace, dict]:
+        """The trace re-derived from its inputs, and as JSON data; refused as the ledger's errors."""
         try:
             doc = trace_document(trace)
             if doc["ruleset_version"] != ruleset.version:
                 raise LedgerError(LedgerReason.WRONG_RULESET, order_id, got=shorten(doc["ruleset_version"]),
                                   expected=ruleset.version)
-            return rederived(ruleset, doc)
+            return rederived_with_document(ruleset, doc)
         except TraceMismatch as exc:
             raise LedgerError(LedgerReason.TRACE_MISMATCH, order_id, field=exc.field) from None
         except InputError as exc:
@@ -625,9 +635,7 @@ class Ledger:
         """Release every reservation whose time is up, so that no expired hold blocks anyone and none can be
         committed. A conditional update decides who releases each one, so two operations sweeping at once
         never release it twice."""
-        due = conn.execute(select(reservations).where(
-            reservations.c.state == STATE_HELD, reservations.c.expires_at_us <= us(when))
-            .order_by(reservations.c.order_id)).all()
+        due = conn.execute(_DUE, {"now_us": us(when)}).all()
         freed = []
         for row in due:
             won = conn.execute(update(reservations).where(reservations.c.order_id == row.order_id,
@@ -640,19 +648,17 @@ class Ledger:
         return freed
 
     def _close(self, conn: Connection, order_id: str, state: str, when: datetime, actor: str | None) -> None:
-        conn.execute(update(reservations).where(reservations.c.order_id == order_id)
-                     .values(state=state, closed_at=iso(when)))
+        conn.execute(_CLOSE, {"key": order_id, "state": state, "closed_at": iso(when)})
         self._audit(conn, when, actor, state, order_id, None, {"state": state})
 
     def _locked(self, conn: Connection, order_id: str) -> Any:
-        row = conn.execute(select(reservations).where(reservations.c.order_id == order_id).with_for_update()).first()
+        row = conn.execute(_RESERVATION, {"order_id": order_id}).first()
         if row is None:
             raise LedgerError(LedgerReason.UNKNOWN_ORDER, order_id)
         return row
 
     def _holds(self, conn: Connection, order_id: str, with_back: bool = False) -> list:
-        rows = sorted(conn.execute(select(items).where(items.c.order_id == order_id)).all(),
-                      key=lambda r: hold_of(r).key())
+        rows = sorted(conn.execute(_ITEMS, {"order_id": order_id}).all(), key=lambda r: hold_of(r).key())
         if with_back:
             return [(r.id, hold_of(r), r.uses_back, r.amount_back, r.forfeited) for r in rows]
         return [hold_of(r) for r in rows]
@@ -671,9 +677,15 @@ class Ledger:
 
     def _audit(self, conn: Connection, when: datetime, actor: str | None, action: str, order_id: str | None,
                subject: str | None, delta: Mapping[str, Any]) -> None:
-        conn.execute(insert(audit_log).values(at=iso(when), actor=actor or self.actor, action=action,
-                                              order_id=order_id, subject=subject,
-                                              delta=json.dumps(delta, sort_keys=True, default=str)))
+        """An audit row, written with the operation's others when its work is done (in `_run`, inside
+        the same transaction: a rolled-back operation leaves none)."""
+        row = {"at": iso(when), "actor": actor or self.actor, "action": action, "order_id": order_id,
+               "subject": subject, "delta": json.dumps(delta, sort_keys=True, default=str)}
+        pending = conn.info.get(_AUDIT_ROWS)
+        if pending is None:
+            conn.execute(insert(audit_log).values(**row))
+        else:
+            pending.append(row)
 
 
 # --- small pure helpers ------------------------------------------------------------------------------
@@ -738,6 +750,18 @@ def _refuse_closed(row: Any) -> None:
         raise LedgerError(LedgerReason.ORDER_EXPIRED, row.order_id, expires_at=row.expires_at)
 
 
+# Statements every checkout runs, built once (see common.py: building one costs more than running it).
+_RESERVATION = select(reservations).where(reservations.c.order_id == bindparam("order_id")).with_for_update()
+_DUE = select(reservations).where(reservations.c.state == STATE_HELD, reservations.c.expires_at_us <= bindparam("now_us")) \
+    .order_by(reservations.c.order_id)
+_NEW_RESERVATION = insert(reservations)
+_CLOSE = update(reservations).where(reservations.c.order_id == bindparam("key")) \
+    .values(state=bindparam("state"), closed_at=bindparam("closed_at"))
+_ITEMS = select(items).where(items.c.order_id == bindparam("order_id"))
+_NEW_ITEM = insert(items)
+_NEW_AUDIT = insert(audit_log)
+_DB_CLOCK = text("SELECT CURRENT_TIMESTAMP")
+_AUDIT_ROWS = "promo_audit_rows"   # conn.info key: the running operation's audit rows, not yet written
 _COLLISION_STATES = ("40001", "40P01", "23505")
 
 
