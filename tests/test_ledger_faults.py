@@ -26,7 +26,7 @@ from .private_postgres import PrivateCluster
 from .test_ledger_concurrency import check_counters_match_committed
 
 BIG = (b"id: big-budget\nname: big-budget\nstatus: active\ncurrency: JPY\ncode: BIG\ntargets: {include: all}\n"
-       b"reward: {type: amount_off, scope: per_order, amount: \"100\"}\nstacking: {priority: 10, exclusive: false}\n"
+       b"benefits: [{type: amount_off, scope: per_order, amount: \"100\"}]\nstacking: {priority: 10, exclusive: false}\n"
        b"limits: {total_uses: 100000, budget: \"100000000\", uses_per_customer: 5}\n")
 WORKERS, ORDERS_EACH, RETRIES = 6, 40, 40
 
