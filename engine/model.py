@@ -185,6 +185,9 @@ class RuleSet:
     codes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # normalised code -> promotion ids
     # Built beside the rule set from `promotions` by ruleset.build_ruleset, the only place a RuleSet is made.
     index: "CandidateIndex | None" = field(default=None, repr=False, compare=False)
+    # The rule files' names and bytes the set was built from (what `version` hashes), so that the ledger
+    # can keep every rule set it priced orders with and build it again after a reload or a restart.
+    sources: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

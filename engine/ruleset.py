@@ -158,7 +158,7 @@ def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
     return RuleSet(promotions=ordered, currencies=frozenset(settings["currencies"]), policies=policies,
                    rounding=settings.get("rounding", DEFAULT_ROUNDING), locale=settings.get("locale", "en_US"),
                    version="sha256:" + digest.hexdigest(), codes=codes,
-                   index=CandidateIndex.build(ordered.values()))
+                   index=CandidateIndex.build(ordered.values()), sources={p.name: raw[p] for p in paths})
 
 
 def _load_settings(path: Path, data: bytes | None, problems: list[Problem]) -> dict | None:

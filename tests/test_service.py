@@ -270,6 +270,18 @@ def test_a_retried_checkout_returns_the_same_reservation(server):
     assert other.status_code == 409 and other.json()["reason"] == "order_reused"
 
 
+def test_a_retried_checkout_with_other_codes_is_order_reused(server, ledger):
+    [code] = ledger.generate_codes("pool-300", 1, _now())
+    request = _checkout("order-retry-codes", "cust-retry-codes", ["WELCOME", code.lower()])
+    with server.client("checkout") as c:
+        first = c.post("/v1/checkouts", json=request)
+        assert first.status_code == 201, first.text
+        assert c.post("/v1/checkouts", json=request).json() == first.json()   # the single-use code it holds
+        for codes in ([], ["WELCOME"], [code], ["WELCOME", code, "SPARE"]):
+            other = c.post("/v1/checkouts", json=dict(request, codes=codes))
+            assert other.status_code == 409 and other.json()["reason"] == "order_reused", (codes, other.text)
+
+
 def test_sixteen_clients_race_for_one_single_use_code(server, ledger):
     [code] = ledger.generate_codes("pool-300", 1, _now())
     statuses: list[tuple[int, str | None]] = []

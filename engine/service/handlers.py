@@ -22,6 +22,7 @@ from ..errors import InputError, PromoError, RuleFileError
 from ..evaluate import evaluate
 from ..inputs import parse_codes, parse_now
 from ..ledger import CODE_REFUSED_MESSAGE, CodeCheck, CodeStatus, LedgerError, LedgerReason, Reservation
+from ..ledger.codes import code_hash, looks_like_pool_code
 from ..ledger.ledger import Ledger
 from ..model import Promotion
 from ..text import normalise_code
@@ -167,25 +168,36 @@ def _with_ledger_balances(ledger: Ledger, account: Any, now: Any) -> Any:
 def _replayed(call: Call, ledger: Ledger, stored: dict[str, Any]) -> Reply:
     body = call.body
     reservation = ledger.reservation(body["order_id"])
-    ruleset = ledger.rulesets.get(stored["ruleset_version"])
     if reservation.customer_id != body["customer_id"]:
         raise LedgerError(LedgerReason.ORDER_REUSED, body["order_id"])
-    if ruleset is None:   # priced before this process started, with rules it has not loaded
-        raise LedgerError(LedgerReason.WRONG_RULESET, body["order_id"], got=stored["ruleset_version"],
-                          expected=", ".join(sorted(ledger.rulesets)))
+    # Priced before a reload or a restart: the ledger keeps the rule set it priced with.
+    ruleset = ledger.ruleset_for(stored["ruleset_version"], body["order_id"])
     inputs = stored["inputs"]
     account = body["account"]
     if isinstance(account, dict):
         account = {**{k: v for k, v in account.items() if k not in BALANCE_KEYS},
                    **{k: inputs["account"][k] for k in BALANCE_KEYS if k in inputs["account"]}}
     try:
-        again = evaluate(ruleset, body["cart"], account, codes=inputs["codes"], now=stored["now"],
-                         usage=inputs["usage"])
+        again = evaluate(ruleset, body["cart"], account, codes=_codes_as_priced(body.get("codes", []), reservation,
+                                                                             ruleset),
+                         now=stored["now"], usage=inputs["usage"])
     except PromoError:
         raise LedgerError(LedgerReason.ORDER_REUSED, body["order_id"]) from None
     if first_difference(stored, json.loads(again.to_json(indent=None))) is not None:
         raise LedgerError(LedgerReason.ORDER_REUSED, body["order_id"])
     return 201, {"reservation": _reservation(reservation), "trace": stored}
+
+
+def _codes_as_priced(typed: list[str], reservation: Reservation, ruleset: Any) -> list[str]:
+    """The retry's codes as the first checkout gave them to evaluate(): a single-use code this order holds
+    becomes its promotion's token; any other code stays as typed, so that a retry with other codes (or
+    none) prices differently and is `order_reused`, never the first checkout's reservation."""
+    held = {h.subject[0]: h.subject[1] for h in reservation.holds if h.kind == "code"}
+    out = []
+    for code in typed:
+        pid = held.get(code_hash(code)) if looks_like_pool_code(code) else None
+        out.append(ruleset.promotions[pid].code if pid in ruleset.promotions else code)
+    return out
 
 
 def commit_checkout(call: Call) -> Reply:
