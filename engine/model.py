@@ -164,6 +164,9 @@ class Promotion:
     limits: Limits
     source: str               # the rule file, for messages
     code_pool: bool = False   # redeemed with the ledger's single-use codes; `code` is then pool_token(id)
+    # What the customer view says when it applies, per language: (language, text) pairs, sorted, so that a
+    # Promotion stays hashable. Empty: the customer view shows the name.
+    customer_message: tuple[tuple[str, str], ...] = ()
     # Derived once from the fields above (evaluate() reads them for every promotion it considers):
     stage: Stage = field(init=False, repr=False, compare=False)
     order: tuple = field(init=False, repr=False, compare=False)   # evaluation order: stage, priority, id

@@ -287,7 +287,8 @@ def _load_promotion(path: Path, data: bytes, settings: dict | None,
         code=normalise_code(doc["code"]) if "code" in doc else pool_token(doc["id"]) if doc.get("code_pool") else None,
         condition=compile_condition(doc.get("eligibility")), targets=_targets(doc["targets"]), benefits=benefits,
         priority=doc["stacking"]["priority"], exclusive=doc["stacking"]["exclusive"], limits=limits,
-        source=str(path), code_pool=doc.get("code_pool", False)), positions
+        source=str(path), code_pool=doc.get("code_pool", False),
+        customer_message=tuple(sorted(doc.get("customer_message", {}).items()))), positions
 
 
 def _when(c: _Checker, doc: dict, key: str) -> datetime | None:

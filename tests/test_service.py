@@ -152,16 +152,29 @@ def test_the_customer_view_shows_names_formatted_amounts_and_no_account(server, 
     assert {c["code"]: c["accepted"] for c in view["codes"]} == \
         {"WELCOME": True, pool_code: True, "NO-SUCH-CODE": False, "GONE": False}
     refused = {c["message"] for c in view["codes"] if not c["accepted"]}
-    assert refused == {CODE_REFUSED_MESSAGE}
+    assert refused == {"このコードはご利用いただけません。"}                  # CODE_REFUSED_MESSAGE, in Japanese
+    assert [p["message"] for p in view["promotions"]] == ["pool-300 name", "welcome-100 name"]
     text_ = response.text
     assert "POOL:" not in text_ and "acct-1" not in text_ and "inputs" not in view
     assert "spend-600" not in text_                                   # an automatic promotion's reason stays internal
 
 
-def test_a_near_miss_hint_reaches_the_customer(server):
+def test_a_near_miss_hint_reaches_the_customer_in_their_language(server):
+    body = {"cart": cart(price="1500"), "account": account(), "view": "customer"}
     with server.client("checkout") as c:
-        view = c.post("/v1/evaluate", json={"cart": cart(price="1500"), "account": account(), "view": "customer"}).json()
-    assert view["hints"] and "500" in view["hints"][0]
+        view = c.post("/v1/evaluate", json=body).json()
+        japanese = c.post("/v1/evaluate", json=body, headers={"Accept-Language": "ja"}).json()
+    assert view["hints"] == ["Add ¥500 more to your cart to get Spend 5000 get 600 off."]
+    assert japanese["hints"] == ["カートにあと￥500分追加すると、Spend 5000 get 600 offが適用されます。"]
+
+
+def test_a_code_check_answers_in_the_customers_language(server):
+    with server.client("checkout") as c:
+        english = c.post("/v1/codes/check", json={"code": "NO-SUCH-CODE"})
+        japanese = c.post("/v1/codes/check", json={"code": "WELCOME"}, headers={"Accept-Language": "ja-JP"})
+    assert english.json() == {"usable": False, "message": CODE_REFUSED_MESSAGE}
+    assert japanese.json() == {"usable": True, "message": "このコードはご利用いただけます。"}
+    assert japanese.headers["content-language"] == "ja-JP"
 
 
 # --- bad input --------------------------------------------------------------------------------------

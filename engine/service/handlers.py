@@ -27,14 +27,14 @@ from ..ledger.ledger import Ledger
 from ..model import Promotion
 from ..text import normalise_code
 from ..verify import first_difference
-from .customer import customer_view
+from ..translations import translate
+from .customer import CODE_USABLE_MESSAGE, customer_view
 from .keys import ApiKey
 from .metrics import Metrics
 from .problems import ServiceError, from_input_error
 from .state import Served, Service, now_utc
 
 BALANCE_KEYS = ("promotional_balance", "gift_card", "points")   # the ledger's, never the client's
-CODE_USABLE_MESSAGE = "This code can be used."
 DEFAULT_TTL = 900
 
 
@@ -71,7 +71,7 @@ def evaluate_cart(call: Call) -> Reply:
     trace = _evaluated(call.served, body["cart"], body["account"], codes=codes, now=now,
                        preview=body.get("preview", []))
     if body.get("view") == "customer":
-        return 200, customer_view(trace, call.locale, typed, refused)
+        return 200, customer_view(trace, call.locale, typed, refused, call.served.ruleset)
     return 200, trace.to_dict()
 
 
@@ -123,7 +123,7 @@ def create_checkout(call: Call) -> Reply:
     now = now_utc()
     resolution = ledger.resolve_codes(body.get("codes", []), now) if body.get("codes") else None
     if resolution is not None:
-        _refuse_unusable_codes(resolution.checks)
+        _refuse_unusable_codes(resolution.checks, call.locale)
     usage = ledger.usage_snapshot(customer_id, now)
     account = _with_ledger_balances(ledger, body["account"], now)
     trace = _evaluated(call.served, body["cart"], account, codes=list(resolution.codes) if resolution else [],
@@ -138,12 +138,13 @@ def create_checkout(call: Call) -> Reply:
     return 201, {"reservation": _reservation(reservation), "trace": trace.to_dict()}
 
 
-def _refuse_unusable_codes(checks: tuple[CodeCheck, ...]) -> None:
+def _refuse_unusable_codes(checks: tuple[CodeCheck, ...], locale: str) -> None:
     """A checkout whose customer typed a code that cannot be used (unknown, expired, used or held by
     another checkout) is refused rather than priced without it: the customer would pay more than the
-    page they saw. Each refusal carries the merchant's detail; `message` is the customer's one sentence."""
+    page they saw. Each refusal carries the merchant's detail; `message` is the customer's one sentence,
+    in their language."""
     refusals = tuple({"kind": "code", "subject": f"code {i + 1}", "reason": c.status.value,
-                      "message": CODE_REFUSED_MESSAGE}
+                      "message": translate(CODE_REFUSED_MESSAGE, locale)}
                      for i, c in enumerate(checks) if c.status not in (CodeStatus.SHARED, CodeStatus.POOL))
     if refusals:
         raise ServiceError(refusals[0]["reason"], "The checkout was refused: a code cannot be used; nothing was "
@@ -255,7 +256,8 @@ def check_code(call: Call) -> Reply:
         usage = ledger.usage_snapshot(customer_id, now, promotions=[p.id for p in live])
         live = [p for p in live if p.id not in usage or _within_limits(p, usage[p.id])]
     usable = bool(live)
-    return 200, {"usable": usable, "message": CODE_USABLE_MESSAGE if usable else CODE_REFUSED_MESSAGE}
+    return 200, {"usable": usable,
+                 "message": translate(CODE_USABLE_MESSAGE if usable else CODE_REFUSED_MESSAGE, call.locale)}
 
 
 def _live(promotion: Promotion, now: Any) -> bool:
