@@ -3,7 +3,9 @@ and on PostgreSQL, and every test talks to it with an HTTP client."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -227,6 +229,19 @@ def test_an_oversized_body_is_413_before_it_is_read(server):
     assert declared.json()["reason"] == "too_large"
 
 
+def test_bytes_that_are_not_http_get_a_problem_body_too(server):
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"GARBAGE \x00\x01 NOT-HTTP\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/problem+json" in head.lower()
+    problem = json.loads(body)
+    assert problem["status"] == 400 and problem["reason"] == "malformed_http"
+
+
 def test_unknown_paths_and_methods_get_problem_bodies(server):
     with server.client("checkout") as c:
         missing = c.get("/v1/nothing-here")
@@ -395,7 +410,12 @@ def test_a_request_id_is_kept_or_made(server):
 def test_the_request_log_names_requests_but_never_codes(server):
     with server.client("checkout") as c:
         c.post("/v1/codes/check", json={"code": "SECRET-CODE-XYZ"}, headers={"X-Request-Id": "log-check"})
-    lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
-    mine = [entry for entry in lines if entry["request_id"] == "log-check"]
+    deadline = time.monotonic() + 5     # the line is written once the response has been sent
+    while True:
+        lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
+        mine = [entry for entry in lines if entry["request_id"] == "log-check"]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert mine and mine[0]["route"] == "/v1/codes/check" and mine[0]["key"] == "web"
     assert "SECRET-CODE-XYZ" not in server.log.read_text()
