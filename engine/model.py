@@ -168,6 +168,9 @@ class Promotion:
     # classes it still combines with (see `combines`).
     stacking_class: str | None = None
     combines_with: tuple[str, ...] = ()   # as the file lists them
+    # What the customer view says when it applies, per language: (language, text) pairs, sorted, so that a
+    # Promotion stays hashable. Empty: the customer view shows the name.
+    customer_message: tuple[tuple[str, str], ...] = ()
     # Derived once from the fields above (evaluate() reads them for every promotion it considers):
     stage: Stage = field(init=False, repr=False, compare=False)
     order: tuple = field(init=False, repr=False, compare=False)   # evaluation order: stage, priority, id
@@ -202,6 +205,9 @@ class RuleSet:
     best_per_line: frozenset[str] = frozenset()        # classes whose item discounts do not compound on a line
     # Built beside the rule set from `promotions` by ruleset.build_ruleset, the only place a RuleSet is made.
     index: "CandidateIndex | None" = field(default=None, repr=False, compare=False)
+    # The rule files' names and bytes the set was built from (what `version` hashes), so that the ledger
+    # can keep every rule set it priced orders with and build it again after a reload or a restart.
+    sources: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
                    version="sha256:" + digest.hexdigest(), codes=codes,
                    exclusive_resolution=settings.get("exclusive_resolution", "best_for_customer"),
                    best_per_line=frozenset(settings.get("best_per_line", ())),
-                   index=CandidateIndex.build(ordered.values()))
+                   index=CandidateIndex.build(ordered.values()), sources={p.name: raw[p] for p in paths})
 
 
 def _overlap(a: Promotion, b: Promotion) -> bool:
@@ -336,7 +336,8 @@ def _load_promotion(path: Path, data: bytes, settings: dict | None,
         condition=compile_condition(doc.get("eligibility")), targets=_targets(doc["targets"]), benefits=benefits,
         priority=stacking["priority"], exclusive=stacking["exclusive"], limits=limits,
         source=str(path), code_pool=doc.get("code_pool", False), stacking_class=stacking.get("class"),
-        combines_with=tuple(stacking.get("combines_with", ()))), positions
+        combines_with=tuple(stacking.get("combines_with", ())),
+        customer_message=tuple(sorted(doc.get("customer_message", {}).items()))), positions
 
 
 def _when(c: _Checker, doc: dict, key: str) -> datetime | None:

@@ -39,8 +39,10 @@ from .text import FORBIDDEN, MAX_NUMBER_DIGITS, big_number, forbidden_character,
 
 SCHEMA_KINDS = ("promotion", "ruleset", "cart", "account", "trace")
 # The schemas are the project's top-level `schemas/` directory: one copy, read by the engine, the
-# tests and editors alike. promo-engine is installed from its checkout (`pip install -e .`).
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+# tests and editors alike. A wheel carries that copy as package data in engine/schema_files/ (setup.py);
+# a checkout, or an editable install of it, has no such directory and reads `schemas/` itself.
+_PACKAGED = Path(__file__).resolve().parent / "schema_files"
+SCHEMA_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent / "schemas"
 
 
 @lru_cache(maxsize=None)

@@ -90,8 +90,9 @@ class Server:
             self.process.wait()
 
 
-def start(tmp: Path, ledger: str | None = None, extra_args: tuple[str, ...] = ()) -> Server:
-    rules = write_rules(tmp / "rules")
+def start(tmp: Path, ledger: str | None = None, extra_args: tuple[str, ...] = (),
+          files: dict[str, bytes] | None = None) -> Server:
+    rules = write_rules(tmp / "rules", files)
     keys = tmp / "keys.json"
     checkout_key = create_key(keys, "web", Scope.CHECKOUT)
     admin_key = create_key(keys, "ops", Scope.ADMIN)

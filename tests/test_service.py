@@ -3,7 +3,9 @@ and on PostgreSQL, and every test talks to it with an HTTP client."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -152,16 +154,29 @@ def test_the_customer_view_shows_names_formatted_amounts_and_no_account(server, 
     assert {c["code"]: c["accepted"] for c in view["codes"]} == \
         {"WELCOME": True, pool_code: True, "NO-SUCH-CODE": False, "GONE": False}
     refused = {c["message"] for c in view["codes"] if not c["accepted"]}
-    assert refused == {CODE_REFUSED_MESSAGE}
+    assert refused == {"このコードはご利用いただけません。"}                  # CODE_REFUSED_MESSAGE, in Japanese
+    assert [p["message"] for p in view["promotions"]] == ["pool-300 name", "welcome-100 name"]
     text_ = response.text
     assert "POOL:" not in text_ and "acct-1" not in text_ and "inputs" not in view
     assert "spend-600" not in text_                                   # an automatic promotion's reason stays internal
 
 
-def test_a_near_miss_hint_reaches_the_customer(server):
+def test_a_near_miss_hint_reaches_the_customer_in_their_language(server):
+    body = {"cart": cart(price="1500"), "account": account(), "view": "customer"}
     with server.client("checkout") as c:
-        view = c.post("/v1/evaluate", json={"cart": cart(price="1500"), "account": account(), "view": "customer"}).json()
-    assert view["hints"] and "500" in view["hints"][0]
+        view = c.post("/v1/evaluate", json=body).json()
+        japanese = c.post("/v1/evaluate", json=body, headers={"Accept-Language": "ja"}).json()
+    assert view["hints"] == ["Add ¥500 more to your cart to get Spend 5000 get 600 off."]
+    assert japanese["hints"] == ["カートにあと￥500分追加すると、Spend 5000 get 600 offが適用されます。"]
+
+
+def test_a_code_check_answers_in_the_customers_language(server):
+    with server.client("checkout") as c:
+        english = c.post("/v1/codes/check", json={"code": "NO-SUCH-CODE"})
+        japanese = c.post("/v1/codes/check", json={"code": "WELCOME"}, headers={"Accept-Language": "ja-JP"})
+    assert english.json() == {"usable": False, "message": CODE_REFUSED_MESSAGE}
+    assert japanese.json() == {"usable": True, "message": "このコードはご利用いただけます。"}
+    assert japanese.headers["content-language"] == "ja-JP"
 
 
 # --- bad input --------------------------------------------------------------------------------------
@@ -212,6 +227,19 @@ def test_an_oversized_body_is_413_before_it_is_read(server):
                          headers={"Content-Type": "application/json"})
     assert declared.status_code == chunked.status_code == 413
     assert declared.json()["reason"] == "too_large"
+
+
+def test_bytes_that_are_not_http_get_a_problem_body_too(server):
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"GARBAGE \x00\x01 NOT-HTTP\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/problem+json" in head.lower()
+    problem = json.loads(body)
+    assert problem["status"] == 400 and problem["reason"] == "malformed_http"
 
 
 def test_unknown_paths_and_methods_get_problem_bodies(server):
@@ -268,6 +296,18 @@ def test_a_retried_checkout_returns_the_same_reservation(server):
     assert first.status_code == second.status_code == 201
     assert second.json() == first.json()
     assert other.status_code == 409 and other.json()["reason"] == "order_reused"
+
+
+def test_a_retried_checkout_with_other_codes_is_order_reused(server, ledger):
+    [code] = ledger.generate_codes("pool-300", 1, _now())
+    request = _checkout("order-retry-codes", "cust-retry-codes", ["WELCOME", code.lower()])
+    with server.client("checkout") as c:
+        first = c.post("/v1/checkouts", json=request)
+        assert first.status_code == 201, first.text
+        assert c.post("/v1/checkouts", json=request).json() == first.json()   # the single-use code it holds
+        for codes in ([], ["WELCOME"], [code], ["WELCOME", code, "SPARE"]):
+            other = c.post("/v1/checkouts", json=dict(request, codes=codes))
+            assert other.status_code == 409 and other.json()["reason"] == "order_reused", (codes, other.text)
 
 
 def test_sixteen_clients_race_for_one_single_use_code(server, ledger):
@@ -370,7 +410,12 @@ def test_a_request_id_is_kept_or_made(server):
 def test_the_request_log_names_requests_but_never_codes(server):
     with server.client("checkout") as c:
         c.post("/v1/codes/check", json={"code": "SECRET-CODE-XYZ"}, headers={"X-Request-Id": "log-check"})
-    lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
-    mine = [entry for entry in lines if entry["request_id"] == "log-check"]
+    deadline = time.monotonic() + 5     # the line is written once the response has been sent
+    while True:
+        lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
+        mine = [entry for entry in lines if entry["request_id"] == "log-check"]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert mine and mine[0]["route"] == "/v1/codes/check" and mine[0]["key"] == "web"
     assert "SECRET-CODE-XYZ" not in server.log.read_text()

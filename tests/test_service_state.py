@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from engine.ledger import make_engine, migrate
-from tests.service_support import account, cart, start
+from tests.service_support import RULES, account, cart, start
 
 BROKEN = b"id: broken\nname: broken\nstatus: active\n"   # no targets, benefits or stacking
 
@@ -86,3 +86,26 @@ def test_a_reload_while_clients_evaluate_loses_no_request(server):
         t.join()
     assert failures == []
     assert versions <= {first, second}
+
+
+def test_an_order_priced_before_a_restart_still_cancels_and_its_retry_is_the_same(tmp_path, server):
+    order = {"order_id": "order-before-restart", "customer_id": "cust-1", "cart": cart(), "account": account(),
+             "codes": ["WELCOME"]}
+    with server.client("checkout") as c:
+        first = c.post("/v1/checkouts", json=order)
+        assert first.status_code == 201
+        assert c.post("/v1/checkouts/order-before-restart/commit").status_code == 200
+    server.stop()
+    edited = dict(RULES, **{"welcome-100.yaml": RULES["welcome-100.yaml"].replace(b"\"100\"", b"\"150\"")})
+    again = start(tmp_path / "after", ledger=str(tmp_path / "ledger.db"), files=edited)
+    try:
+        with again.client("checkout") as c:
+            assert _version(c) != first.json()["reservation"]["ruleset_version"]
+            retried = c.post("/v1/checkouts", json=order)   # priced with rules this process never loaded
+            assert retried.status_code == 201, retried.text
+            assert retried.json()["reservation"]["trace_hash"] == first.json()["reservation"]["trace_hash"]
+            cancelled = c.post("/v1/checkouts/order-before-restart/cancel", json={})
+            assert cancelled.status_code == 200, cancelled.text
+            assert cancelled.json()["cancelled"] is True
+    finally:
+        again.stop()

@@ -29,7 +29,9 @@ import hashlib
 import json
 import random
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -43,7 +45,7 @@ from ..model import POOL_TOKEN_PREFIX, RuleSet, Usage
 from ..text import normalise_code, shorten, text_problem
 from ..trace import Trace
 from ..verify import TraceMismatch, rederived_with_document, trace_document
-from . import accounts, codes as pool, reports
+from . import accounts, archive, codes as pool, reports
 from .common import check_id, check_now, iso, money, money_decimal, us
 from .errors import LedgerError, LedgerReason, Refusal, ReservationRefused
 from .holds import KINDS, Entry, Hold, Tx, code_hashes, hold_of, item_values, needs
@@ -58,6 +60,7 @@ MAX_TTL = timedelta(days=7)   # a checkout that holds a promotion longer than th
 MAX_CODES = 20             # codes per resolve_codes / reserve call
 MAX_LOTS = 100             # lots account_balances returns (the account schema's bound)
 FUTURE_TOLERANCE = timedelta(seconds=60)   # a trace priced this far after reserve's `now` is still accepted
+MAX_REBUILT = 8            # older rule sets built again from the archive, kept compiled (least recently used go)
 STATE_HELD, STATE_COMMITTED, STATE_RELEASED, STATE_EXPIRED, STATE_CANCELLED = \
     "held", "committed", "released", "expired", "cancelled"
 
@@ -93,8 +96,10 @@ class Cancellation:
 
 
 class Ledger:
-    """The ledger for one rule set (the one `reserve` accepts traces from). `history` holds earlier rule
-    sets, so that orders priced with them can still be cancelled. `max_trace_age`: how long after pricing
+    """The ledger for one rule set (the one `reserve` accepts traces from). Every rule set `reserve` has
+    priced orders with is kept in the database (archive.py), so an order priced before a reload or a
+    restart can still be cancelled; `history` may still name earlier rule sets, which are then not built
+    again (and orders reserved before the ledger kept rule sets need it). `max_trace_age`: how long after pricing
     a trace may be reserved. `max_clock_skew`: how far a write's `now` may be from the database's clock
     (None turns the comparison off: for replays and tests with fixed dates, never for a live checkout)."""
 
@@ -104,7 +109,10 @@ class Ledger:
                  max_clock_skew: timedelta | None = timedelta(minutes=5)):
         self.engine = make_engine(db, pool_size) if isinstance(db, str) else db
         self.ruleset = ruleset
-        self.rulesets = {r.version: r for r in (*history, ruleset)}
+        self.rulesets = {r.version: r for r in (*history, ruleset)}   # given: always at hand
+        self._rebuilt: OrderedDict[str, RuleSet] = OrderedDict()      # from the archive, least recent first
+        self._rebuilding = threading.Lock()
+        self._archived: set[str] = set()                               # versions known to be stored
         self.actor = _actor(actor) or "promo-engine"
         self.max_trace_age = max_trace_age
         self.max_clock_skew = max_clock_skew
@@ -190,6 +198,7 @@ class Ledger:
         digest = hashlib.sha256(text_.encode()).hexdigest()
         expires = when + timedelta(microseconds=ttl_us)
         wanted = needs(redemption, customer_id)
+        stored: list[str] = []   # the version, when the transaction stored its rule set (kept once it commits)
 
         def work(conn: Connection) -> Reservation:
             row = conn.execute(_RESERVATION, {"order_id": order_id}).first()
@@ -205,6 +214,8 @@ class Ledger:
                 ruleset_version=order.ruleset_version, trace_hash=digest, trace=text_, state=STATE_HELD,
                 created_at=iso(when), expires_at_us=us(expires), expires_at=iso(expires), closed_at=None,
                 returned="{}", returns="{}"))
+            if order.ruleset_version not in self._archived and archive.record(conn, self.ruleset, when):
+                stored.append(order.ruleset_version)
             tx = self._tx(conn, when, order_id, actor, redemption.currency, code_hashes(presented))
             refusals: list[Refusal] = []
             holds: list[Hold] = []
@@ -221,7 +232,9 @@ class Ledger:
             tx.audit("reserve", None, {"state": STATE_HELD, "expires_at": iso(expires), "trace_hash": digest})
             return Reservation(order_id, customer_id, STATE_HELD, order.ruleset_version, digest, iso(when),
                                iso(expires), tuple(holds))
-        return self._run(work, when)
+        result = self._run(work, when)
+        self._archived.update(stored)
+        return result
 
     def commit(self, order_id: str, now: datetime | str, actor: str | None = None) -> Reservation:
         check_id(order_id, "order_id")
@@ -290,6 +303,7 @@ class Ledger:
             check_id(return_id, "return_id")
         rid = return_id or "cancel"
         request = None if returned is None else dict(returned)
+        self._prepare_ruleset(order_id)
 
         def work(conn: Connection) -> Cancellation:
             row = self._locked(conn, order_id)
@@ -303,10 +317,7 @@ class Ledger:
                 return Cancellation.from_dict(done[rid])
             _not_before(row, when)
             doc = json.loads(row.trace)
-            ruleset = self.rulesets.get(doc["ruleset_version"])
-            if ruleset is None:
-                raise LedgerError(LedgerReason.WRONG_RULESET, order_id, got=doc["ruleset_version"],
-                                  expected=", ".join(sorted(self.rulesets)))
+            ruleset = self.ruleset_for(doc["ruleset_version"], order_id, conn)
             order, _ = self._verified(doc, ruleset, order_id)
             before = json.loads(row.returned)
             after = cumulative(order_id, line_quantities(order), before, returned)
@@ -358,6 +369,47 @@ class Ledger:
             elif priced.get(lot) is not None and when >= datetime.fromisoformat(priced[lot]):
                 out.add(lot)
         return frozenset(out)
+
+    # --- rule sets -----------------------------------------------------------------------------------
+
+    def ruleset_for(self, version: str, order_id: str | None = None, conn: Connection | None = None) -> RuleSet:
+        """The rule set of `version`: the current one, one given as `history`, or one this ledger stored
+        when it priced an order with it, built again (and kept compiled). LedgerError(WRONG_RULESET) when
+        the ledger never priced with it."""
+        if not isinstance(version, str):
+            raise LedgerError(LedgerReason.WRONG_RULESET, order_id, got=shorten(version), expected=self.ruleset.version)
+        found = self.rulesets.get(version)
+        if found is not None:
+            return found
+        with self._rebuilding:   # one build per version, however many cancels want it at once
+            found = self._rebuilt.get(version)
+            if found is None and len(version) <= 80:
+                found = archive.rebuilt(conn, version) if conn is not None else \
+                    self._read(lambda c: archive.rebuilt(c, version))
+            if found is None:
+                raise LedgerError(LedgerReason.WRONG_RULESET, order_id, got=shorten(version),
+                                  expected=f"{self.ruleset.version} (and no stored rule set of that version)")
+            self._rebuilt[version] = found
+            self._rebuilt.move_to_end(version)
+            while len(self._rebuilt) > MAX_REBUILT:
+                self._rebuilt.popitem(last=False)
+            return found
+
+    def ruleset_versions(self) -> list[tuple[str, str]]:
+        """(version, first priced at) of every rule set the ledger keeps, oldest first."""
+        return self._read(archive.stored_versions)
+
+    def _prepare_ruleset(self, order_id: str) -> None:
+        """Build an order's older rule set before the write transaction that needs it, so that the
+        build does not run while the order's row is locked. (An unknown order or version is left for
+        the transaction to report.)"""
+        version = self._read(lambda conn: conn.execute(select(reservations.c.ruleset_version)
+                                                       .where(reservations.c.order_id == order_id)).scalar())
+        if version is not None and version not in self.rulesets:
+            try:
+                self.ruleset_for(version, order_id)
+            except LedgerError:
+                pass
 
     # --- balances ------------------------------------------------------------------------------------
 

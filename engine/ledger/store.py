@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import (BigInteger, Column, Connection, Engine, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        create_engine, event)
+from sqlalchemy import (BigInteger, Column, Connection, Engine, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
+                        Table, Text, create_engine, event)
 
 metadata = MetaData()
 ID = String(128)
@@ -121,10 +121,20 @@ audit_log = Table(
     Column("delta", Text, nullable=False),
 )
 
+# Every rule set the ledger has priced orders with, by version: the rule files as one compressed blob
+# (engine/ledger/archive.py), written by the first reserve() of a version and never changed, so that an
+# order priced before a reload or a restart can still be cancelled and returned.
+ruleset_versions = Table(
+    "promo_ruleset_versions", metadata,
+    Column("version", String(80), primary_key=True),
+    Column("files", LargeBinary, nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
 TABLES = (reservations, reservation_items, promotion_counters, customer_counters, codes, balances, balance_operations,
-          audit_log)
+          audit_log, ruleset_versions)
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0002"   # the revision a Ledger requires; `promo ledger init` upgrades to it
+HEAD_REVISION = "0003"   # the revision a Ledger requires; `promo ledger init` upgrades to it
 
 
 def database_url(db: str) -> str:

@@ -142,7 +142,8 @@ async def _answer(e: Endpoint, request: Request, service: Service, metrics: Metr
     except TimeoutError:
         raise ServiceError("timeout", f"no answer within {service.settings.timeout_seconds:g} s; a checkout may "
                                       f"still have been reserved: retry it with the same order id") from None
-    headers = {"Content-Language": call.locale.replace("_", "-")} if body.get("view") == "customer" else None
+    speaks = body.get("view") == "customer" or e.path == "/v1/codes/check"   # sentences in the customer's language
+    headers = {"Content-Language": call.locale.replace("_", "-")} if speaks else None
     return JSONResponse(doc, status_code=status, headers=headers)
 
 

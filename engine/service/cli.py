@@ -4,7 +4,8 @@
 live key: a service without keys refuses to start), the rules, the ledger. Each failure is one line
 naming what to fix, never a traceback. It listens on the loopback address unless told otherwise.
 With `--workers N` above 1, uvicorn starts N processes, each building the application from the same
-settings (passed in PROMO_SERVE_SETTINGS).
+settings (passed in PROMO_SERVE_SETTINGS); each then has its own rule set and metrics, so a reload and
+/metrics are per worker (said in --help and the README).
 """
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--keys", help="the API key file (promo keys create); required")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
     serve.add_argument("--port", type=_port, default=8080, help="port (default: 8080)")
-    serve.add_argument("--workers", type=_workers, default=1, help="worker processes (default: 1)")
+    serve.add_argument("--workers", type=_workers, default=1,
+                       help="worker processes (default: 1). Above 1, each worker has its own rules and metrics: "
+                            "POST /v1/admin/reload reloads only the worker that answers it and /metrics counts "
+                            "only that worker's requests; restart the service to roll new rules out to all")
     serve.add_argument("--timeout", type=_timeout, default=10.0, help="seconds a request may take (default: 10)")
 
     keys = commands.add_parser("keys", help="API keys for promo serve")
@@ -96,7 +100,9 @@ def _serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
     configure_logging()
     import uvicorn
-    options = dict(host=args.host, port=args.port, access_log=False, server_header=False, log_level="info")
+    from .wire import PROTOCOL
+    options = dict(host=args.host, port=args.port, access_log=False, server_header=False, log_level="info",
+                   http=PROTOCOL)
     if args.workers == 1:
         uvicorn.run(app, **options)
     else:

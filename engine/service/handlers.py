@@ -22,18 +22,19 @@ from ..errors import InputError, PromoError, RuleFileError
 from ..evaluate import evaluate
 from ..inputs import parse_codes, parse_now
 from ..ledger import CODE_REFUSED_MESSAGE, CodeCheck, CodeStatus, LedgerError, LedgerReason, Reservation
+from ..ledger.codes import code_hash, looks_like_pool_code
 from ..ledger.ledger import Ledger
 from ..model import Promotion
 from ..text import normalise_code
 from ..verify import first_difference
-from .customer import customer_view
+from ..translations import translate
+from .customer import CODE_USABLE_MESSAGE, customer_view
 from .keys import ApiKey
 from .metrics import Metrics
 from .problems import ServiceError, from_input_error
 from .state import Served, Service, now_utc
 
 BALANCE_KEYS = ("promotional_balance", "gift_card", "points")   # the ledger's, never the client's
-CODE_USABLE_MESSAGE = "This code can be used."
 DEFAULT_TTL = 900
 
 
@@ -70,7 +71,7 @@ def evaluate_cart(call: Call) -> Reply:
     trace = _evaluated(call.served, body["cart"], body["account"], codes=codes, now=now,
                        preview=body.get("preview", []))
     if body.get("view") == "customer":
-        return 200, customer_view(trace, call.locale, typed, refused)
+        return 200, customer_view(trace, call.locale, typed, refused, call.served.ruleset)
     return 200, trace.to_dict()
 
 
@@ -122,7 +123,7 @@ def create_checkout(call: Call) -> Reply:
     now = now_utc()
     resolution = ledger.resolve_codes(body.get("codes", []), now) if body.get("codes") else None
     if resolution is not None:
-        _refuse_unusable_codes(resolution.checks)
+        _refuse_unusable_codes(resolution.checks, call.locale)
     usage = ledger.usage_snapshot(customer_id, now)
     account = _with_ledger_balances(ledger, body["account"], now)
     trace = _evaluated(call.served, body["cart"], account, codes=list(resolution.codes) if resolution else [],
@@ -137,12 +138,13 @@ def create_checkout(call: Call) -> Reply:
     return 201, {"reservation": _reservation(reservation), "trace": trace.to_dict()}
 
 
-def _refuse_unusable_codes(checks: tuple[CodeCheck, ...]) -> None:
+def _refuse_unusable_codes(checks: tuple[CodeCheck, ...], locale: str) -> None:
     """A checkout whose customer typed a code that cannot be used (unknown, expired, used or held by
     another checkout) is refused rather than priced without it: the customer would pay more than the
-    page they saw. Each refusal carries the merchant's detail; `message` is the customer's one sentence."""
+    page they saw. Each refusal carries the merchant's detail; `message` is the customer's one sentence,
+    in their language."""
     refusals = tuple({"kind": "code", "subject": f"code {i + 1}", "reason": c.status.value,
-                      "message": CODE_REFUSED_MESSAGE}
+                      "message": translate(CODE_REFUSED_MESSAGE, locale)}
                      for i, c in enumerate(checks) if c.status not in (CodeStatus.SHARED, CodeStatus.POOL))
     if refusals:
         raise ServiceError(refusals[0]["reason"], "The checkout was refused: a code cannot be used; nothing was "
@@ -167,25 +169,36 @@ def _with_ledger_balances(ledger: Ledger, account: Any, now: Any) -> Any:
 def _replayed(call: Call, ledger: Ledger, stored: dict[str, Any]) -> Reply:
     body = call.body
     reservation = ledger.reservation(body["order_id"])
-    ruleset = ledger.rulesets.get(stored["ruleset_version"])
     if reservation.customer_id != body["customer_id"]:
         raise LedgerError(LedgerReason.ORDER_REUSED, body["order_id"])
-    if ruleset is None:   # priced before this process started, with rules it has not loaded
-        raise LedgerError(LedgerReason.WRONG_RULESET, body["order_id"], got=stored["ruleset_version"],
-                          expected=", ".join(sorted(ledger.rulesets)))
+    # Priced before a reload or a restart: the ledger keeps the rule set it priced with.
+    ruleset = ledger.ruleset_for(stored["ruleset_version"], body["order_id"])
     inputs = stored["inputs"]
     account = body["account"]
     if isinstance(account, dict):
         account = {**{k: v for k, v in account.items() if k not in BALANCE_KEYS},
                    **{k: inputs["account"][k] for k in BALANCE_KEYS if k in inputs["account"]}}
     try:
-        again = evaluate(ruleset, body["cart"], account, codes=inputs["codes"], now=stored["now"],
-                         usage=inputs["usage"])
+        again = evaluate(ruleset, body["cart"], account, codes=_codes_as_priced(body.get("codes", []), reservation,
+                                                                             ruleset),
+                         now=stored["now"], usage=inputs["usage"])
     except PromoError:
         raise LedgerError(LedgerReason.ORDER_REUSED, body["order_id"]) from None
     if first_difference(stored, json.loads(again.to_json(indent=None))) is not None:
         raise LedgerError(LedgerReason.ORDER_REUSED, body["order_id"])
     return 201, {"reservation": _reservation(reservation), "trace": stored}
+
+
+def _codes_as_priced(typed: list[str], reservation: Reservation, ruleset: Any) -> list[str]:
+    """The retry's codes as the first checkout gave them to evaluate(): a single-use code this order holds
+    becomes its promotion's token; any other code stays as typed, so that a retry with other codes (or
+    none) prices differently and is `order_reused`, never the first checkout's reservation."""
+    held = {h.subject[0]: h.subject[1] for h in reservation.holds if h.kind == "code"}
+    out = []
+    for code in typed:
+        pid = held.get(code_hash(code)) if looks_like_pool_code(code) else None
+        out.append(ruleset.promotions[pid].code if pid in ruleset.promotions else code)
+    return out
 
 
 def commit_checkout(call: Call) -> Reply:
@@ -243,7 +256,8 @@ def check_code(call: Call) -> Reply:
         usage = ledger.usage_snapshot(customer_id, now, promotions=[p.id for p in live])
         live = [p for p in live if p.id not in usage or _within_limits(p, usage[p.id])]
     usable = bool(live)
-    return 200, {"usable": usable, "message": CODE_USABLE_MESSAGE if usable else CODE_REFUSED_MESSAGE}
+    return 200, {"usable": usable,
+                 "message": translate(CODE_USABLE_MESSAGE if usable else CODE_REFUSED_MESSAGE, call.locale)}
 
 
 def _live(promotion: Promotion, now: Any) -> bool:

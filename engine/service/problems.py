@@ -17,6 +17,7 @@ MEDIA_TYPE = "application/problem+json"
 
 # The service's own reasons, beside the engine's (`invalid_input`) and the ledger's (LedgerReason).
 STATUS: dict[str, tuple[int, str]] = {
+    "malformed_http": (400, "The request is not valid HTTP"),
     "malformed_json": (400, "The request body is not valid JSON"),
     "invalid_request": (400, "The request body does not have the fields this endpoint takes"),
     "invalid_input": (400, "The cart, account, codes or time were refused"),

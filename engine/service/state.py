@@ -2,8 +2,10 @@
 in one assignment, by a reload), the API keys (read again when the key file changes), and the clock.
 
 A reload builds the new rule set completely before it replaces the old one; a rule set with any problem
-is refused (RuleFileError) and the old one keeps serving. The new ledger keeps every rule set this
-process has served, so an order priced before the reload can still be cancelled.
+is refused (RuleFileError) and the old one keeps serving. An order priced before the reload (or before
+a restart) can still be cancelled: the ledger keeps every rule set it priced orders with, in its
+database; the new ledger is also handed the rule sets this process has already compiled, so that they
+are not built again.
 """
 from __future__ import annotations
 
