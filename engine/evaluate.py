@@ -225,25 +225,39 @@ def _refuse(promotion: Promotion, reason: Reason, **values: Any) -> NotApplied:
 
 
 def _gate(p: Promotion, ctx: _Context) -> NotApplied | None:
-    """The checks that do not depend on other promotions, in a fixed order; the first failure is the reason."""
-    if p.status != "active" and p.id not in ctx.previewed:
-        return _refuse(p, Reason.NOT_ACTIVE, status=p.status)
-    if p.currency is not None and p.currency != ctx.currency:
-        return _refuse(p, Reason.CURRENCY_MISMATCH, promotion_currency=p.currency, currency=ctx.currency)
-    if p.starts is not None and ctx.now < p.starts:
-        return _refuse(p, Reason.NOT_STARTED, starts=p.starts.isoformat())
-    if p.ends is not None and ctx.now >= p.ends:
-        return _refuse(p, Reason.EXPIRED, ends=p.ends.isoformat())
-    used = ctx.usage.get(p.id, NO_USAGE)
-    if p.limits.total_uses is not None and used.total_uses >= p.limits.total_uses:
-        return _refuse(p, Reason.USAGE_LIMIT_REACHED, limit=f"{p.limits.total_uses} uses in all")
-    if p.limits.uses_per_customer is not None and used.customer_uses >= p.limits.uses_per_customer:
-        return _refuse(p, Reason.USAGE_LIMIT_REACHED, limit=f"{p.limits.uses_per_customer} per customer")
-    if p.limits.budget is not None and used.budget_spent >= p.limits.budget:
-        return _refuse(p, Reason.BUDGET_EXHAUSTED, budget=ctx.money(p.limits.budget))
-    if not ctx.targeted[p.id]:
-        return _refuse(p, Reason.NO_ELIGIBLE_ITEMS)
+    """The checks that do not depend on other promotions, in GATES' order; the first failure is the reason."""
+    for reason, check in GATES:
+        values = check(p, ctx)
+        if values is not None:
+            return _refuse(p, reason, **values)
     return None
+
+
+def _used(p: Promotion, ctx: _Context) -> Usage:
+    return ctx.usage.get(p.id, NO_USAGE)
+
+
+_Check = Callable[[Promotion, "_Context"], "dict[str, Any] | None"]
+
+# The gates as one ordered table: each check gives the values of its reason's message when the
+# promotion fails it, or None. A new gate is one row, at the place its reason should win.
+GATES: tuple[tuple[Reason, _Check], ...] = (
+    (Reason.NOT_ACTIVE, lambda p, ctx: {"status": p.status}
+        if p.status != "active" and p.id not in ctx.previewed else None),
+    (Reason.CURRENCY_MISMATCH, lambda p, ctx: {"promotion_currency": p.currency, "currency": ctx.currency}
+        if p.currency is not None and p.currency != ctx.currency else None),
+    (Reason.NOT_STARTED, lambda p, ctx: {"starts": p.starts.isoformat()}
+        if p.starts is not None and ctx.now < p.starts else None),
+    (Reason.EXPIRED, lambda p, ctx: {"ends": p.ends.isoformat()} if p.ends is not None and ctx.now >= p.ends else None),
+    (Reason.USAGE_LIMIT_REACHED, lambda p, ctx: {"limit": f"{p.limits.total_uses} uses in all"}
+        if p.limits.total_uses is not None and _used(p, ctx).total_uses >= p.limits.total_uses else None),
+    (Reason.USAGE_LIMIT_REACHED, lambda p, ctx: {"limit": f"{p.limits.uses_per_customer} per customer"}
+        if p.limits.uses_per_customer is not None and _used(p, ctx).customer_uses >= p.limits.uses_per_customer
+        else None),
+    (Reason.BUDGET_EXHAUSTED, lambda p, ctx: {"budget": ctx.money(p.limits.budget)}
+        if p.limits.budget is not None and _used(p, ctx).budget_spent >= p.limits.budget else None),
+    (Reason.NO_ELIGIBLE_ITEMS, lambda p, ctx: {} if not ctx.targeted[p.id] else None),
+)
 
 
 # --- running promotions in order -----------------------------------------------------------------

@@ -242,6 +242,13 @@ def combination_settings(draw, classes):
     return text
 
 
+def money_policies(draw):
+    """_settings.yaml lines for the money policies, each left at its default or drawn."""
+    from engine.model import POLICY_CHOICES
+    return "".join(f"{key}: {draw(st.sampled_from(choices))}\n" for key, choices in POLICY_CHOICES.items()
+                   if draw(st.booleans()))
+
+
 @st.composite
 def scenarios(draw):
     currency = draw(st.sampled_from(sorted(DIGITS)))
@@ -250,7 +257,7 @@ def scenarios(draw):
     docs = [draw(promotions(currency, i)) for i in range(count)]
     classes = known_classes(docs)
     files = {"r/_settings.yaml": (f"currencies: [JPY, USD, KWD]\nrounding: {rounding}\n"
-                                  + combination_settings(draw, classes)).encode()}
+                                  + combination_settings(draw, classes) + money_policies(draw)).encode()}
     for doc in docs:
         files[f"r/{doc['id']}.yaml"] = yaml.safe_dump(doc, sort_keys=False).encode()
     lines = []
@@ -292,9 +299,14 @@ def test_every_evaluation_keeps_the_money_invariants_and_the_trace_schema(scenar
 @SETTINGS
 @given(scenarios(), st.randoms())
 def test_permuting_lines_changes_nothing(scenario, rnd):
+    """Except under `leftover: first_line / last_line`, which put leftover minor units by cart order on
+    purpose (as Sylius, Solidus, Oscar and Saleor do); the invariants hold for them all the same."""
     rules, cart, account = scenario
     shuffled = dict(cart, lines=rnd.sample(cart["lines"], len(cart["lines"])))
     a, b = evaluate(rules, cart, account, now=NOW), evaluate(rules, shuffled, account, now=NOW)
+    if rules.policies.leftover != "largest_remainder":
+        check_invariants(b)
+        return
     assert line_discounts(a) == line_discounts(b)
     assert applied_summary(a) == applied_summary(b)
     assert a.totals == b.totals
