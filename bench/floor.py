@@ -16,7 +16,7 @@ from engine import evaluate
 from engine.inputs import parse_account, parse_cart
 from engine.trace import Applied, LineDiscount, LineShare, LineTrace, NotApplied
 
-PHASES = ("parse_cart", "parse_account", "indexed_scope", "_gate", "_resolve", "_trace")
+PHASES = ("parse_cart", "parse_account", "indexed_scope", "gate", "resolve", "priced", "pay", "trace")
 
 
 def _rebuild(trace) -> None:

@@ -422,7 +422,7 @@ class Kind:
     # given), and it applies `units` itself (caps on the units given) rather than through keep_units.
     two_selections: bool = False
     # Shipping kinds: "each" targeted shipment priced on its own, or the amount taken "once" across
-    # them (evaluate.py spreads it, the shipment with most left first, ties to the smaller id).
+    # them (decide.py spreads it, the shipment with most left first, ties to the smaller id).
     shipments: str | None = None
 
     def stage(self, scope: str | None) -> Stage:

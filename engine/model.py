@@ -201,7 +201,7 @@ class RuleSet:
     version: str              # sha256 over the rule files' names and bytes
     policies: Policies = field(default_factory=Policies)
     codes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # normalised code -> promotion ids
-    exclusive_resolution: str = "best_for_customer"   # the policy choosing among exclusive outcomes (evaluate.py)
+    exclusive_resolution: str = "best_for_customer"   # the policy choosing among exclusive outcomes (decide.py)
     best_per_line: frozenset[str] = frozenset()        # classes whose item discounts do not compound on a line
     # Built beside the rule set from `promotions` by ruleset.build_ruleset, the only place a RuleSet is made.
     index: "CandidateIndex | None" = field(default=None, repr=False, compare=False)

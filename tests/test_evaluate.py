@@ -378,14 +378,14 @@ def test_applied_promotions_pairwise_combine_and_losers_name_applied_winners(sce
 
 def _live(rules, cart, account):
     """The promotions that pass their gates, and the evaluation's context, as evaluate() builds them."""
-    import sys
+    from engine import context, decide
+    from engine.evaluate import indexed_scope
     from engine.inputs import parse_account, parse_cart, parse_now
-    ev = sys.modules["engine.evaluate"]
     the_cart, the_account = parse_cart(cart, rules), parse_account(account, rules)
     when = parse_now(NOW)
-    scope = ev.indexed_scope(rules, the_cart, the_account, set(), when)
-    ctx = ev._Context.build(rules, the_cart, the_account, when, {}, frozenset(), scope.targeted)
-    return ev, [p for p in scope.considered if ev._gate(p, ctx) is None], ctx
+    scope = indexed_scope(rules, the_cart, the_account, set(), when)
+    ctx = context.Context.build(rules, the_cart, the_account, when, {}, frozenset(), scope.targeted)
+    return decide, [p for p in scope.considered if decide.gate(p, ctx) is None], ctx
 
 
 @SETTINGS
@@ -410,7 +410,7 @@ def test_best_for_customer_is_never_worse_than_any_candidate(scenario):
     ev, live, ctx = _live(rules, cart, account)
     trace = evaluate(rules, cart, account, now=NOW)
     value = trace.totals.discount + sum((g.amount for g in trace.grants), Decimal(0))
-    runs = [ev._run(c, ctx).value() for c in ev._candidates(live)]
+    runs = [ev.run_promotions(c, ctx).value() for c in ev._candidates(live)]
     if rules.exclusive_resolution == "best_for_customer":
         assert value == max(runs)
     else:
@@ -500,11 +500,10 @@ def test_the_trace_json_has_sorted_keys_and_amounts_as_strings():
 def test_variable_values_are_the_ones_business_rules_variables_give():
     """evaluate() reads the fixed variables once per evaluation and measures the cart per promotion;
     each value must equal what `PromotionVariables` (business-rules' methods) gives for the same facts."""
-    import sys
+    from engine import context, decide
     from engine.inputs import parse_account, parse_cart, parse_now
     from engine.money import from_units
     from engine.variables import VARIABLE_TYPES, Facts, PromotionVariables
-    ev = sys.modules["engine.evaluate"]
     leaf = {"string": ("equal_to", "x"), "select_multiple": ("shares_at_least_one_element_with", ["vip"]),
             "boolean": ("is_true", None), "numeric": ("greater_than", "0")}
     valid = {"local_date": "2026-11-20", "local_weekday": "fri", "region": "US", "sales_channel": "app"}
@@ -528,14 +527,14 @@ def test_variable_values_are_the_ones_business_rules_variables_give():
                              "order_count": 4, "time_zone": "America/New_York"}, rules)
     now = parse_now("2026-11-21T03:30:00+00:00")
     promotion = rules.promotions["every"]
-    ctx = ev._Context.build(rules, cart, account, now, {}, frozenset(), {"every": (cart.lines[0],)})
-    state = ev._State(lines={"L1": 3001, "L2": 1450}, shipping=(500,))   # after some earlier discount on L1
+    ctx = context.Context.build(rules, cart, account, now, {}, frozenset(), {"every": (cart.lines[0],)})
+    state = context.State(lines={"L1": 3001, "L2": 1450}, shipping=(500,))   # after some earlier discount on L1
     facts = Facts(region="US", customer_id="c", customer_tier="prime", customer_segments=("vip", "staff"), order_count=4,
                   sales_channel="app", shipping_method="express", cart_subtotal=from_units(4451, "USD"),
                   order_total=from_units(4951, "USD"), cart_quantity=5, eligible_subtotal=from_units(3001, "USD"), eligible_quantity=3,
                   local_date="2026-11-20", local_weekday="fri", local_hour=22)
     expected = PromotionVariables(facts)
-    got = ev._values(promotion, state, ctx)
+    got = decide._values(promotion, state, ctx)
     assert promotion.condition.variables == set(VARIABLE_TYPES)
     for name in VARIABLE_TYPES:
         want = getattr(expected, name)()
@@ -582,8 +581,7 @@ def test_more_maximal_sets_than_the_bound_fall_back_to_greedy_sets_that_still_co
     """18 exclusive promotions in 9 pairs, each combining with everyone but its partner: 2^9 = 512 maximal
     sets, over MAX_CANDIDATES. The evaluation still ends, with one set grown from each promotion, and
     the promotions it applies pairwise combine."""
-    import sys
-    ev = sys.modules["engine.evaluate"]
+    from engine import decide as ev
     classes = [f"k{i}" for i in range(18)]
     docs = [_promo(f"p{i:02d}", {"type": "percent_off", "percent": 1}, priority=i, exclusive=True, **{
         "class": classes[i], "combines_with": [c for j, c in enumerate(classes) if j not in (i, i ^ 1)]})
@@ -600,8 +598,7 @@ def test_more_maximal_sets_than_the_bound_fall_back_to_greedy_sets_that_still_co
 
 
 def test_without_combines_with_the_candidates_are_the_stackables_together_and_each_exclusive_alone():
-    import sys
-    ev = sys.modules["engine.evaluate"]
+    from engine import decide as ev
     docs = [_promo("a", {"type": "percent_off", "percent": 5}), _promo("b", {"type": "free_shipping"}),
             _promo("x", {"type": "percent_off", "percent": 9}, exclusive=True, **{"class": "vip"}),
             _promo("y", {"type": "percent_off", "percent": 8}, exclusive=True)]

@@ -165,8 +165,8 @@ def only(region):
 def test_promotions_for_other_regions_are_counted_and_never_gated(monkeypatch):
     ev = importlib.import_module("engine.evaluate")  # the module; `engine.evaluate` is the function
     gated = []
-    real_gate = ev._gate
-    monkeypatch.setattr(ev, "_gate", lambda p, ctx: gated.append(p.id) or real_gate(p, ctx))
+    real_gate = ev.gate
+    monkeypatch.setattr(ev, "gate", lambda p, ctx: gated.append(p.id) or real_gate(p, ctx))
     rules = _rules([{"id": "jp", "targets": {"include": {"categories": ["a"]}}, "eligibility": only("JP")}] +
                    [{"id": f"us{i}", "targets": {"include": {"categories": ["a"]}}, "eligibility": only("US")}
                     for i in range(50)])
