@@ -3,7 +3,7 @@ own threshold, and the hints. Builds `NotApplied` and `Hint` records; decides no
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 from .benefits import Missing, NextTier
 from .conditions import LeafResult
@@ -49,24 +49,41 @@ def gives_nothing_on_shipping(p: Promotion, state: State, ctx: Context) -> bool:
 # --- why not, and how close ----------------------------------------------------------------------
 
 def condition_failure(p: Promotion, leaves: tuple[LeafResult, ...], ctx: Context) -> NotApplied:
+    """The reason a failed condition tree gets: the first row of CONDITION_REASONS whose failed leaves,
+    made to pass together with every row above it, would make the whole tree pass; else
+    `condition_failed`. Every failed leaf is listed whatever the reason."""
     outcomes = [leaf.passed for leaf in leaves]
     failed = set(p.condition.blame(outcomes))
-    thresholds = failed & {leaf.index for leaf in p.condition.threshold_leaves()}
-    regions = {i for i in failed if leaves[i].variable in REGION_VARIABLES}
-
-    def passes_with(forced: set[int]) -> bool:
-        return p.condition.passes_if([ok or i in forced for i, ok in enumerate(outcomes)])
-
+    thresholds = {leaf.index for leaf in p.condition.threshold_leaves()}
     failed_conditions = tuple(FailedCondition(leaves[i].variable, leaves[i].operator, _plain_value(leaves[i].expected),
                                               _measured_value(leaves[i])) for i in sorted(failed))
-    if thresholds and passes_with(thresholds):
-        measured = [_threshold(leaves[i], ctx) for i in sorted(thresholds)]
-        spend = any(t.variable in SPEND_VARIABLES for t in measured)
-        return _threshold_refusal(p, Reason.MIN_SPEND_NOT_MET if spend else Reason.MIN_QUANTITY_NOT_MET,
-                                  tuple(measured), failed_conditions, ctx)
-    if regions and passes_with(regions | thresholds):
-        return refuse(p, Reason.REGION_NOT_ELIGIBLE, region=ctx.account.region, failed_conditions=failed_conditions)
+    forced: set[int] = set()
+    for takes, explain in CONDITION_REASONS:
+        chosen = {i for i in failed if takes(leaves[i], i in thresholds)}
+        forced |= chosen
+        if chosen and p.condition.passes_if([ok or i in forced for i, ok in enumerate(outcomes)]):
+            return explain(p, [leaves[i] for i in sorted(chosen)], failed_conditions, ctx)
     return refuse(p, Reason.CONDITION_FAILED, failed_conditions=failed_conditions)
+
+
+def _near_miss(p: Promotion, chosen: list[LeafResult], failed: tuple[FailedCondition, ...], ctx: Context) -> NotApplied:
+    measured = tuple(_threshold(leaf, ctx) for leaf in chosen)
+    spend = any(t.variable in SPEND_VARIABLES for t in measured)
+    return _threshold_refusal(p, Reason.MIN_SPEND_NOT_MET if spend else Reason.MIN_QUANTITY_NOT_MET, measured,
+                              failed, ctx)
+
+
+def _region(p: Promotion, chosen: list[LeafResult], failed: tuple[FailedCondition, ...], ctx: Context) -> NotApplied:
+    return refuse(p, Reason.REGION_NOT_ELIGIBLE, region=ctx.account.region, failed_conditions=failed)
+
+
+# Reasons for a failed condition tree, in order: (which failed leaves the row takes, given the leaf and
+# whether it is a threshold; how it explains them). A near miss on spend or quantity beats a region,
+# which beats `condition_failed`. A new reason is one row, at the place it should win.
+CONDITION_REASONS: tuple[tuple[Callable[[LeafResult, bool], bool], Callable[..., NotApplied]], ...] = (
+    (lambda leaf, threshold: threshold, _near_miss),
+    (lambda leaf, threshold: leaf.variable in REGION_VARIABLES, _region),
+)
 
 
 def _measured_value(leaf: LeafResult) -> Any:
