@@ -326,7 +326,11 @@ def healthz(call: Call) -> Reply:
 
 
 def readyz(call: Call) -> Reply:
+    """Ready: rules loaded (with several workers: this worker serves the published rule set) and the
+    ledger reachable."""
     reachable = call.service.ledger_reachable()
-    checks = {"rules": "ok", "ledger": ("ok" if reachable else "unreachable") if call.served.ledger else "none"}
-    return (200, {"status": "ready", "checks": checks}) if reachable else \
+    current = call.service.behind is None
+    checks = {"rules": "ok" if current else "behind", "ledger": ("ok" if reachable else "unreachable")
+              if call.served.ledger else "none"}
+    return (200, {"status": "ready", "checks": checks}) if reachable and current else \
         (503, {"status": "not ready", "checks": checks})

@@ -31,7 +31,7 @@ from ..ledger import Ledger, make_engine
 from ..model import RuleSet
 from ..ruleset import load_ruleset
 from .keys import KeyFileError, KeyRing, read_keys
-from .shared import SharedRules, Stamp, UnbuildablePublication
+from .shared import Published, SharedRules, Stamp, UnbuildablePublication
 
 log = logging.getLogger("promo.service")
 
@@ -147,8 +147,14 @@ class Service:
         stamp = self._shared.stamp()
         if stamp == self._seen:
             return                               # another thread followed while this one waited
-        self._seen = stamp
-        published = self._shared.read()
+        try:
+            self._switch(self._shared.read())
+        finally:
+            # Only now: until the switch is made, other requests must wait for it here, not pass by.
+            self._seen = stamp
+
+    def _switch(self, published: Published | None) -> None:
+        assert self._shared is not None
         if published is None or published.generation <= self.served.generation:
             return
         if published.version == self.served.ruleset.version:
