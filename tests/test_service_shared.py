@@ -110,3 +110,12 @@ def test_one_worker_alone_publishes_nothing(tmp_path):
     assert service.served.generation == 0 and not service.outdated()
     _add_promotion(rules, "extra")
     assert service.reload().served.generation == 0
+
+
+def test_a_damaged_state_file_is_not_followed_and_fails_no_request(settings):
+    outcomes: list[str] = []
+    other = Service(settings, outcomes.append)
+    old = other.current().ruleset.version
+    (Path(settings.shared) / "current.json").write_bytes(b"{not json")
+    assert other.current().ruleset.version == old
+    assert outcomes == ["not_followed"] and _ready(other)[0] == 503

@@ -137,7 +137,8 @@ async def _answer(e: Endpoint, request: Request, service: Service, metrics: Metr
             if key is not None and not key.allows(Scope.ADMIN):
                 _refuse_admin_options(body)
             # With several workers, first switch to a rule set another worker published (shared.py).
-            served = await anyio.to_thread.run_sync(service.current) if service.outdated() else service.served
+            served = await anyio.to_thread.run_sync(service.current, abandon_on_cancel=True) \
+                if service.outdated() else service.served
             call = handlers.Call(served, service, metrics, key, body, dict(request.path_params),
                                  locale_for(request.headers.get("accept-language")))
             status, doc = await anyio.to_thread.run_sync(_run, e.handler, call, abandon_on_cancel=True)

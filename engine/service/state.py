@@ -148,7 +148,12 @@ class Service:
         if stamp == self._seen:
             return                               # another thread followed while this one waited
         try:
-            self._switch(self._shared.read())
+            try:
+                published = self._shared.read()
+            except (OSError, ValueError, KeyError, TypeError) as exc:   # damaged: never written like this
+                self._not_followed(f"the published state cannot be read: {exc}")
+                return
+            self._switch(published)
         finally:
             # Only now: until the switch is made, other requests must wait for it here, not pass by.
             self._seen = stamp
@@ -165,13 +170,16 @@ class Service:
         try:
             fresh = _loaded(self._shared.build(published))
         except UnbuildablePublication as exc:
-            self.behind = f"serves {self.served.ruleset.version}, not the published {published.version}: {exc}"
-            log.error("promo serve worker %d: %s", os.getpid(), self.behind)
-            self._on_reload("not_followed")
+            self._not_followed(f"serves {self.served.ruleset.version}, not the published {published.version}: {exc}")
             return
         self.served = self._serve(fresh, self._history(), published.published_at, published.generation)
         self.behind = None
         self._on_reload("followed")
+
+    def _not_followed(self, why: str) -> None:
+        self.behind = why
+        log.error("promo serve worker %d: %s", os.getpid(), why)
+        self._on_reload("not_followed")
 
     def reload(self) -> Reloaded:
         """Load the rules directory again and serve it (with several workers: publish it to all).
