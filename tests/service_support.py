@@ -91,7 +91,7 @@ class Server:
 
 
 def start(tmp: Path, ledger: str | None = None, extra_args: tuple[str, ...] = (),
-          files: dict[str, bytes] | None = None) -> Server:
+          files: dict[str, bytes] | None = None, env: dict[str, str] | None = None) -> Server:
     rules = write_rules(tmp / "rules", files)
     keys = tmp / "keys.json"
     checkout_key = create_key(keys, "web", Scope.CHECKOUT)
@@ -101,7 +101,7 @@ def start(tmp: Path, ledger: str | None = None, extra_args: tuple[str, ...] = ()
     args = [sys.executable, "-m", "engine.cli", "serve", "--rules", str(rules), "--keys", str(keys),
             "--port", str(port), *extra_args] + (["--ledger", ledger] if ledger else [])
     with open(log, "wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     server = Server(f"http://127.0.0.1:{port}", rules, keys, checkout_key, admin_key, process, log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -161,6 +161,31 @@ def test_the_customer_view_shows_names_formatted_amounts_and_no_account(server, 
     assert "spend-600" not in text_                                   # an automatic promotion's reason stays internal
 
 
+def test_an_evaluate_with_a_customer_id_reads_the_ledgers_usage(server):
+    with server.client("checkout") as c:
+        bought = c.post("/v1/checkouts", json=_checkout("order-usage", "cust-usage", ["WELCOME"]))
+        assert bought.status_code == 201, bought.text
+        assert c.post("/v1/checkouts/order-usage/commit").status_code == 200
+        body = {"cart": cart(), "account": account(), "codes": ["WELCOME"]}
+        theirs = c.post("/v1/evaluate", json=dict(body, customer_id="cust-usage")).json()
+        someone_else = c.post("/v1/evaluate", json=dict(body, customer_id="cust-usage-other")).json()
+        anonymous = c.post("/v1/evaluate", json=body).json()
+        view = c.post("/v1/evaluate", json=dict(body, customer_id="cust-usage", view="customer")).json()
+    used_up = {n["promotion"]: n["reason"] for n in theirs["not_applied"]}
+    assert used_up["welcome-100"] == "usage_limit_reached"
+    assert "welcome-100" not in {a["promotion"] for a in theirs["applied"]}
+    assert theirs["inputs"]["usage"]["welcome-100"]["customer_uses"] == 1
+    assert "welcome-100" in {a["promotion"] for a in someone_else["applied"]}
+    assert "welcome-100" in {a["promotion"] for a in anonymous["applied"]}        # no customer: no usage, as before
+    assert {c["code"]: c["accepted"] for c in view["codes"]} == {"WELCOME": False}
+
+
+def test_a_customer_id_is_checked_like_a_checkouts(server):
+    with server.client("checkout") as c:
+        response = c.post("/v1/evaluate", json={"cart": cart(), "account": account(), "customer_id": " spaced "})
+    assert response.status_code == 400
+
+
 def test_a_near_miss_hint_reaches_the_customer_in_their_language(server):
     body = {"cart": cart(price="1500"), "account": account(), "view": "customer"}
     with server.client("checkout") as c:
@@ -341,6 +366,10 @@ def test_without_a_ledger_checkouts_are_503(tmp_path):
     try:
         with srv.client("checkout") as c:
             response = c.post("/v1/checkouts", json=_checkout("order-x"))
+            body = {"cart": cart(), "account": account(), "codes": ["WELCOME"]}
+            priced = c.post("/v1/evaluate", json=dict(body, customer_id="cust-1"))   # no usage to read
+            assert priced.status_code == 200
+            assert priced.json()["applied"] == c.post("/v1/evaluate", json=body).json()["applied"]
         assert response.status_code == 503 and response.json()["reason"] == "no_ledger"
     finally:
         srv.stop()

@@ -58,7 +58,8 @@ def test_out_of_range_options_are_usage_errors(capsys, rules, tmp_path, option):
     assert main(["serve", "--rules", rules, "--keys", str(tmp_path / "k.json"), *option]) == 2
 
 
-def test_the_help_says_that_reload_and_metrics_are_per_worker(capsys):
+def test_the_help_says_that_reload_and_metrics_reach_every_worker(capsys):
     assert main(["serve", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "reloads only the worker that answers it" in text and "/metrics counts only that worker's" in text
+    assert "publishes the rule set it loaded to all of them" in text
+    assert "/metrics adds up the counts of every worker" in text

@@ -93,8 +93,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 def create_app(settings: Settings) -> ASGIApp:
     """The application for `settings`: rules, keys and ledger are loaded now, so a bad start fails here."""
-    service = Service(settings)
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics)
+    service = Service(settings, metrics.reloaded)
     document = openapi.document(ENDPOINTS)
     routes = [Route(e.path, _endpoint(e, service, metrics, document), methods=[e.method]) for e in ENDPOINTS]
 
@@ -136,7 +136,10 @@ async def _answer(e: Endpoint, request: Request, service: Service, metrics: Metr
                                                                       e.body_required))
             if key is not None and not key.allows(Scope.ADMIN):
                 _refuse_admin_options(body)
-            call = handlers.Call(service.served, service, metrics, key, body, dict(request.path_params),
+            # With several workers, first switch to a rule set another worker published (shared.py).
+            served = await anyio.to_thread.run_sync(service.current, abandon_on_cancel=True) \
+                if service.outdated() else service.served
+            call = handlers.Call(served, service, metrics, key, body, dict(request.path_params),
                                  locale_for(request.headers.get("accept-language")))
             status, doc = await anyio.to_thread.run_sync(_run, e.handler, call, abandon_on_cancel=True)
     except TimeoutError:
@@ -242,7 +245,8 @@ class Observed:
             self.metrics.observe(scope["method"], route, status, seconds, reasons)
             log.info(json.dumps({"request_id": request_id, "method": scope["method"], "path": scope["path"][:200],
                                  "route": route, "status": status, "latency_ms": round(seconds * 1000, 2),
-                                 "key": state.get("key"), "reasons": list(reasons)}, sort_keys=True))
+                                 "key": state.get("key"), "reasons": list(reasons),
+                                 "pid": os.getpid()}, sort_keys=True))
 
 
 def from_environment() -> ASGIApp:

@@ -55,6 +55,9 @@ REQUESTS: dict[str, dict[str, Any]] = {
             "preview": {"type": "array", "maxItems": MAX_PREVIEW, "items": _text(64),
                         "description": "admin keys only: treat these draft or paused promotions as active"},
             "view": {"enum": ["merchant", "customer"], "default": "merchant"},
+            "customer_id": dict(ID, description="with a ledger: price with this customer's usage, as a checkout "
+                                                "would (a used-up promotion is `usage_limit_reached`); without "
+                                                "a ledger there is no usage to read and it changes nothing"),
         }},
     "CheckoutRequest": {
         "type": "object", "additionalProperties": False, "required": ["order_id", "customer_id", "cart", "account"],
@@ -128,9 +131,16 @@ RESPONSES: dict[str, dict[str, Any]] = {
                        "currencies": {"type": "array", "items": {"type": "string"}},
                        "loaded_at": {"type": "string"}}},
     "Reload": {
-        "type": "object", "additionalProperties": False, "required": ["version", "previous_version", "changed"],
+        "type": "object", "additionalProperties": False,
+        "required": ["version", "previous_version", "changed", "workers", "generation"],
+        "description": "`version` is what every worker serves from this answer on: each request any worker "
+                       "starts after it is priced with it",
         "properties": {"version": {"type": "string"}, "previous_version": {"type": "string"},
-                       "changed": {"type": "boolean"}}},
+                       "changed": {"type": "boolean"},
+                       "workers": {"type": "integer", "minimum": 1, "description": "worker processes serving it"},
+                       "generation": {"type": "integer", "minimum": 0,
+                                      "description": "with several workers: how many rule sets were published "
+                                                     "to them since the start (1 is the first); 0 with one"}}},
     "Health": {"type": "object", "additionalProperties": False, "required": ["status"],
                "properties": {"status": {"type": "string"}, "checks": {"type": "object",
                                                                        "additionalProperties": {"type": "string"}}}},

@@ -4,8 +4,10 @@
 live key: a service without keys refuses to start), the rules, the ledger. Each failure is one line
 naming what to fix, never a traceback. It listens on the loopback address unless told otherwise.
 With `--workers N` above 1, uvicorn starts N processes, each building the application from the same
-settings (passed in PROMO_SERVE_SETTINGS); each then has its own rule set and metrics, so a reload and
-/metrics are per worker (said in --help and the README).
+settings (passed in PROMO_SERVE_SETTINGS). Before they start, `promo serve` makes a private directory
+(shared.py `Workers`) where the rule set is published to all of them (a reload answered by one worker
+reaches every worker) and where prometheus_client's multiprocess mode keeps every worker's counts (so
+/metrics adds them up); it removes the directory when it exits.
 """
 from __future__ import annotations
 
@@ -14,12 +16,13 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from ..errors import PromoError
 from ..ledger import LedgerError
 from ..render import clean_lines
 from .keys import KeyFileError, Scope, create_key, read_keys, revoke_key
+from .shared import Workers
 from .state import Settings
 
 SETTINGS_VARIABLE = "PROMO_SERVE_SETTINGS"
@@ -34,9 +37,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
     serve.add_argument("--port", type=_port, default=8080, help="port (default: 8080)")
     serve.add_argument("--workers", type=_workers, default=1,
-                       help="worker processes (default: 1). Above 1, each worker has its own rules and metrics: "
-                            "POST /v1/admin/reload reloads only the worker that answers it and /metrics counts "
-                            "only that worker's requests; restart the service to roll new rules out to all")
+                       help="worker processes (default: 1). Above 1, POST /v1/admin/reload is answered by one "
+                            "worker, which publishes the rule set it loaded to all of them: every worker prices "
+                            "each request it starts after the answer with that version. /metrics adds up the "
+                            "counts of every worker (prometheus_client's multiprocess mode, in a private "
+                            "directory removed at exit)")
     serve.add_argument("--timeout", type=_timeout, default=10.0, help="seconds a request may take (default: 10)")
 
     keys = commands.add_parser("keys", help="API keys for promo serve")
@@ -88,10 +93,20 @@ def _serve(args: argparse.Namespace) -> int:
     if not any(k.revoked_at is None for k in ring.keys):
         print(f"promo serve: key file {args.keys} has no live key; add one with `promo keys create`", file=sys.stderr)
         return 1
-    settings = Settings(rules=args.rules, keys=args.keys, ledger=args.ledger, timeout_seconds=args.timeout)
+    settings = Settings(rules=args.rules, keys=args.keys, ledger=args.ledger, timeout_seconds=args.timeout,
+                        workers=args.workers)
+    if args.workers == 1:
+        return _started(args, settings)
+    with Workers() as shared:
+        return _started(args, replace(settings, shared=str(shared.rules), metrics=str(shared.metrics)))
+
+
+def _started(args: argparse.Namespace, settings: Settings) -> int:
+    """Check the settings by building the application, then serve. With several workers, this process
+    only checks (and publishes the first rule set); the workers build their own applications."""
     from .app import create_app   # the web stack is imported only when serving
     try:
-        app = create_app(settings)
+        app = create_app(replace(settings, metrics=None))   # this process counts nothing
     except (PromoError, LedgerError) as exc:
         print(f"promo serve: not started: {clean_lines(str(exc))}", file=sys.stderr)
         return 1
@@ -103,11 +118,14 @@ def _serve(args: argparse.Namespace) -> int:
     from .wire import PROTOCOL
     options = dict(host=args.host, port=args.port, access_log=False, server_header=False, log_level="info",
                    http=PROTOCOL)
-    if args.workers == 1:
+    if settings.workers == 1:
         uvicorn.run(app, **options)
     else:
         os.environ[SETTINGS_VARIABLE] = json.dumps(asdict(settings))
-        uvicorn.run("engine.service.app:from_environment", factory=True, workers=args.workers, **options)
+        try:
+            uvicorn.run("engine.service.app:from_environment", factory=True, workers=settings.workers, **options)
+        finally:
+            os.environ.pop(SETTINGS_VARIABLE, None)
     return 0
 
 

@@ -65,11 +65,15 @@ Handler = Callable[[Call], Reply]
 
 
 def evaluate_cart(call: Call) -> Reply:
+    """With a ledger and a `customer_id`, priced with that customer's usage as a checkout would be (a
+    used-up promotion is `usage_limit_reached`); without either, with no usage, as a price preview."""
     body = call.body
     now = _checked_now(body["now"]) if "now" in body else now_utc()
     codes, typed, refused = _resolved(call, body.get("codes", []), now)
+    usage = call.served.ledger.usage_snapshot(body["customer_id"], now) \
+        if call.served.ledger is not None and "customer_id" in body else None
     trace = _evaluated(call.served, body["cart"], body["account"], codes=codes, now=now,
-                       preview=body.get("preview", []))
+                       preview=body.get("preview", []), usage=usage)
     if body.get("view") == "customer":
         return 200, customer_view(trace, call.locale, typed, refused, call.served.ruleset)
     return 200, trace.to_dict()
@@ -303,14 +307,18 @@ def ruleset_info(call: Call) -> Reply:
 
 
 def reload_rules(call: Call) -> Reply:
+    """With several workers, the answering worker publishes what it loaded, and every worker switches to
+    it at the start of its next request: `version` is what each of them serves from this answer on."""
     try:
-        before, after = call.service.reload()
+        reloaded = call.service.reload()
     except RuleFileError:
         call.metrics.reloaded("refused")
         raise
     call.metrics.reloaded("loaded")
-    return 200, {"version": after.ruleset.version, "previous_version": before.ruleset.version,
-                 "changed": after.ruleset.version != before.ruleset.version}
+    version = reloaded.served.ruleset.version
+    return 200, {"version": version, "previous_version": reloaded.previous_version,
+                 "changed": version != reloaded.previous_version, "workers": call.service.settings.workers,
+                 "generation": reloaded.served.generation}
 
 
 def healthz(call: Call) -> Reply:
@@ -318,7 +326,11 @@ def healthz(call: Call) -> Reply:
 
 
 def readyz(call: Call) -> Reply:
+    """Ready: rules loaded (with several workers: this worker serves the published rule set) and the
+    ledger reachable."""
     reachable = call.service.ledger_reachable()
-    checks = {"rules": "ok", "ledger": ("ok" if reachable else "unreachable") if call.served.ledger else "none"}
-    return (200, {"status": "ready", "checks": checks}) if reachable else \
+    current = call.service.behind is None
+    checks = {"rules": "ok" if current else "behind", "ledger": ("ok" if reachable else "unreachable")
+              if call.served.ledger else "none"}
+    return (200, {"status": "ready", "checks": checks}) if reachable and current else \
         (503, {"status": "not ready", "checks": checks})

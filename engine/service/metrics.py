@@ -2,12 +2,23 @@
 status, their latency, refusals by reason, rule-set reloads by outcome. One registry per application,
 not the library's global one, so two applications in one process (the tests) count apart. Routes are
 counted by their template (`/v1/checkouts/{order_id}/commit`), never by the path a client sent, so a
-client cannot grow the metrics without bound."""
+client cannot grow the metrics without bound.
+
+With several workers (`promo serve --workers N`), prometheus_client's multiprocess mode: every worker
+writes its counts to files in the directory PROMETHEUS_MULTIPROC_DIR names (set by `promo serve` before
+any worker starts), and a scrape, whichever worker answers it, reads them all and adds them up
+(`MultiProcessCollector`), so /metrics counts the requests of every worker, those of a worker that has
+since exited included."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import values
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from .shared import METRICS_VARIABLE
 
 MEDIA_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -15,10 +26,22 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 @dataclass(frozen=True)
 class Metrics:
+    multiprocess: str | None = None     # the directory every worker counts in, or None: this process only
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
         r = self.registry
+        scraped = r
+        if self.multiprocess is not None:
+            if os.environ.get(METRICS_VARIABLE) != self.multiprocess:
+                raise RuntimeError(f"{METRICS_VARIABLE} must be {self.multiprocess} before prometheus_client "
+                                   f"is imported, or the workers' counts are not shared")
+            if values.ValueClass is values.MutexValue:
+                raise RuntimeError(f"prometheus_client was imported before {METRICS_VARIABLE} was set: "
+                                   f"this process would count apart from the other workers")
+            scraped = CollectorRegistry()
+            MultiProcessCollector(scraped, path=self.multiprocess)
+        object.__setattr__(self, "scraped", scraped)
         object.__setattr__(self, "requests", Counter(
             "promo_requests", "HTTP requests answered", ["method", "route", "status"], registry=r))
         object.__setattr__(self, "latency", Histogram(
@@ -38,4 +61,4 @@ class Metrics:
         self.reloads.labels(outcome).inc()
 
     def text(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.scraped)
