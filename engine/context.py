@@ -126,6 +126,6 @@ def either(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
-MAX_PROBES = 24                 # what-if runs one evaluation may spend on its hints
+MAX_PROBES = 4                  # what-if runs one evaluation may spend on its hints (decide._spend_hint)
 PROBE_LINE = "probe:" + "x" * 64   # longer than any cart line id may be, so it names no real line
 

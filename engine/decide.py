@@ -12,7 +12,7 @@ from math import lcm
 from typing import Any, Callable, Iterable, Mapping
 
 from .benefits import KINDS, Exact, Lines, Missing, Short, keep_units
-from .context import NO_USAGE, PROBE_LINE, Context, State, evaluation_order, initial_state, refuse, targeted_shipments
+from .context import MAX_PROBES, NO_USAGE, PROBE_LINE, Context, State, evaluation_order, initial_state, refuse, targeted_shipments
 from .errors import InvariantError
 from .explain import (ITEM_WORDS, condition_failure, gives_nothing_on_shipping, item_to_add, lost_every_line, missing_refusal,
                       next_tier_hint, nothing_on_shipping, short_refusal, threshold_hint)
@@ -65,7 +65,7 @@ GATES: tuple[tuple[Reason, _Check], ...] = (
 class Outcome:
     applied: tuple[Applied, ...]
     not_applied: list[NotApplied]
-    hints: tuple[Hint, ...]
+    hints: tuple["Hint | PendingHint", ...]   # a candidate set's; settled (all Hint) once resolve() returns
     total: Decimal          # discounts on this order
     granted: Decimal        # promotional balance granted for later orders
     left: State            # what is left to pay on each line and on shipping after the discounts
@@ -82,11 +82,12 @@ class Outcome:
         return (0, -top.priority, top.promotion)
 
 
-def run_promotions(promotions: Iterable[Promotion], ctx: Context) -> Outcome:
+def run_promotions(promotions: Iterable[Promotion], ctx: Context, until: str | None = None) -> Outcome:
     """The promotions together, benefit by benefit in stage order (then priority, then id). A promotion's
     conditions are measured once, before its first benefit; a promotion that gives nothing with any
     benefit did not apply. The item discounts of a `best_per_line` class are settled together, at the
-    place of the first of them (`_best_per_line`)."""
+    place of the first of them (`_best_per_line`). With `until`, the run stops just before that
+    promotion's first benefit (a what-if run for a hint needs the cart only as it stands there)."""
     promotions = list(promotions)
     state = initial_state(ctx)
     applied: list[Applied] = []
@@ -102,6 +103,8 @@ def run_promotions(promotions: Iterable[Promotion], ctx: Context) -> Outcome:
     on_shipping: dict[str, NotApplied] = {}   # why a shipping benefit took nothing off, told as such
     for _, promotion, benefit in steps:
         pid = promotion.id
+        if pid == until and benefit is promotion.benefits[0]:
+            break
         if pid in refused:
             continue
         group = groups.get(promotion.stacking_class) if benefit.stage is Stage.ITEM else None
@@ -289,7 +292,8 @@ def resolve(live: list[Promotion], ctx: Context) -> Outcome:
     others keep their own reason, from the best-ranked set that holds them."""
     candidates = _candidates(live)
     if len(candidates) == 1:
-        return run_promotions(candidates[0], ctx)
+        outcome = run_promotions(candidates[0], ctx)
+        return dataclasses.replace(outcome, hints=settle_hints(outcome.hints, ctx))
     ranked = sorted((_Candidate(members, run_promotions(members, ctx)) for members in candidates), key=lambda c: _rank(c, ctx))
     best = ranked[0]
     in_best = {p.id for p in best.members}
@@ -311,8 +315,8 @@ def resolve(live: list[Promotion], ctx: Context) -> Outcome:
                 # Reaching a non-exclusive promotion's threshold would not let it combine with the winner.
                 if p.exclusive or nothing:
                     hints.extend(h for h in c.outcome.hints if h.promotion == p.id)
-    return Outcome(best.outcome.applied, not_applied, tuple(hints), best.outcome.total, best.outcome.granted,
-                    best.outcome.left)
+    return Outcome(best.outcome.applied, not_applied, settle_hints(hints, ctx), best.outcome.total,
+                   best.outcome.granted, best.outcome.left)
 
 
 def _lost(p: Promotion, best: _Candidate, own: _Candidate, ctx: Context) -> NotApplied:
@@ -671,13 +675,54 @@ def near_miss_hints(p: Promotion, refusal: NotApplied, earlier: list[Applied], r
             name=item.name), name=p.name), item)]
     if refusal.reason not in (Reason.MIN_SPEND_NOT_MET, Reason.MIN_QUANTITY_NOT_MET):
         return []
-    hints = []
+    hints: list[Hint | PendingHint] = []
     for t in refusal.thresholds:
-        if t.variable not in SPEND_VARIABLES:
+        if t.variable not in SPEND_VARIABLES or not _takes_from_additions(p, t, earlier, ctx):
             hints.append(threshold_hint(p, t.variable, t.shortfall, ctx, next_tier=False))
-        elif (needed := _spend_hint(p, t, earlier, run, ctx)) is not None:
-            hints.append(threshold_hint(p, t.variable, needed, ctx, next_tier=False))
+        else:   # worked out with what-if runs once the winning set is known (settle_hints)
+            hints.append(PendingHint(p.id, p, t, tuple(earlier), run))
     return hints
+
+
+@dataclass(frozen=True)
+class PendingHint:
+    """A spend hint that needs what-if runs to be true: kept in a candidate set's outcome and worked
+    out only if that set wins (`settle_hints`), so losing sets cost no runs."""
+
+    promotion: str
+    p: Promotion
+    threshold: Threshold
+    earlier: tuple[Applied, ...]
+    run: tuple[Promotion, ...]
+
+
+def settle_hints(hints: Iterable[Hint | PendingHint], ctx: Context) -> tuple[Hint, ...]:
+    """The hints of the winning outcome, each pending one worked out (or left out when no amount can
+    be proved within the evaluation's what-if runs)."""
+    out = []
+    for h in hints:
+        if isinstance(h, PendingHint):
+            needed = _spend_hint(h.p, h.threshold, list(h.earlier), h.run, ctx)
+            if needed is not None:
+                out.append(threshold_hint(h.p, h.threshold.variable, needed, ctx, next_tier=False))
+        else:
+            out.append(h)
+    return tuple(out)
+
+
+def _takes_from_additions(p: Promotion, t: Threshold, earlier: list[Applied], ctx: Context) -> bool:
+    """Whether an earlier discount on the lines `t` measures could take part of what the customer adds:
+    all but amounts given whole (a per-order amount, or one cut by a cap)."""
+    if ctx.ruleset.policies.stacking_base == "original":   # measured on the original prices
+        return False
+    measured = None if t.variable != "eligible_subtotal" else {line.id for line in ctx.targeted[p.id]}
+    for a in earlier:
+        if not a.lines or (measured is not None and not any(s.line in measured for s in a.lines)):
+            continue
+        b = ctx.ruleset.promotions[a.promotion].benefits[a.benefit or 0]
+        if not (a.capped_by or (b.type == "amount_off" and b.scope == "per_order" and b.amount == a.amount)):
+            return True
+    return False
 
 
 
@@ -685,34 +730,44 @@ def near_miss_hints(p: Promotion, refusal: NotApplied, earlier: list[Applied], r
 def _spend_hint(p: Promotion, t: Threshold, earlier: list[Applied], run: tuple[Promotion, ...],
                 ctx: Context) -> Decimal | None:
     """The least the customer must add (as more of `p`'s eligible items) for the spend `t` measures to
-    reach its threshold, or None. The spend is measured after earlier promotions; when none of them
-    can take part of an addition (amounts given whole: per order, or cut by a cap), the shortfall is
-    the answer. Otherwise an addition is tried in what-if runs of the same promotions: the shortfall
-    grossed up by the percents off everything, else doubled a few times; then halved down to the
-    least amount that works, to the minor unit. No amount found within MAX_PROBES runs: no hint,
-    rather than a false one ("add ¥10 more" where an earlier promotion would take the ¥10 too)."""
+    reach its threshold, or None. The spend is measured after earlier promotions. When none of them
+    can take part of an addition (amounts given whole: per order, or cut by a cap) the shortfall is
+    the answer, with no what-if run. Otherwise the answer is worked out, then proved in what-if runs
+    of the promotions before `p` on the cart with that much more: the shortfall, plus what earlier
+    per-order amounts that took all the lines had could still take, grossed up by the percents off
+    everything; one run shows it is enough and, while half the evaluation's MAX_PROBES runs are left,
+    one more that a minor unit less is not (else the hint may ask a minor unit or so more than the
+    least, but never less). When the guess is short it is doubled until enough (and halved back while
+    runs are left). Nothing proved: no hint, rather than a false one
+    ("add ¥10 more" where an earlier promotion would take the ¥10 too)."""
     measured = None if t.variable != "eligible_subtotal" else {line.id for line in ctx.targeted[p.id]}
-    kept, takes = Fraction(1), False
+    kept, absorbs, takes = Fraction(1), 0, False
     for a in earlier:
         if not a.lines or (measured is not None and not any(s.line in measured for s in a.lines)):
             continue
         b = ctx.ruleset.promotions[a.promotion].benefits[a.benefit or 0]
-        if a.capped_by or (b.type == "amount_off" and b.scope == "per_order" and b.amount == a.amount):
+        per_order_amount = b.type == "amount_off" and b.scope == "per_order"
+        if a.capped_by or (per_order_amount and b.amount == a.amount):
             continue
         takes = True
         targets = b.targets or ctx.ruleset.promotions[a.promotion].targets
         if b.type == "percent_off" and b.percent is not None and b.percent < 100 and targets.everything:
             kept *= 1 - Fraction(b.percent) / 100
+        elif per_order_amount and b.amount is not None:   # it took all its lines had: it takes more, up to its amount
+            absorbs += to_units(b.amount, ctx.currency) - to_units(a.amount, ctx.currency)
     if not takes or ctx.ruleset.policies.stacking_base == "original":
         return t.shortfall
     low = to_units(t.shortfall, ctx.currency) - 1          # adding the shortfall itself is never too much
-    guess = Fraction(low + 1) / kept
+    guess = Fraction(low + 1 + absorbs) / kept
     high = -(-guess.numerator // guess.denominator)
     while not _passes_with(p, t.variable, high, run, ctx):
-        if ctx.probes[0] <= 0 or high > 1_000 * (low + 1):
+        if ctx.probes[0] <= 0 or high > 1_000 * (low + 1 + absorbs):
             return None
         low, high = high, high * 2
-    while high - low > 1 and ctx.probes[0] > 0:
+    if high - low == 1 or ctx.probes[0] < MAX_PROBES // 2 or not _passes_with(p, t.variable, high - 1, run, ctx):
+        return from_units(high, ctx.currency)   # the guess: proved enough, and the least when runs allowed
+    high -= 1
+    while high - low > 1 and ctx.probes[0] > MAX_PROBES // 2:
         middle = (low + high) // 2
         if _passes_with(p, t.variable, middle, run, ctx):
             high = middle
@@ -722,8 +777,9 @@ def _spend_hint(p: Promotion, t: Threshold, earlier: list[Applied], run: tuple[P
 
 
 def _passes_with(p: Promotion, variable: str, units: int, run: tuple[Promotion, ...], ctx: Context) -> bool:
-    """A what-if run: the same promotions on the cart with `units` minor units more of the eligible
-    line with the smallest id; does `p` then reach its `variable` threshold?"""
+    """A what-if run: the promotions before `p` on the cart with `units` minor units more of the
+    eligible line with the smallest id; does `p` then reach its `variable` threshold? (Promotions of a
+    best_per_line class are measured before the first of their class.)"""
     if ctx.probes[0] <= 0:
         return False
     ctx.probes[0] -= 1
@@ -733,8 +789,9 @@ def _passes_with(p: Promotion, variable: str, units: int, run: tuple[Promotion, 
     targeted = {q.id: ctx.targeted[q.id] + ((probe,) if q.targets.matches(probe) else ()) for q in run}
     what_if = Context.build(ctx.ruleset, cart, ctx.account, ctx.now, ctx.usage, ctx.previewed, targeted)
     what_if = dataclasses.replace(what_if, probing=True)
-    outcome = run_promotions(run, what_if)
-    return not any(n.promotion == p.id and any(t.variable == variable for t in n.thresholds)
-                   for n in outcome.not_applied)
+    first = (_line_groups(run, ctx).get(p.stacking_class) or [p])[0]
+    before = run_promotions(run, what_if, until=first.id)
+    refusal = _eligibility(p, before.left, what_if)
+    return refusal is None or not any(t.variable == variable for t in refusal.thresholds)
 
 
