@@ -65,7 +65,8 @@ def carts(shape: str, lines: int, docs: list[dict], count: int = CARTS) -> list[
             for _ in range(count)]
 
 
-def timed(fn, inputs, budget: float, min_runs: int, warm_up: bool = True) -> list[float]:
+def timed(fn, inputs, budget: float, min_runs: int, warm_up: bool = True, results: list | None = None) -> list[float]:
+    """Milliseconds per call, cycling through `inputs`; `results` (if given) keeps the first result for each input."""
     if warm_up:   # untimed: the first call of a rule set builds its market for this stretch of time
         fn(*inputs[0])
     times: list[float] = []
@@ -74,8 +75,10 @@ def timed(fn, inputs, budget: float, min_runs: int, warm_up: bool = True) -> lis
     while i < min_runs or (time.perf_counter() - start < budget and i < 5000):
         args = inputs[i % len(inputs)]
         t0 = time.perf_counter_ns()
-        fn(*args)
+        out = fn(*args)
         times.append((time.perf_counter_ns() - t0) / 1e6)
+        if results is not None and i < len(inputs):
+            results.append(out)
         i += 1
     return times
 
@@ -110,10 +113,12 @@ class FloorDisagrees(AssertionError):
     pass
 
 
-def check_floor(rules, the_floor: floor.Floor, inputs) -> None:
+def check_floor(rules, the_floor: floor.Floor, inputs, traces=None) -> None:
     """The floor is a floor only if it decides the same: the same total discount on every cart."""
-    for cart, account, codes in inputs:
-        want = to_units(evaluate(rules, cart, account, codes=codes, now=generate.NOW).totals.discount, "JPY")
+    if traces is None:
+        traces = [evaluate(rules, c, a, codes=k, now=generate.NOW) for c, a, k in inputs]
+    for (cart, account, codes), trace in zip(inputs, traces, strict=True):
+        want = to_units(trace.totals.discount, "JPY")
         got = the_floor.total(cart, account, codes)
         if got != want:
             raise FloorDisagrees(f"floor gives {got}, evaluate() {want} on {cart['id']} for {account['id']}")
@@ -125,10 +130,12 @@ def measure(shape: str, size: int, docs: list[dict], rules, config: Config) -> l
     the_floor = floor.Floor(rules, "JPY", now)
     rows = []
     for lines in config.lines:
-        inputs = carts(shape, lines, docs, config.carts)
-        check_floor(rules, the_floor, inputs)
-        mine = timed(ours(rules), inputs, config.budget, config.min_runs)
-        with_json = timed(ours_json(rules), inputs, config.budget / 2, config.min_runs)
+        big = size * lines > 500_000     # a second or more per evaluate() call: fewer carts, fewer runs
+        inputs = carts(shape, lines, docs, 5 if big else config.carts)
+        traces: list = []
+        mine = timed(ours(rules), inputs, config.budget, max(len(inputs), config.min_runs), results=traces)
+        check_floor(rules, the_floor, inputs, traces)   # every cart timed is checked
+        with_json = timed(ours_json(rules), inputs, config.budget / 2, 3 if big else config.min_runs)
         low = timed(the_floor.total, inputs, config.budget / 2, config.min_runs)
         if size * lines <= BASELINE_LIMIT:
             theirs = timed(lambda c, a, k: baseline.evaluate_with_business_rules(prepared, c, a, k, now),
@@ -168,7 +175,7 @@ def out_of_scope(shape: str, config: Config) -> None:
         for lines in config.lines:
             inputs = carts(shape, lines, narrow_docs, config.carts)
             a = timed(ours(narrow), inputs, config.budget, config.min_runs)
-            b = timed(ours(wide), inputs, config.budget, config.min_runs)
+            b = timed(ours(wide), inputs, config.budget, 3 if lines >= 500 else config.min_runs)
             print(f"| {shape} | {kind} | {lines} | {statistics.median(a):.3f} | {statistics.median(b):.3f} | "
                   f"{statistics.median(b) / statistics.median(a):.2f}x | {p99(a):.3f} | {p99(b):.3f} |")
         del wide
