@@ -1,8 +1,20 @@
 """Seeded synthetic rule sets and carts for the benchmark. The same seed gives the same files, byte for byte.
 
-A rule set has about 200 categories, ten regions, about 20% code-gated and 10% exclusive promotions,
-minimum-spend conditions and every reward type. `ruleset_docs` can add promotions that no benchmark
-cart can get: for other regions and other categories, or past campaigns in the same markets.
+Three shapes (SHAPES), each about 200 categories and ten regions:
+
+- `one-region`, the original shape, which the candidate index was tuned to: 80% of promotions require
+  exactly one region (`region equal_to JP`), one category or a few SKUs or brands, ~20% code-gated,
+  ~10% exclusive, ~10% for one sales channel, minimum spends on half, every reward type;
+- `region-sets`, as marketers write rules when a promotion runs in several markets: region sets of
+  1-4 (`any` of `equal_to` leaves) on 85%, customer tier sets ("gold or platinum") on 30%, include
+  sets of 1-5 categories with exclusions, minimum spends on half, 25% code-gated, 10% exclusive;
+- `mixed`, region-sets plus customer segment conditions (`shares_at_least_one_element_with`,
+  `contains_all`), sales channel sets, combination classes (`stacking.class`, exclusives that
+  `combines_with` shipping or a class) and several benefits per promotion (an item or order benefit
+  with a shipping one).
+
+`ruleset_docs` can add promotions that no benchmark cart can get (OUT_OF_SCOPE): for other region
+sets (same categories), for tiers no benchmark account has, or past campaigns (windows ended).
 """
 from __future__ import annotations
 
@@ -17,6 +29,12 @@ OTHER_CATEGORIES = tuple(f"other-{i:03d}" for i in range(200))
 BRANDS = tuple(f"brand-{i:03d}" for i in range(400))
 SKU_COUNT = 20_000
 CHANNELS = ("web", "app", "store")
+TIERS = ("standard", "silver", "gold", "platinum")
+OTHER_TIERS = ("diamond", "staff-only", "partner")
+SEGMENTS = ("vip", "student", "staff", "newsletter", "b2b")
+CLASSES = ("catalogue", "member", "clearance")
+SHAPES = ("one-region", "region-sets", "mixed")
+OUT_OF_SCOPE = ("other region sets", "other tiers", "ended windows")
 NOW = "2026-11-21T10:00:00+09:00"
 SETTINGS = b"currencies: [JPY]\nrounding: half_up\n"
 
@@ -111,7 +129,95 @@ def promotion(rnd: random.Random, index: int, regions: tuple[str, ...], categori
     return doc
 
 
-def ruleset_docs(count: int, seed: int, out_of_scope: int = 0, ended: int = 0) -> list[dict]:
+def _one_of(rnd: random.Random, name: str, values: tuple[str, ...], low: int, high: int) -> dict:
+    chosen = rnd.sample(values, rnd.randint(low, min(high, len(values))))
+    return {"any": [{"name": name, "operator": "equal_to", "value": v} for v in chosen]}
+
+
+def _line_benefit(rnd: random.Random) -> dict:
+    kind = rnd.choices(["percent_off", "amount_off", "tiered", "buy_x_get_y"], [50, 30, 12, 8])[0]
+    while True:
+        reward = _reward(rnd)
+        if reward["type"] == kind:
+            return reward
+
+
+def promotion_with_sets(rnd: random.Random, index: int, shape: str, regions: tuple[str, ...] = REGIONS,
+                        tiers: tuple[str, ...] = TIERS, prefix: str = "p", ended: bool = False,
+                        tier_required: bool = False) -> dict:
+    """One promotion of the `region-sets` or `mixed` shape."""
+    mixed = shape == "mixed"
+    pid = f"{prefix}{index:05d}"
+    doc: dict = {"id": pid, "name": f"Promotion {pid}", "status": "active" if rnd.random() < 0.95 else "paused",
+                 "currency": "JPY"}
+    if rnd.random() < 0.25:
+        doc["code"] = f"C{pid.upper()}"
+    if ended:
+        month = rnd.randrange(120)
+        year, month = 2016 + month // 12, month % 12 + 1
+        doc["window"] = {"starts": f"{year}-{month:02d}-01T00:00:00+09:00",
+                         "ends": f"{year}-{month:02d}-28T00:00:00+09:00"}
+    elif rnd.random() < 0.3:
+        doc["window"] = {"starts": "2026-11-01T00:00:00+09:00", "ends": "2026-12-01T00:00:00+09:00"}
+    terms: list = []
+    if prefix != "p" and not ended and not tier_required or rnd.random() < 0.85:
+        terms.append(_one_of(rnd, "region", regions, 1, 4))
+    if tier_required or rnd.random() < 0.30:
+        terms.append(_one_of(rnd, "customer_tier", tiers[1:] if tiers is TIERS else tiers, 1, 2))
+    if mixed and rnd.random() < 0.20:
+        operator = rnd.choice(["shares_at_least_one_element_with", "contains_all"])
+        terms.append({"name": "customer_segments", "operator": operator,
+                      "value": rnd.sample(SEGMENTS, 1 if operator == "contains_all" else rnd.randint(1, 3))})
+    if mixed and rnd.random() < 0.25:
+        terms.append(_one_of(rnd, "sales_channel", CHANNELS, 1, 2))
+    if rnd.random() < 0.50:
+        terms.append({"name": "eligible_subtotal", "operator": "greater_than_or_equal_to",
+                      "value": _yen(rnd, 1000, 30000, 500)})
+    if terms:
+        doc["eligibility"] = {"all": terms}
+    targets: dict = {"include": {"categories": rnd.sample(CATEGORIES, rnd.randint(1, 5))}}
+    if rnd.random() < 0.4:
+        targets["exclude"] = rnd.choice([{"sellers": ["third_party"]}, {"product_types": ["digital", "gift_card"]},
+                                         {"brands": rnd.sample(BRANDS, 3)}])
+    doc["targets"] = targets
+    first = _line_benefit(rnd)
+    doc["benefits"] = [first]
+    if mixed and rnd.random() < 0.3:
+        doc["benefits"].append(rnd.choice([{"type": "free_shipping"},
+                                           {"type": "shipping_amount_off", "amount": _yen(rnd, 100, 500)}]))
+    exclusive = rnd.random() < 0.10
+    stacking: dict = {"priority": rnd.randint(0, 100), "exclusive": exclusive}
+    if mixed and rnd.random() < 0.4:
+        stacking["class"] = rnd.choice(CLASSES)
+    if mixed and exclusive and rnd.random() < 0.6:
+        stacking["combines_with"] = rnd.choice([["shipping"], ["order"], ["shipping", "item"]])
+    doc["stacking"] = stacking
+    if rnd.random() < 0.2:
+        doc["limits"] = {"max_discount": _yen(rnd, 1000, 10000), "total_uses": 100000}
+    return doc
+
+
+def shape_docs(shape: str, count: int, seed: int, added: str | None = None, extra: int = 0) -> list[dict]:
+    """`count` promotions of `shape`, then `extra` that no benchmark cart can get, of the kind `added`
+    (one of OUT_OF_SCOPE). The first `count` do not depend on the rest."""
+    if shape == "one-region":
+        kind = {None: {}, "other region sets": {"out_of_scope": extra}, "ended windows": {"ended": extra},
+                "other tiers": {"other_tiers": extra}}[added]
+        return ruleset_docs(count, seed, **kind)
+    rnd = random.Random(seed)
+    docs = [promotion_with_sets(rnd, i, shape) for i in range(count)]
+    other = random.Random(seed + 1)
+    if added == "other region sets":
+        docs += [promotion_with_sets(other, i, shape, regions=OTHER_REGIONS, prefix="x") for i in range(extra)]
+    elif added == "other tiers":
+        docs += [promotion_with_sets(other, i, shape, tiers=OTHER_TIERS, prefix="t", tier_required=True)
+                 for i in range(extra)]
+    elif added == "ended windows":
+        docs += [promotion_with_sets(other, i, shape, prefix="e", ended=True) for i in range(extra)]
+    return docs
+
+
+def ruleset_docs(count: int, seed: int, out_of_scope: int = 0, ended: int = 0, other_tiers: int = 0) -> list[dict]:
     """`count` promotions for the benchmark's markets, then `out_of_scope` for other markets and categories,
     then `ended` past campaigns for the benchmark's own markets and categories (windows ended before NOW).
 
@@ -124,6 +230,12 @@ def ruleset_docs(count: int, seed: int, out_of_scope: int = 0, ended: int = 0) -
              for i in range(out_of_scope)]
     past = random.Random(seed + 2)
     docs += [promotion(past, i, REGIONS, CATEGORIES, prefix="e", ended=True) for i in range(ended)]
+    tiered = random.Random(seed + 3)
+    for i in range(other_tiers):   # the same markets and categories, for a tier no benchmark account has
+        doc = promotion(tiered, i, REGIONS, CATEGORIES, prefix="t")
+        tier = _one_of(tiered, "customer_tier", OTHER_TIERS, 1, 2)
+        doc["eligibility"] = {"all": doc["eligibility"]["all"] + [tier]} if "eligibility" in doc else tier
+        docs.append(doc)
     return docs
 
 
@@ -148,9 +260,13 @@ def cart(rnd: random.Random, lines: int) -> dict:
             "shipping": {"method": "standard", "price": "600"}}
 
 
-def account(rnd: random.Random) -> dict:
+def account(rnd: random.Random, shape: str = "one-region") -> dict:
+    if shape == "one-region":
+        return {"id": f"acct-{rnd.randrange(10**6)}", "region": rnd.choice(REGIONS),
+                "tier": rnd.choice(["standard", "standard", "prime"]), "segments": rnd.sample(["vip", "student", "staff"], 1),
+                "order_count": rnd.randint(0, 20), "time_zone": "Asia/Tokyo"}
     return {"id": f"acct-{rnd.randrange(10**6)}", "region": rnd.choice(REGIONS),
-            "tier": rnd.choice(["standard", "standard", "prime"]), "segments": rnd.sample(["vip", "student", "staff"], 1),
+            "tier": rnd.choice(TIERS), "segments": rnd.sample(SEGMENTS, rnd.randint(0, 2)),
             "order_count": rnd.randint(0, 20), "time_zone": "Asia/Tokyo"}
 
 

@@ -1,5 +1,6 @@
 """The straightforward path, kept only as a test oracle: scope found by scanning every promotion and
-every line, with the required region / channel leaves decided by business-rules' own engine.
+every line, with the required region / channel conditions (a leaf, or an `any` / `all` of leaves on
+that one variable, reached through `all`s only) decided by business-rules' own engine.
 
 `evaluate_plainly` must give the same trace, byte for byte, as `engine.evaluate` (which uses the
 rule set's candidate index); tests/test_index.py checks that over generated rule sets and carts.
@@ -11,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from business_rules.engine import check_condition
+from business_rules.engine import check_conditions_recursively
 
 from engine.conditions import AllOf, Leaf
 from engine.evaluate import evaluate_with
@@ -20,23 +21,35 @@ from engine.model import Account, Cart, Promotion, RuleSet
 from engine.variables import Facts, PromotionVariables
 
 
-def _required(node: Any) -> list[Leaf]:
-    if isinstance(node, Leaf):
-        return [node]
+def _required(node: Any) -> list[Any]:
+    """The nodes the tree cannot pass without: children of `all`s reached through `all`s, or the root."""
+    if node is None:
+        return []
     if isinstance(node, AllOf):
-        return [leaf for child in node.children for leaf in _required(child)]
-    return []
+        return [n for child in node.children for n in _required(child)]
+    return [node]
 
 
-def _holds(leaf: Leaf, account: Account, cart: Cart) -> bool:
+def _variables(node: Any) -> set[str]:
+    if isinstance(node, Leaf):
+        return {node.variable}
+    return {v for child in node.children for v in _variables(child)}
+
+
+def _tree(node: Any) -> dict:
+    if isinstance(node, Leaf):
+        return {"name": node.variable, "operator": node.operator, "value": node.value}
+    return {"all" if isinstance(node, AllOf) else "any": [_tree(child) for child in node.children]}
+
+
+def _holds(node: Any, account: Account, cart: Cart) -> bool:
     facts = Facts(region=account.region, customer_id=account.id, customer_tier=account.tier,
                   customer_segments=account.segments,
                   order_count=account.order_count, sales_channel=cart.channel,
-                  shipping_method="", cart_subtotal=Decimal(0),   # only region and channel leaves are asked
+                  shipping_method="", cart_subtotal=Decimal(0),   # only region and channel conditions are asked
                   order_total=Decimal(0), cart_quantity=0, eligible_subtotal=Decimal(0), eligible_quantity=0, local_date="",
                   local_weekday="", local_hour=0)
-    return bool(check_condition({"name": leaf.variable, "operator": leaf.operator, "value": leaf.value},
-                                PromotionVariables(facts)))
+    return bool(check_conditions_recursively(_tree(node), PromotionVariables(facts)))
 
 
 def _out_of_scope_reason(p: Promotion, account: Account, cart: Cart, now: datetime) -> str | None:
@@ -47,10 +60,9 @@ def _out_of_scope_reason(p: Promotion, account: Account, cart: Cart, now: dateti
     if p.ends is not None and now >= p.ends:
         return "expired"
     required = _required(p.condition.root)
-    if any(leaf.variable == "region" and not _holds(leaf, account, cart) for leaf in required):
-        return "region_not_eligible"
-    if any(leaf.variable == "sales_channel" and not _holds(leaf, account, cart) for leaf in required):
-        return "channel_not_eligible"
+    for variable, reason in (("region", "region_not_eligible"), ("sales_channel", "channel_not_eligible")):
+        if any(_variables(node) == {variable} and not _holds(node, account, cart) for node in required):
+            return reason
     return None
 
 

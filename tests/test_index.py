@@ -35,20 +35,57 @@ def channel_leaf(draw):
     return {"name": "sales_channel", "operator": operator, "value": draw(st.sampled_from(CHANNELS))}
 
 
+TIERS = ["standard", "prime", "gold"]
+SEGMENTS = ["vip", "staff", "student"]
+
+
+def one_of(draw, name, values):
+    """A set of values as marketers write it: one `equal_to` leaf, or `any` of them ("JP, KR or US")."""
+    chosen = draw(st.lists(st.sampled_from(values), min_size=1, max_size=len(values), unique=True))
+    leaves = [{"name": name, "operator": "equal_to", "value": v} for v in chosen]
+    return leaves[0] if len(leaves) == 1 and draw(st.booleans()) else {"any": leaves}
+
+
+def region_condition(draw):
+    shape = draw(st.sampled_from(["leaf", "set", "set", "mixed", "all-of-sets"]))
+    if shape == "leaf":
+        return region_leaf(draw)
+    if shape == "set":
+        return one_of(draw, "region", REGIONS)
+    if shape == "mixed":   # a set whose values cannot all be listed: tested, not looked up
+        return {"any": [region_leaf(draw), one_of(draw, "region", REGIONS)]}
+    return {"all": [one_of(draw, "region", REGIONS), one_of(draw, "region", REGIONS)]}
+
+
+def channel_condition(draw):
+    return channel_leaf(draw) if draw(st.booleans()) else one_of(draw, "sales_channel", CHANNELS)
+
+
+def tier_condition(draw):
+    return one_of(draw, "customer_tier", TIERS)
+
+
+def segment_condition(draw):
+    operator = draw(st.sampled_from(["shares_at_least_one_element_with", "contains_all", "is_contained_by"]))
+    return {"name": "customer_segments", "operator": operator,
+            "value": draw(st.lists(st.sampled_from(SEGMENTS), min_size=1, max_size=2, unique=True))}
+
+
 @st.composite
 def eligibility(draw, currency):
-    """Region and channel leaves at the top, nested in `all`s, or inside an `any` (where they rule nothing out)."""
+    """Region, channel, tier and segment conditions (one value or a set) at the top, nested in `all`s, or
+    inside an `any` with another variable (where they rule nothing out)."""
     spend = {"name": "eligible_subtotal", "operator": "greater_than_or_equal_to", "value": money(draw, currency, 1, 60)}
     parts = []
-    for make in (region_leaf, channel_leaf):
-        where = draw(st.sampled_from(["none", "top", "nested", "any"]))
+    for make in (region_condition, channel_condition, tier_condition, segment_condition):
+        where = draw(st.sampled_from(["none", "none", "top", "nested", "any"]))
         leaf = make(draw)
         if where == "top":
             parts.append(leaf)
         elif where == "nested":
             parts.append({"all": [leaf, {"name": "order_count", "operator": "less_than", "value": 50}]})
         elif where == "any":
-            parts.append({"any": [leaf, {"name": "customer_tier", "operator": "equal_to", "value": "prime"}]})
+            parts.append({"any": [leaf, {"name": "first_order", "operator": "is_true"}]})
     if draw(st.booleans()):
         parts.append(spend)
     shape = draw(st.sampled_from(["all", "single", "none"]))
@@ -114,7 +151,8 @@ def scenarios(draw):
         lines.append(line)
     cart = {"currency": currency, "channel": draw(st.sampled_from(CHANNELS)), "lines": lines} | \
         shipping(draw, currency, lines)
-    account = {"id": "a", "region": draw(st.sampled_from(REGIONS)), "tier": draw(st.sampled_from(["standard", "prime"])),
+    account = {"id": "a", "region": draw(st.sampled_from(REGIONS + ["TW"])), "tier": draw(st.sampled_from(TIERS)),
+               "segments": draw(st.lists(st.sampled_from(SEGMENTS), max_size=2, unique=True)),
                "order_count": draw(st.integers(0, 3)), "time_zone": "Asia/Tokyo"}
     entered = draw(st.lists(st.sampled_from(codes + ["NOPE"]), max_size=3)) if codes else []
     nows = draw(st.lists(st.sampled_from(NOWS), min_size=1, max_size=3))
@@ -212,20 +250,67 @@ def test_a_line_included_twice_by_one_promotion_is_targeted_once():
     assert indexed == scanned_scope(rules, cart, account, set(), now)
 
 
-def test_buckets_for_other_regions_are_counted_without_being_tested(monkeypatch):
-    """The cost of scope grows with the buckets a cart can get, not with every region's bucket."""
+def any_region(*regions):
+    return {"any": [{"name": "region", "operator": "equal_to", "value": r} for r in regions]}
+
+
+def test_promotions_for_other_region_sets_are_counted_and_never_gated(monkeypatch):
+    ev = importlib.import_module("engine.evaluate")
+    gated = []
+    real_gate = ev.gate
+    monkeypatch.setattr(ev, "gate", lambda p, ctx: gated.append(p.id) or real_gate(p, ctx))
+    rules = _rules([{"id": "jp-kr-tw", "targets": {"include": {"categories": ["a"]}},
+                     "eligibility": {"all": [any_region("JP", "KR", "TW"),
+                                             {"name": "eligible_subtotal", "operator": "greater_than_or_equal_to",
+                                              "value": "100"}]}}] +
+                   [{"id": f"us-br{i}", "targets": {"include": {"categories": ["a"]}},
+                     "eligibility": any_region("US", "BR")} for i in range(30)] +
+                   [{"id": f"app{i}", "targets": {"include": {"categories": ["a"]}},
+                     "eligibility": {"any": [{"name": "sales_channel", "operator": "equal_to", "value": c}
+                                             for c in ("app", "store")]}} for i in range(20)])
+    trace = evaluate(rules, ONE_LINE, JP_ACCOUNT, now=NOW)
+    assert gated == ["jp-kr-tw"]
+    assert [a.promotion for a in trace.applied] == ["jp-kr-tw"]
+    assert dict(trace.out_of_scope) == {"region_not_eligible": 30, "channel_not_eligible": 20}
+
+
+def test_a_region_that_fails_counts_before_a_channel_that_fails():
+    rules = _rules([{"id": "us-app", "targets": {"include": "all"},
+                     "eligibility": {"all": [{"name": "sales_channel", "operator": "equal_to", "value": "app"},
+                                             any_region("US", "KR")]}}])
+    assert dict(evaluate(rules, ONE_LINE, JP_ACCOUNT, now=NOW).out_of_scope) == {"region_not_eligible": 1}
+
+
+def test_tier_and_segment_misses_stay_listed_as_condition_failed():
+    """The trace lists them with the measured tier and segments (tests/golden/g-condition-failed-tier):
+    the index does not count them away."""
+    rules = _rules([{"id": "gold-or-prime", "targets": {"include": "all"},
+                     "eligibility": {"any": [{"name": "customer_tier", "operator": "equal_to", "value": v}
+                                             for v in ("gold", "prime")]}}])
+    trace = evaluate(rules, ONE_LINE, JP_ACCOUNT, now=NOW)
+    assert trace.out_of_scope == ()
+    assert [(n.promotion, n.reason.value) for n in trace.not_applied] == [("gold-or-prime", "condition_failed")]
+
+
+def test_listed_region_sets_are_looked_up_not_tested(monkeypatch):
+    """The cost of scope grows with the promotions a cart can get: promotions whose region sets can be
+    listed are found by one lookup of the account's region and channel, and only requirements that
+    cannot be listed (`equal_to_case_insensitive`) are tested per evaluation."""
     index_module = importlib.import_module("engine.index")
+    regions = [f"A{chr(ord('A') + i)}" for i in range(26)]
+    rules = _rules([{"id": "jp", "targets": {"include": {"categories": ["a"]}}, "eligibility": any_region("JP", "KR")}] +
+                   [{"id": f"r{i}", "targets": {"include": {"categories": ["a"]}},
+                     "eligibility": any_region(region, regions[i - 1])} for i, region in enumerate(regions)] +
+                   [{"id": "jp-any-case", "targets": {"include": {"categories": ["a"]}},
+                     "eligibility": {"name": "region", "operator": "equal_to_case_insensitive", "value": "JP"}}])
+    evaluate(rules, ONE_LINE, JP_ACCOUNT, now=NOW)     # builds the market and the (JP, web) entry
     tested = []
     real_failure = index_module._failure
-    monkeypatch.setattr(index_module, "_failure", lambda regions, *rest: tested.append(regions) or
-                        real_failure(regions, *rest))
-    regions = [f"A{chr(ord('A') + i)}" for i in range(26)]
-    rules = _rules([{"id": "jp", "targets": {"include": {"categories": ["a"]}}, "eligibility": only("JP")}] +
-                   [{"id": f"r{i}", "targets": {"include": {"categories": ["a"]}}, "eligibility": only(region)}
-                    for i, region in enumerate(regions)])
+    monkeypatch.setattr(index_module, "_failure", lambda reqs, values: tested.append(reqs) or
+                        real_failure(reqs, values))
     trace = evaluate(rules, ONE_LINE, JP_ACCOUNT, now=NOW)
-    assert [[leaf.operand for leaf in leaves] for leaves in tested] == [["JP"]]
-    assert [a.promotion for a in trace.applied] == ["jp"]
+    assert [[r.nodes[0].operator for r in reqs if r is not None] for reqs in tested] == [["equal_to_case_insensitive"]]
+    assert sorted(a.promotion for a in trace.applied) == ["jp", "jp-any-case"]
     assert dict(trace.out_of_scope) == {"region_not_eligible": 26}
 
 
