@@ -42,7 +42,7 @@ LINES = (5, 50, 500)
 CARTS = 20                 # distinct carts per line count, cycled through
 BUDGET = 0.6               # seconds of timed evaluate() calls per cell (at least MIN_RUNS calls)
 MIN_RUNS = 10
-BASELINE_LIMIT = 5_000_000   # promotions x lines above which the baseline is not run (14 s a call at 10,000 x 500)
+BASELINE_LIMIT = 1_000_000   # promotions x lines above which the baseline is not run (25 s a call at 10,000 x 500)
 SEED = 20261121
 
 
@@ -131,7 +131,7 @@ def measure(shape: str, size: int, docs: list[dict], rules, config: Config) -> l
     rows = []
     for lines in config.lines:
         big = size * lines > 500_000     # a second or more per evaluate() call: fewer carts, fewer runs
-        inputs = carts(shape, lines, docs, 5 if big else config.carts)
+        inputs = carts(shape, lines, docs, 3 if big else config.carts)
         traces: list = []
         mine = timed(ours(rules), inputs, config.budget, max(len(inputs), config.min_runs), results=traces)
         check_floor(rules, the_floor, inputs, traces)   # every cart timed is checked
