@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from engine.benefits import KINDS, Exact, Lines, keep_units
 from engine.conditions import AllOf, AnyOf, Leaf, Several
+from engine.decide import MAX_CANDIDATES, _maximal_cliques
 from engine.model import STAGE_ORDER, Policies, Promotion, RuleSet, Stage
 from engine.money import allocate_units, minor_unit, round_units, to_units
 from engine.text import normalise_code
@@ -214,7 +215,7 @@ class Floor:
         lines, ship_ids, ship_methods, ship_units, targeted, fixed = cart_
         left = [line.subtotal for line in lines]
         shipping = list(ship_units)
-        rounding, currency = self.rounding, self.currency
+        currency = self.currency
         refused: set[str] = set()
         given: dict[str, int] = {}
         total = granted = 0
@@ -376,7 +377,6 @@ def _combines(a: Promotion, b: Promotion) -> bool:
         (not b.exclusive or a.stacking_class in b.combines_with)
 
 
-MAX_CANDIDATES = 256   # as evaluate(): beyond this many maximal sets, the sets grown greedily from each node
 
 
 def _candidates(live: list[_P]) -> list[list[_P]]:
@@ -410,18 +410,5 @@ def _candidates(live: list[_P]) -> list[list[_P]]:
 
 
 def _cliques(size: int, neighbours: list[frozenset[int]]) -> list[frozenset[int]] | None:
-    found: list[frozenset[int]] = []
-    stack = [(frozenset(), set(range(size)), set())]
-    while stack:
-        clique, candidates, excluded = stack.pop()
-        if not candidates and not excluded:
-            found.append(clique)
-            if len(found) > MAX_CANDIDATES:
-                return None
-            continue
-        pivot = max(candidates | excluded, key=lambda u: (len(neighbours[u] & candidates), -u))
-        for v in sorted(candidates - neighbours[pivot], reverse=True):
-            stack.append((clique | {v}, candidates & neighbours[v], excluded & neighbours[v]))
-            candidates = candidates - {v}
-            excluded = excluded | {v}
-    return found
+    """The same search as the engine's (the floor times decisions, not a second Bron–Kerbosch)."""
+    return _maximal_cliques(size, neighbours, MAX_CANDIDATES)
