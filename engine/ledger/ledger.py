@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import random
 import secrets
 import threading
@@ -93,6 +94,9 @@ class Cancellation:
         return Cancellation(doc["order_id"], doc["return_id"], doc["cancelled"],
                             tuple((line, qty) for line, qty in doc["returned"]),
                             tuple(Entry(**e) for e in doc["entries"]))
+
+
+VERSION = re.compile(r"sha256:[0-9a-f]{64}")   # what ruleset.build_ruleset names a rule set
 
 
 class Ledger:
@@ -376,14 +380,14 @@ class Ledger:
         """The rule set of `version`: the current one, one given as `history`, or one this ledger stored
         when it priced an order with it, built again (and kept compiled). LedgerError(WRONG_RULESET) when
         the ledger never priced with it."""
-        if not isinstance(version, str):
+        if not isinstance(version, str) or VERSION.fullmatch(version) is None:   # checked before any SQL
             raise LedgerError(LedgerReason.WRONG_RULESET, order_id, got=shorten(version), expected=self.ruleset.version)
         found = self.rulesets.get(version)
         if found is not None:
             return found
         with self._rebuilding:   # one build per version, however many cancels want it at once
             found = self._rebuilt.get(version)
-            if found is None and len(version) <= 80:
+            if found is None:
                 found = archive.rebuilt(conn, version) if conn is not None else \
                     self._read(lambda c: archive.rebuilt(c, version))
             if found is None:
