@@ -113,3 +113,33 @@ def test_a_rebuilt_rule_set_is_compiled_once_and_equals_the_original(ledger_db):
 def test_the_archive_keeps_the_bytes_exactly():
     files = {"_settings.yaml": b"currencies: [JPY]\n", "x.yaml": "name: \u3042 # comment\n".encode() + b"\xff"}
     assert unpack(pack(files)) == files
+
+
+@pytest.mark.parametrize("version", ["sha256:" + "0" * 10_000, "sha256:\0", "", "sha256:abc\n", 12, None, 1.5])
+def test_a_hostile_version_is_wrong_ruleset_and_reads_nothing_it_should_not(ledger_db, version):
+    led = open_ledger(ledger_db, rules())
+    led.reserve(priced(led.ruleset), "o1", "cust-1", ttl=600, now=NOW)
+    before = stored(led)
+    with pytest.raises(LedgerError) as exc:
+        led.ruleset_for(version, "o1")
+    assert exc.value.reason is LedgerReason.WRONG_RULESET and "\0" not in str(exc.value)
+    with pytest.raises(LedgerError):   # the stored version with a trailing newline is another version
+        led.ruleset_for(led.ruleset.version + "\n", "o1")
+    assert stored(led) == before
+    led.close()
+
+
+@pytest.mark.parametrize("damage", [b"", b"not zlib", b"\x78\x9c" + b"\0" * 40])
+def test_a_damaged_archive_row_is_wrong_ruleset_not_a_crash(ledger_db, damage):
+    from sqlalchemy import update
+    original = rules()
+    led = open_ledger(ledger_db, original)
+    led.reserve(priced(original), "o1", "cust-1", ttl=600, now=NOW)
+    with led.engine.begin() as conn:
+        conn.execute(update(ruleset_versions).values(files=damage))
+    led.close()
+    later = open_ledger(ledger_db, rules(EDITED))
+    with pytest.raises(LedgerError) as exc:
+        later.ruleset_for(original.version, "o1")
+    assert exc.value.reason is LedgerReason.WRONG_RULESET
+    later.close()
