@@ -6,11 +6,14 @@ compared as given, select lists compared case-insensitively. The operators are p
 here (the `OPERATORS` registry) so evaluating a leaf is one call, not a wrapper object, a cast
 and a `getattr`; `tests/test_conditions.py` checks them against `business_rules.engine`.
 
-Every leaf is evaluated, not just until the first failure, so the trace can report all failures.
+Deciding and explaining are separate: `Condition.passes` is the tree compiled once into fused
+closures that stop at the first leaf that decides (no per-leaf list), called for every promotion;
+`Condition.measure` evaluates every leaf, not just until the first failure, so the trace can report
+all failures, and is called only for a tree that failed and only when its explanation is built.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, Mapping, Union
 
@@ -113,6 +116,8 @@ class Condition:
     root: Node | None
     leaves: tuple[Leaf, ...]
     variables: frozenset[str]
+    passes: Callable[[Mapping[str, Any]], bool] = field(default=lambda values: True, compare=False, repr=False)
+    """The tree's verdict for variable values, as `measure` gives it, without recording any leaf."""
 
     def measure(self, values: Mapping[str, Any]) -> tuple[bool, tuple[LeafResult, ...]]:
         """Evaluate every leaf against variable values; return the tree's verdict and, when it fails,
@@ -180,7 +185,32 @@ def compile_condition(tree: Mapping[str, Any] | None) -> Condition:
         return leaf
 
     root = build(tree)
-    return Condition(root, tuple(leaves), frozenset(l.variable for l in leaves))
+    return Condition(root, tuple(leaves), frozenset(l.variable for l in leaves), _compiled(root))
+
+
+def _compiled(node: Node) -> Callable[[Mapping[str, Any]], bool]:
+    """One function for the tree: a leaf reads its variable and calls its operator; `all` and `any`
+    chain their children with `and` / `or`, so evaluation stops at the first child that decides."""
+    if isinstance(node, Leaf):
+        name, test, expected = node.variable, node.test, node.operand
+
+        def leaf(values: Mapping[str, Any]) -> bool:
+            actual = values[name]
+            if type(actual) is Several:
+                return any(test(one, expected) for one in actual)
+            return bool(test(actual, expected))
+        return leaf
+    parts = tuple(_compiled(child) for child in node.children)
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        first, second = parts
+        if isinstance(node, AllOf):
+            return lambda values: first(values) and second(values)
+        return lambda values: first(values) or second(values)
+    if isinstance(node, AllOf):
+        return lambda values: all(part(values) for part in parts)
+    return lambda values: any(part(values) for part in parts)
 
 
 def operand(kind: str, value: Any) -> Any:

@@ -64,8 +64,8 @@ GATES: tuple[tuple[Reason, _Check], ...] = (
 @dataclass(frozen=True)
 class Outcome:
     applied: tuple[Applied, ...]
-    not_applied: list[NotApplied]
-    hints: tuple["Hint | PendingHint", ...]   # a candidate set's; settled (all Hint) once resolve() returns
+    not_applied: list["NotApplied | Refusal"]   # a candidate set's; explained (all NotApplied) once resolve() returns
+    hints: tuple["Hint | NearMiss | PendingHint", ...]   # a candidate set's; settled (all Hint) once resolve() returns
     total: Decimal          # discounts on this order
     granted: Decimal        # promotional balance granted for later orders
     left: State            # what is left to pay on each line and on shipping after the discounts
@@ -128,14 +128,15 @@ def run_promotions(promotions: Iterable[Promotion], ctx: Context, until: str | N
                 if refusal is not None:
                     refused.add(pid)
                     failed.append(refusal)
-                    if not gives_nothing_on_shipping(promotion, state, ctx):
-                        hints.extend(near_miss_hints(promotion, refusal, applied, run, ctx))
+                    if not ctx.probing and not gives_nothing_on_shipping(promotion, state, ctx):
+                        hints.append(NearMiss(pid, promotion, refusal, applied, len(applied), run))
                     continue
             result = _apply(promotion, benefit, state, given.get(pid, 0), ctx)
             if isinstance(result, NotApplied):   # its own threshold (always the first benefit) refused it
                 refused.add(pid)
                 failed.append(result)
-                hints.extend(near_miss_hints(promotion, result, applied, run, ctx))
+                if not ctx.probing:
+                    hints.append(NearMiss(pid, promotion, result, applied, len(applied), run))
                 continue
             if result is None or gave_nothing(result):
                 nothing.setdefault(pid, result or (Reason.NOTHING_LEFT_TO_DISCOUNT, {}))
@@ -183,8 +184,8 @@ class _Settled:
 
     state: State
     applied: list[Applied] = field(default_factory=list)
-    refused: list[NotApplied] = field(default_factory=list)
-    hints: list[Hint] = field(default_factory=list)
+    refused: list["NotApplied | Refusal"] = field(default_factory=list)
+    hints: list["Hint | NearMiss"] = field(default_factory=list)
     given: dict[str, int] = field(default_factory=dict)
     outdone: dict[str, tuple[str, ...]] = field(default_factory=dict)
     nothing: dict[str, "Nothing"] = field(default_factory=dict)
@@ -204,9 +205,10 @@ def _best_per_line(members: list[Promotion], state: State, earlier: list[Applied
         b = p.benefits[0]
         refusal = _eligibility(p, state, ctx)
         computed = _exact(p, b, state, 0, ctx) if refusal is None else refusal
-        if isinstance(computed, NotApplied):
+        if isinstance(computed, (NotApplied, Refusal)):
             settled.refused.append(computed)
-            settled.hints.extend(near_miss_hints(p, computed, earlier, run, ctx))
+            if not ctx.probing:
+                settled.hints.append(NearMiss(p.id, p, computed, earlier, len(earlier), run))
         elif gave_nothing(computed):
             settled.nothing[p.id] = computed
         else:
@@ -293,7 +295,8 @@ def resolve(live: list[Promotion], ctx: Context) -> Outcome:
     candidates = _candidates(live)
     if len(candidates) == 1:
         outcome = run_promotions(candidates[0], ctx)
-        return dataclasses.replace(outcome, hints=settle_hints(outcome.hints, ctx))
+        return dataclasses.replace(outcome, not_applied=explained(outcome.not_applied),
+                                   hints=settle_hints(outcome.hints, ctx))
     ranked = sorted((_Candidate(members, run_promotions(members, ctx)) for members in candidates), key=lambda c: _rank(c, ctx))
     best = ranked[0]
     in_best = {p.id for p in best.members}
@@ -315,7 +318,7 @@ def resolve(live: list[Promotion], ctx: Context) -> Outcome:
                 # Reaching a non-exclusive promotion's threshold would not let it combine with the winner.
                 if p.exclusive or nothing:
                     hints.extend(h for h in c.outcome.hints if h.promotion == p.id)
-    return Outcome(best.outcome.applied, not_applied, settle_hints(hints, ctx), best.outcome.total,
+    return Outcome(best.outcome.applied, explained(not_applied), settle_hints(hints, ctx), best.outcome.total,
                    best.outcome.granted, best.outcome.left)
 
 
@@ -445,13 +448,39 @@ def _lines(p: Promotion, b: Benefit, state: State, ctx: Context) -> Lines:
     return Lines(ids, quantities, tuple([left[i] for i in ids]), buys=buys, gets=gets)
 
 
-def _eligibility(p: Promotion, state: State, ctx: Context) -> NotApplied | None:
-    """`p`'s conditions, measured on the cart as it stands before its first benefit (on the original
-    prices when the rule set's stacking base is `original`)."""
+def _eligibility(p: Promotion, state: State, ctx: Context) -> "Refusal | None":
+    """`p`'s conditions, decided on the cart as it stands before its first benefit (on the original
+    prices when the rule set's stacking base is `original`). Only the verdict is worked out here; a
+    refusal keeps the values it was decided on, and says why only when asked (`Refusal.not_applied`)."""
+    if not p.condition.variables:
+        return None
     if ctx.ruleset.policies.stacking_base == "original":
         state = initial_state(ctx)
-    passed, leaves = p.condition.measure(_values(p, state, ctx) if p.condition.variables else {})
-    return None if passed else condition_failure(p, leaves, ctx)
+    values = _values(p, state, ctx)
+    return None if p.condition.passes(values) else Refusal(p.id, p, values, ctx)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A promotion whose conditions failed, with the values they were decided on. The explanation (each
+    leaf as measured, the reason, thresholds, message) is built only for the refusals the trace lists:
+    those of losing candidate sets and of what-if runs never are."""
+
+    promotion: str
+    p: Promotion
+    values: Mapping[str, Any]
+    ctx: Context
+
+    @cached_property
+    def not_applied(self) -> NotApplied:
+        passed, leaves = self.p.condition.measure(self.values)
+        if passed:
+            raise InvariantError(f"{self.promotion}: its conditions failed when decided and pass when measured")
+        return condition_failure(self.p, leaves, self.ctx)
+
+
+def explained(refusals: Iterable["NotApplied | Refusal"]) -> list[NotApplied]:
+    return [r.not_applied if isinstance(r, Refusal) else r for r in refusals]
 
 
 Given = tuple[Applied, "State", "NextTier | None"]
@@ -696,11 +725,25 @@ class PendingHint:
     run: tuple[Promotion, ...]
 
 
-def settle_hints(hints: Iterable[Hint | PendingHint], ctx: Context) -> tuple[Hint, ...]:
-    """The hints of the winning outcome, each pending one worked out (or left out when no amount can
-    be proved within the evaluation's what-if runs)."""
+@dataclass(frozen=True)
+class NearMiss:
+    """A refused promotion that may deserve hints, kept in a candidate set's outcome: its hints are
+    worked out (`near_miss_hints`) only if that set's hints are settled, on the promotions applied
+    before it (`applied[:before]`: the run's own list, which only grows)."""
+
+    promotion: str
+    p: Promotion
+    refusal: "NotApplied | Refusal"
+    applied: list[Applied]
+    before: int
+    run: tuple[Promotion, ...]
+
+
+def settle_hints(hints: Iterable[Hint | NearMiss | PendingHint], ctx: Context) -> tuple[Hint, ...]:
+    """The hints of the winning outcome, each near miss worked out and each pending one proved (or left
+    out when no amount can be proved within the evaluation's what-if runs), in the order they arose."""
     out = []
-    for h in hints:
+    for h in _near_misses_worked_out(hints, ctx):
         if isinstance(h, PendingHint):
             needed = _spend_hint(h.p, h.threshold, list(h.earlier), h.run, ctx)
             if needed is not None:
@@ -708,6 +751,15 @@ def settle_hints(hints: Iterable[Hint | PendingHint], ctx: Context) -> tuple[Hin
         else:
             out.append(h)
     return tuple(out)
+
+
+def _near_misses_worked_out(hints: Iterable[Hint | NearMiss | PendingHint], ctx: Context) -> Iterable[Hint | PendingHint]:
+    for h in hints:
+        if isinstance(h, NearMiss):
+            refusal = h.refusal.not_applied if isinstance(h.refusal, Refusal) else h.refusal
+            yield from near_miss_hints(h.p, refusal, h.applied[:h.before], h.run, ctx)
+        else:
+            yield h
 
 
 def _takes_from_additions(p: Promotion, t: Threshold, earlier: list[Applied], ctx: Context) -> bool:
@@ -790,8 +842,57 @@ def _passes_with(p: Promotion, variable: str, units: int, run: tuple[Promotion, 
     what_if = Context.build(ctx.ruleset, cart, ctx.account, ctx.now, ctx.usage, ctx.previewed, targeted)
     what_if = dataclasses.replace(what_if, probing=True)
     first = (_line_groups(run, ctx).get(p.stacking_class) or [p])[0]
-    before = run_promotions(run, what_if, until=first.id)
+    before = run_promotions(what_if_members(p, variable, run, first, what_if), what_if, until=first.id)
     refusal = _eligibility(p, before.left, what_if)
-    return refusal is None or not any(t.variable == variable for t in refusal.thresholds)
+    return refusal is None or not any(t.variable == variable for t in refusal.not_applied.thresholds)
 
 
+
+
+WIDE_SPEND = frozenset({"cart_subtotal", "order_total"})   # read every line (and shipment) as it stands
+
+
+def what_if_members(p: Promotion, variable: str, run: tuple[Promotion, ...], first: Promotion,
+                    what_if: Context) -> tuple[Promotion, ...]:
+    """The promotions of `run` a what-if run for `p`'s `variable` threshold needs: those that can change
+    what `p` measures. `eligible_subtotal` reads only `p`'s targeted lines (the probe among them), so
+    a promotion matters only if it takes something off a line whose value something that matters
+    reads: the closure, from `p`'s lines, of "discounts a needed line" (its own targeted and benefit
+    lines are then needed too). A best_per_line class is taken whole, so it settles where it would.
+    Any promotion in the closure that reads the whole cart (`cart_subtotal`, `order_total`), or a
+    threshold on those, needs every promotion. The others only discount lines nothing needed reads:
+    leaving them out changes no amount `p` measures (tests/test_decide.py checks the hints are the same
+    as with the whole run)."""
+    if variable in WIDE_SPEND:
+        return run
+    state = initial_state(what_if)
+    stop = min((STAGE_ORDER.index(b.stage), -first.priority, first.id) for b in first.benefits)
+    reads: dict[str, frozenset[str]] = {}
+    writes: dict[str, frozenset[str]] = {}
+    for q in run:
+        if q is p or min((STAGE_ORDER.index(b.stage), -q.priority, q.id) for b in q.benefits) >= stop:
+            continue                                  # runs nothing before the stop
+        written = frozenset(i for b in q.benefits if b.stage in (Stage.ITEM, Stage.ORDER)
+                            for i in _lines(q, b, state, what_if).ids)
+        writes[q.id] = written
+        reads[q.id] = written | {line.id for line in what_if.targeted[q.id]}
+    classes = what_if.ruleset.best_per_line
+    need = {line.id for line in what_if.targeted[p.id]}
+    chosen: set[str] = set()
+    grew = True
+    while grew:
+        grew = False
+        for q in run:
+            if q.id in writes and q.id not in chosen and writes[q.id] & need:
+                if q.condition.variables & WIDE_SPEND:
+                    return run
+                family = [r for r in run if r.id in writes and r.stacking_class == q.stacking_class] \
+                    if q.stacking_class in classes else [q]
+                for r in family:
+                    if r.id not in chosen:
+                        if r.condition.variables & WIDE_SPEND:
+                            return run
+                        chosen.add(r.id)
+                        need |= reads[r.id]
+                grew = True
+    return tuple(q for q in run if q.id in chosen or q is first)
