@@ -427,6 +427,13 @@ def _lines(p: Promotion, b: Benefit, state: State, ctx: Context) -> Lines:
     cart's lines that the benefit's own targets match. A buy-X-get-Y benefit with targets of its own
     sees both selections, each line marked as bought (the promotion's) and given (its own). Their
     ids, units and marks are worked out once per evaluation."""
+    ids, quantities, buys, gets = _shape(p, b, ctx)
+    left = state.lines
+    return Lines(ids, quantities, tuple([left[i] for i in ids]), buys=buys, gets=gets)
+
+
+def _shape(p: Promotion, b: Benefit, ctx: Context) -> tuple:
+    """The ids, units and buy/get marks of the lines benefit `b` of `p` works on, once per evaluation."""
     key = (p.id, b.index)
     shape = ctx.shapes.get(key)
     if shape is None:
@@ -443,9 +450,7 @@ def _lines(p: Promotion, b: Benefit, state: State, ctx: Context) -> Lines:
             targeted = tuple(line for line in ctx.cart.lines if b.targets.matches(line))
             shape = (tuple(line.id for line in targeted), tuple(line.quantity for line in targeted), None, None)
         ctx.shapes[key] = shape
-    ids, quantities, buys, gets = shape
-    left = state.lines
-    return Lines(ids, quantities, tuple([left[i] for i in ids]), buys=buys, gets=gets)
+    return shape
 
 
 def _eligibility(p: Promotion, state: State, ctx: Context) -> "Refusal | None":
@@ -838,22 +843,21 @@ def _passes_with(p: Promotion, variable: str, units: int, run: tuple[Promotion, 
     like = min(ctx.targeted[p.id], key=lambda line: line.id)
     probe = dataclasses.replace(like, id=PROBE_LINE, unit_price=from_units(units, ctx.currency), quantity=1)
     cart = dataclasses.replace(ctx.cart, lines=ctx.cart.lines + (probe,))
-    targeted = {q.id: ctx.targeted[q.id] + ((probe,) if q.targets.matches(probe) else ()) for q in run}
+    first = (_line_groups(run, ctx).get(p.stacking_class) or [p])[0]
+    members = what_if_members(p, variable, run, first, ctx)
+    targeted = {q.id: ctx.targeted[q.id] + ((probe,) if q.targets.matches(probe) else ()) for q in members + (p,)}
     what_if = Context.build(ctx.ruleset, cart, ctx.account, ctx.now, ctx.usage, ctx.previewed, targeted)
     what_if = dataclasses.replace(what_if, probing=True)
-    first = (_line_groups(run, ctx).get(p.stacking_class) or [p])[0]
-    before = run_promotions(what_if_members(p, variable, run, first, what_if), what_if, until=first.id)
+    before = run_promotions(members, what_if, until=first.id)
     refusal = _eligibility(p, before.left, what_if)
     return refusal is None or not any(t.variable == variable for t in refusal.not_applied.thresholds)
-
-
 
 
 WIDE_SPEND = frozenset({"cart_subtotal", "order_total"})   # read every line (and shipment) as it stands
 
 
 def what_if_members(p: Promotion, variable: str, run: tuple[Promotion, ...], first: Promotion,
-                    what_if: Context) -> tuple[Promotion, ...]:
+                    ctx: Context) -> tuple[Promotion, ...]:
     """The promotions of `run` a what-if run for `p`'s `variable` threshold needs: those that can change
     what `p` measures. `eligible_subtotal` reads only `p`'s targeted lines (the probe among them), so
     a promotion matters only if it takes something off a line whose value something that matters
@@ -862,37 +866,46 @@ def what_if_members(p: Promotion, variable: str, run: tuple[Promotion, ...], fir
     Any promotion in the closure that reads the whole cart (`cart_subtotal`, `order_total`), or a
     threshold on those, needs every promotion. The others only discount lines nothing needed reads:
     leaving them out changes no amount `p` measures (tests/test_decide.py checks the hints are the same
-    as with the whole run)."""
+    as with the whole run).
+
+    Worked out on the evaluation's own cart, once per promotion and set: the probe is a copy of one of
+    `p`'s lines but for its id and price, so a promotion targets it exactly when it targets that line,
+    which `p` needs anyway."""
     if variable in WIDE_SPEND:
         return run
-    state = initial_state(what_if)
-    stop = min((STAGE_ORDER.index(b.stage), -first.priority, first.id) for b in first.benefits)
-    reads: dict[str, frozenset[str]] = {}
+    key = ("what-if", p.id, variable, tuple(q.id for q in run))
+    found = ctx.shapes.get(key)
+    if found is not None:
+        return found
+    chosen = _closure(p, run, first, ctx)
+    members = run if chosen is None else tuple(q for q in run if q.id in chosen or q is first)
+    ctx.shapes[key] = members
+    return members
+
+
+def _closure(p: Promotion, run: tuple[Promotion, ...], first: Promotion, ctx: Context) -> set[str] | None:
+    """The ids of the promotions before `first` that can change what `p`'s targeted lines measure
+    (see `what_if_members`), or None when that takes every promotion."""
+    classes = ctx.ruleset.best_per_line
     writes: dict[str, frozenset[str]] = {}
     for q in run:
-        if q is p or min((STAGE_ORDER.index(b.stage), -q.priority, q.id) for b in q.benefits) >= stop:
-            continue                                  # runs nothing before the stop
-        written = frozenset(i for b in q.benefits if b.stage in (Stage.ITEM, Stage.ORDER)
-                            for i in _lines(q, b, state, what_if).ids)
-        writes[q.id] = written
-        reads[q.id] = written | {line.id for line in what_if.targeted[q.id]}
-    classes = what_if.ruleset.best_per_line
-    need = {line.id for line in what_if.targeted[p.id]}
+        if q is not p and q.order < first.order:   # its first benefit's place: it runs before the stop
+            writes[q.id] = frozenset(i for b in q.benefits if b.stage in (Stage.ITEM, Stage.ORDER)
+                                     for i in _shape(q, b, ctx)[0])
+    need = {line.id for line in ctx.targeted[p.id]}
     chosen: set[str] = set()
     grew = True
     while grew:
         grew = False
         for q in run:
-            if q.id in writes and q.id not in chosen and writes[q.id] & need:
-                if q.condition.variables & WIDE_SPEND:
-                    return run
-                family = [r for r in run if r.id in writes and r.stacking_class == q.stacking_class] \
-                    if q.stacking_class in classes else [q]
-                for r in family:
-                    if r.id not in chosen:
-                        if r.condition.variables & WIDE_SPEND:
-                            return run
-                        chosen.add(r.id)
-                        need |= reads[r.id]
-                grew = True
-    return tuple(q for q in run if q.id in chosen or q is first)
+            if q.id not in writes or q.id in chosen or not writes[q.id] & need:
+                continue
+            family = [r for r in run if r.id in writes and r.stacking_class == q.stacking_class] \
+                if q.stacking_class in classes else [q]
+            if any(r.condition.variables & WIDE_SPEND for r in family):
+                return None
+            for r in family:
+                chosen.add(r.id)
+                need |= writes[r.id] | {line.id for line in ctx.targeted[r.id]}
+            grew = True
+    return chosen
