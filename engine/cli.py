@@ -109,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--preview", action="extend", nargs="+", default=[],
                      help="treat these draft or paused promotions as active")
     run.add_argument("--json", action="store_true", help="print the trace as JSON")
+    run.add_argument("--compact", action="store_true",
+                     help="with --json: the compact view a checkout page needs instead of the full trace")
 
     back = commands.add_parser("refund", help="what a return or cancellation gives back, and to which tender")
     back.add_argument("--trace", required=True, help="the order's trace (promo evaluate --json)")
@@ -147,7 +149,7 @@ def _evaluate(args: argparse.Namespace, console: Console) -> int:
     ruleset = load_ruleset(args.rules)
     trace = evaluate(ruleset, cart, account, codes=args.code, now=now, usage=usage, preview=args.preview)
     if args.json:
-        sys.stdout.write(trace.to_json())
+        sys.stdout.write(trace.to_json(view="compact" if args.compact else "full"))
     else:
         render_trace(trace, console, ruleset.locale)
     return 0

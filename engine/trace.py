@@ -270,17 +270,40 @@ class Trace:
     # A cart written with `shipments` has this instead of `shipping` (None then), one entry a shipment.
     shipments: tuple[ShipmentTrace, ...] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        out = {name: _plain(value) for name in _field_names(Trace) if name != "inputs"
+    def to_dict(self, view: str = "full") -> dict[str, Any]:
+        """The trace as JSON data. `view` is one of VIEWS: "full" (the default) is everything, and is
+        what the ledger, refunds and golden files take; "compact" is what a checkout page needs."""
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {', '.join(VIEWS)}")
+        compact = view == "compact"
+        out = {name: _plain(value) for name in _field_names(Trace) if name not in ("inputs", "not_applied")
                and (value := getattr(self, name)) is not None}
+        listed = self.customer_not_applied() if compact else self.not_applied
+        out["not_applied"] = _plain(listed)
         out["out_of_scope"] = {reason: count for reason, count in self.out_of_scope}
-        out["inputs"] = inputs_to_dict(self.inputs)
+        if compact:
+            out["view"] = "compact"
+            out["not_applied_omitted"] = len(self.not_applied) - len(listed)
+        else:
+            out["inputs"] = inputs_to_dict(self.inputs)
         return out
 
-    def to_json(self, indent: int | None = 2) -> str:
+    def customer_not_applied(self) -> tuple[NotApplied, ...]:
+        """The not-applied entries that matter to the customer: a code they entered, or a near miss
+        that has a hint ("add 500 more")."""
+        hinted = {h.promotion for h in self.hints}
+        return tuple(n for n in self.not_applied if n.code is not None or n.promotion in hinted)
+
+    def to_json(self, indent: int | None = 2, view: str = "full") -> str:
         """The trace as JSON with sorted keys. `indent=None` writes it compact, several times faster
         (Python's json module uses its C encoder only then): the form for a service's responses."""
-        return json.dumps(self.to_dict(), sort_keys=True, indent=indent, ensure_ascii=False) + "\n"
+        return json.dumps(self.to_dict(view), sort_keys=True, indent=indent, ensure_ascii=False) + "\n"
+
+
+# The ways a trace is written out. "compact" leaves out the not-applied entries that are neither an
+# entered code nor a near miss with a hint (counted in `not_applied_omitted`) and the inputs, so it
+# cannot be verified, reserved or refunded from: a view for responses, never a record.
+VIEWS = ("full", "compact")
 
 
 _PLAIN_TYPES = (str, int, bool, float, type(None))   # exact types: a str-valued Enum is not a plain str

@@ -41,6 +41,10 @@ def trace_document(trace: Trace | Mapping[str, Any]) -> dict:
     problems = [Problem("trace", 0, 0, json_path(where), message) for where, message in schemas.check("trace", trace)]
     if problems:
         raise InputError(problems, "trace")
+    if "view" in trace:
+        raise InputError([Problem("trace", 0, 0, "$.view", "a compact trace leaves out its inputs and most not-applied "
+                                                            "entries, so it cannot be checked: send the full trace")],
+                         "trace")
     return json.loads(json.dumps(trace))
 
 

@@ -36,6 +36,8 @@ def test_evaluate_json_is_the_trace_of_evaluate(capsys):
     direct = evaluate(load_ruleset(ROOT / "rules"), read_json(EXAMPLE / "cart.json"),
                       read_json(EXAMPLE / "account.json"), codes=["welcome"], now="2026-11-21T10:00:00+09:00")
     assert printed == direct.to_dict()
+    assert main(args + ["--compact"]) == 0
+    assert json.loads(capsys.readouterr().out) == direct.to_dict(view="compact")
 
 
 def test_evaluate_table_shows_lines_reasons_and_totals(capsys):

@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 from decimal import Decimal
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -645,3 +646,23 @@ def test_the_order_files_are_given_in_changes_nothing(scenario, rnd):
     shuffled = dict(rnd.sample(list(files.items()), len(files)))
     assert evaluate(build_ruleset(files), cart, account, now=NOW).to_json() == \
         evaluate(build_ruleset(shuffled), cart, account, now=NOW).to_json()
+
+
+@SETTINGS
+@given(scenarios())
+def test_the_compact_view_keeps_entered_codes_and_hinted_near_misses_and_counts_the_rest(scenario):
+    rules, cart, account = scenario
+    trace = evaluate(rules, cart, account, codes=sorted(rules.codes)[:2], now=NOW)
+    full, compact = trace.to_dict(), trace.to_dict(view="compact")
+    errors = [e.message for e in validator("trace").iter_errors(json.loads(trace.to_json(view="compact")))]
+    assert not errors, errors
+    hinted = {h["promotion"] for h in full["hints"]}
+    kept = [n for n in full["not_applied"] if "code" in n or n["promotion"] in hinted]
+    assert compact["not_applied"] == kept
+    assert compact["not_applied_omitted"] == len(full["not_applied"]) - len(kept)
+    assert compact.pop("view") == "compact" and "inputs" not in compact
+    del full["inputs"], full["not_applied"], compact["not_applied"], compact["not_applied_omitted"]
+    assert compact == full   # everything else is the full trace's
+    with pytest.raises(ValueError):
+        trace.to_dict(view="short")
+

@@ -222,3 +222,13 @@ def test_a_missing_database_is_not_created_and_says_how_to_initialise(tmp_path):
         Ledger(str(path), rules())
     assert exc.value.reason is LedgerReason.NOT_INITIALISED and "promo ledger init" in str(exc.value)
     assert not path.exists()
+
+
+def test_a_compact_trace_is_refused_as_not_checkable_and_holds_nothing(ledger):
+    """The compact view leaves out the inputs a trace is re-derived from: it can never be reserved."""
+    compact = json.loads(priced(ledger.ruleset, ["BUDGET"]).to_json(view="compact"))
+    before = dump(ledger)
+    with pytest.raises(LedgerError) as exc:
+        ledger.reserve(compact, "o1", "cust-1", ttl=600, now=NOW)
+    assert exc.value.reason is LedgerReason.BAD_REQUEST and "compact trace" in str(exc.value)
+    assert dump(ledger) == before

@@ -118,6 +118,17 @@ def test_the_merchant_view_is_exactly_the_trace(server):
     Draft202012Validator(schema("trace")).validate(response.json())
 
 
+def test_the_compact_view_is_the_trace_without_inputs_and_with_only_what_matters_to_the_customer(server):
+    with server.client("admin") as c:
+        response = c.post("/v1/evaluate", json={"cart": cart(), "account": account(), "codes": ["WELCOME"], "now": NOW,
+                                                "view": "compact"})
+    assert response.status_code == 200
+    expected = evaluate(load_ruleset(server.rules), cart(), account(), codes=["WELCOME"], now=NOW)
+    assert response.json() == json.loads(expected.to_json(view="compact"))
+    assert "inputs" not in response.json() and response.json()["view"] == "compact"
+    Draft202012Validator(schema("trace")).validate(response.json())
+
+
 def test_a_checkout_key_evaluates_at_the_servers_time(server):
     before = datetime.now(timezone.utc)
     with server.client("checkout") as c:

@@ -54,7 +54,10 @@ REQUESTS: dict[str, dict[str, Any]] = {
             "now": dict(INSTANT, description="admin keys only: evaluate at this instant instead of the server's clock"),
             "preview": {"type": "array", "maxItems": MAX_PREVIEW, "items": _text(64),
                         "description": "admin keys only: treat these draft or paused promotions as active"},
-            "view": {"enum": ["merchant", "customer"], "default": "merchant"},
+            "view": {"enum": ["merchant", "compact", "customer"], "default": "merchant",
+                     "description": "merchant: the full trace; compact: the trace without inputs and with only "
+                                    "the not-applied entries of entered codes and hinted near misses; customer: "
+                                    "what a checkout page may show the buyer"},
             "customer_id": dict(ID, description="with a ledger: price with this customer's usage, as a checkout "
                                                 "would (a used-up promotion is `usage_limit_reached`); without "
                                                 "a ledger there is no usage to read and it changes nothing"),

@@ -76,7 +76,7 @@ def evaluate_cart(call: Call) -> Reply:
                        preview=body.get("preview", []), usage=usage)
     if body.get("view") == "customer":
         return 200, customer_view(trace, call.locale, typed, refused, call.served.ruleset)
-    return 200, trace.to_dict()
+    return 200, trace.to_dict("compact" if body.get("view") == "compact" else "full")
 
 
 def _resolved(call: Call, entered: list[str], now: Any) -> tuple[list[str], dict[str, str], list[str]]:
