@@ -105,9 +105,10 @@ def refuse(promotion: Promotion, reason: Reason, **values: Any) -> NotApplied:
 
 @dataclass(frozen=True)
 class State:
-    """What is left to pay on each line and on each shipment (in `Context.shipments` order), in minor units."""
+    """What is left to pay on each line and on each shipment (in `Context.shipments` order), in minor units.
+    `lines` belongs to one run of promotions, which takes each line discount off it in place."""
 
-    lines: Mapping[str, int]
+    lines: dict[str, int]
     shipping: tuple[int, ...]
 
 

@@ -623,18 +623,19 @@ def _split(p: Promotion, b: Benefit, result: Exact, amount: int, capped_by: tupl
         raise InvariantError(f"{p.id}: a line benefit took {result.shipping} off shipping")
     ids = result.ids
     parts = _parts(amount, result, state, ctx)
-    lines = dict(state.lines)
+    if sum(parts) != amount:
+        raise InvariantError(f"{p.id}: line shares do not add up to {money}")
+    lines = state.lines    # one run's own: updated in place (every run starts from a fresh initial_state)
     shares: list[LineShare] = []
     for line_id, part in zip(ids, parts):
         if part:
             left = lines[line_id] - part
             if left < 0:
                 raise InvariantError(f"{p.id}: {part} minor units on line {line_id} exceed what is left")
-            lines[line_id] = left
             shares.append(LineShare(line_id, from_units(part, currency)))
-    if sum(parts) != amount:
-        raise InvariantError(f"{p.id}: line shares do not add up to {money}")
-    return _applied(p, b, money, tuple(shares), None, capped_by), State(lines, state.shipping)
+    for line_id, part in zip(ids, parts):
+        lines[line_id] -= part
+    return _applied(p, b, money, tuple(shares), None, capped_by), state
 
 
 # --- shipping: benefits on shipments ------------------------------------------------------------
