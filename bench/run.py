@@ -2,8 +2,8 @@
 
 For each workload shape (bench/generate.py SHAPES), 10 / 100 / 1,000 / 10,000 promotions and carts of
 5 / 50 / 500 lines, in one run on the same carts: evaluate()'s median and p99 (the full Trace, as
-frozen objects), the same with the trace serialized by to_json(indent=None) (compact, as a service
-sends it), the floor's median (bench/floor.py: the same decisions and amounts, no trace; checked
+frozen objects), the same with the trace serialized by to_json(indent=None) (no indentation, as a
+service sends it), the same for the compact view (`view="compact"`), the floor's median (bench/floor.py: the same decisions and amounts, no trace; checked
 against evaluate() for the same total discount on every cart, and the run stops on a difference),
 the business-rules baseline's median (bench/baseline.py), their ratios, and evaluate()'s peak memory
 (tracemalloc, in a separate pass). Then: 1,000 promotions alone against 1,000 plus 9,000 that no cart
@@ -94,9 +94,9 @@ def ours(rules):
     return run
 
 
-def ours_json(rules):
+def ours_json(rules, view: str = "full"):
     def run(cart, account, codes):
-        return evaluate(rules, cart, account, codes=codes, now=generate.NOW).to_json(indent=None)
+        return evaluate(rules, cart, account, codes=codes, now=generate.NOW).to_json(indent=None, view=view)
     return run
 
 
@@ -136,6 +136,7 @@ def measure(shape: str, size: int, docs: list[dict], rules, config: Config) -> l
         mine = timed(ours(rules), inputs, config.budget, max(len(inputs), config.min_runs), results=traces)
         check_floor(rules, the_floor, inputs, traces)   # every cart timed is checked
         with_json = timed(ours_json(rules), inputs, config.budget / 2, 3 if big else config.min_runs)
+        compact = timed(ours_json(rules, "compact"), inputs, config.budget / 2, 3 if big else config.min_runs)
         low = timed(the_floor.total, inputs, config.budget / 2, config.min_runs)
         if size * lines <= BASELINE_LIMIT:
             theirs = timed(lambda c, a, k: baseline.evaluate_with_business_rules(prepared, c, a, k, now),
@@ -144,6 +145,7 @@ def measure(shape: str, size: int, docs: list[dict], rules, config: Config) -> l
             theirs = []
         rows.append({"shape": shape, "size": size, "lines": lines, "median": statistics.median(mine), "p99": p99(mine),
                      "runs": len(mine), "json": statistics.median(with_json), "json_p99": p99(with_json),
+                     "compact": statistics.median(compact),
                      "floor": statistics.median(low), "baseline": statistics.median(theirs) if theirs else None,
                      "kib": peak_kib(ours(rules), inputs[0])})
         print(f"  measured {shape} {size:>6} promotions x {lines:>3} lines", file=sys.stderr)
@@ -151,16 +153,16 @@ def measure(shape: str, size: int, docs: list[dict], rules, config: Config) -> l
 
 
 def print_grid(rows: list[dict]) -> None:
-    print("| shape | promotions | lines | evaluate() median ms | p99 | + to_json median ms | p99 | floor median ms | "
-          "evaluate / floor | + to_json / floor | business-rules median ms | business-rules / evaluate | "
+    print("| shape | promotions | lines | evaluate() median ms | p99 | + to_json median ms | p99 | + compact view ms | "
+          "floor median ms | evaluate / floor | + to_json / floor | business-rules median ms | business-rules / evaluate | "
           "peak KiB / evaluate | runs |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         base = r["baseline"]
         base_text = "not run" if base is None else f"{base:.1f}"
         ratio = "" if base is None else f"{base / r['median']:.1f}x"
         print(f"| {r['shape']} | {r['size']:,} | {r['lines']} | {r['median']:.3f} | {r['p99']:.3f} | {r['json']:.3f} | "
-              f"{r['json_p99']:.3f} | {r['floor']:.3f} | {r['median'] / r['floor']:.1f}x | {r['json'] / r['floor']:.1f}x | "
+              f"{r['json_p99']:.3f} | {r['compact']:.3f} | {r['floor']:.3f} | {r['median'] / r['floor']:.1f}x | {r['json'] / r['floor']:.1f}x | "
               f"{base_text} | {ratio} | {r['kib']:,.0f} | {r['runs']} |")
 
 

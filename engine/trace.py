@@ -319,7 +319,8 @@ def _field_names(cls: type) -> tuple[str, ...]:
 
 def _plain(value: Any) -> Any:
     """A trace value as JSON data: records as objects without their None fields, amounts as exact
-    strings, enums as their values, sequences as lists."""
+    strings, enums as their values, sequences as lists. (Called for every value of every trace a
+    service returns: the usual types are tested first, and a record's own fields inline.)"""
     kind = type(value)
     if kind in _PLAIN_TYPES:
         return value
@@ -327,13 +328,29 @@ def _plain(value: Any) -> Any:
         return f"{value:f}"
     if kind is tuple or kind is list:
         return [_plain(v) for v in value]
-    if dataclasses.is_dataclass(kind):
-        return {name: _plain(v) for name in _field_names(kind) if (v := getattr(value, name)) is not None}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        if dataclasses.is_dataclass(kind):
+            names = _field_names(kind)
+        elif isinstance(value, Enum):
+            return value.value
+        elif isinstance(value, dict):
+            return {str(k): _plain(v) for k, v in value.items()}
+        else:
+            return value
+    out = {}
+    for name in names:
+        v = getattr(value, name)
+        if v is None:
+            continue
+        t = type(v)
+        if t is str or t is int or t is bool:
+            out[name] = v
+        elif t is Decimal:
+            out[name] = f"{v:f}"
+        else:
+            out[name] = _plain(v)
+    return out
 
 
 def inputs_to_dict(inputs: Inputs) -> dict[str, Any]:
