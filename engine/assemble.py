@@ -2,17 +2,18 @@
 amounts), grants; the tenders are paid by the pipeline and passed in."""
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
 from .context import Context, evaluation_order
-from .decide import Outcome
+from .decide import Outcome, Refusal, explained, settle_hints
 from .errors import InvariantError
 from .model import LEGACY_SHIPMENT_ID, Promotion, Stage
 from .money import from_units, minor_unit
-from .trace import (TRACE_FORMAT, Applied, CodeResult, Grant, Inputs, LineDiscount, LineTrace, NotApplied,
+from .trace import (TRACE_FORMAT, Applied, CodeResult, Grant, Hint, Inputs, LineDiscount, LineTrace, NotApplied,
                     ShipmentTrace, ShippingTrace, Tenders, Totals, Trace, scope_of)
 
 
@@ -91,17 +92,51 @@ def priced(ctx: Context, outcome: Outcome) -> Priced:
 
 
 def trace(ctx: Context, priced: Priced, codes: tuple[CodeResult, ...], outcome: Outcome,
-          not_applied: list[NotApplied], out_of_scope: Counter[str], tenders: Tenders, inputs: Inputs) -> Trace:
-    """The single record of the evaluation."""
-    hints = tuple(sorted(outcome.hints, key=lambda h: (evaluation_order(ctx.ruleset.promotions[h.promotion]), h.kind,
-                                                       h.shortfall)))
+          refused: list[NotApplied | Refusal], out_of_scope: Counter[str], tenders: Tenders, inputs: Inputs) -> Trace:
+    """The single record of the evaluation. `refused` is in evaluation order, not yet explained."""
     return Trace(format=TRACE_FORMAT, ruleset_version=ctx.ruleset.version, now=ctx.now.isoformat(),
                  currency=ctx.currency, minor_unit=minor_unit(ctx.currency), rounding=ctx.ruleset.rounding,
                  cart_id=ctx.cart.id, account_id=ctx.account.id, codes=codes, lines=priced.lines,
-                 shipping=priced.shipping, applied=priced.applied, not_applied=tuple(not_applied),
-                 out_of_scope=tuple(sorted(out_of_scope.items())), hints=hints, totals=priced.totals, tenders=tenders,
+                 shipping=priced.shipping, applied=priced.applied,
+                 out_of_scope=tuple(sorted(out_of_scope.items())), totals=priced.totals, tenders=tenders,
                  grants=priced.grants, inputs=inputs,
-                 shipments=priced.shipments if ctx.cart.shipments is not None else None)
+                 shipments=priced.shipments if ctx.cart.shipments is not None else None,
+                 why=Why(ctx, tuple(refused), outcome.hints))
+
+
+class Why:
+    """Why the refused promotions did not apply, and the hints: worked out the first time the trace's
+    `not_applied` or `hints` is read, then kept. Pure functions of the evaluation, so the trace's bytes
+    do not depend on when (or in which thread) that happens; a lock makes it happen once, since
+    settling hints spends the evaluation's what-if runs. The compact view explains only the refusals
+    it lists (`customer`)."""
+
+    def __init__(self, ctx: Context, refused: tuple[NotApplied | Refusal, ...], hints: tuple):
+        self._ctx, self._refused, self._pending = ctx, refused, hints
+        self._lock = threading.Lock()
+        self._hints: tuple[Hint, ...] | None = None
+        self._not_applied: tuple[NotApplied, ...] | None = None
+
+    def hints(self) -> tuple[Hint, ...]:
+        with self._lock:
+            if self._hints is None:
+                ctx = self._ctx
+                self._hints = tuple(sorted(settle_hints(self._pending, ctx), key=lambda h: (
+                    evaluation_order(ctx.ruleset.promotions[h.promotion]), h.kind, h.shortfall)))
+            return self._hints
+
+    def not_applied(self) -> tuple[NotApplied, ...]:
+        self.hints()                     # hints first, always: the order the eager build had
+        with self._lock:
+            if self._not_applied is None:
+                self._not_applied = tuple(explained(self._refused))
+            return self._not_applied
+
+    def customer(self) -> tuple[NotApplied, ...]:
+        """The refusals of entered codes and of near misses with a hint, explaining only those."""
+        hinted = {h.promotion for h in self.hints()}
+        with self._lock:
+            return tuple(explained(r for r in self._refused if r.code is not None or r.promotion in hinted))
 
 
 def _grant(p: Promotion, amount: Decimal, ctx: Context) -> Grant:

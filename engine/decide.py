@@ -291,12 +291,12 @@ def _rank(c: _Candidate, ctx: Context) -> tuple:
 def resolve(live: list[Promotion], ctx: Context) -> Outcome:
     """Every maximal set of live promotions that may combine is run; the resolution policy picks the
     winner. Each promotion outside it that applied in its own set lost to the winner (`_lost`); the
-    others keep their own reason, from the best-ranked set that holds them."""
+    others keep their own reason, from the best-ranked set that holds them. The outcome's refusals
+    are not explained yet nor its hints settled: the trace does both when they are first read
+    (`explained`, `settle_hints`)."""
     candidates = _candidates(live)
     if len(candidates) == 1:
-        outcome = run_promotions(candidates[0], ctx)
-        return dataclasses.replace(outcome, not_applied=explained(outcome.not_applied),
-                                   hints=settle_hints(outcome.hints, ctx))
+        return run_promotions(candidates[0], ctx)
     ranked = sorted((_Candidate(members, run_promotions(members, ctx)) for members in candidates), key=lambda c: _rank(c, ctx))
     best = ranked[0]
     in_best = {p.id for p in best.members}
@@ -318,8 +318,8 @@ def resolve(live: list[Promotion], ctx: Context) -> Outcome:
                 # Reaching a non-exclusive promotion's threshold would not let it combine with the winner.
                 if p.exclusive or nothing:
                     hints.extend(h for h in c.outcome.hints if h.promotion == p.id)
-    return Outcome(best.outcome.applied, explained(not_applied), settle_hints(hints, ctx), best.outcome.total,
-                   best.outcome.granted, best.outcome.left)
+    return Outcome(best.outcome.applied, not_applied, tuple(hints), best.outcome.total, best.outcome.granted,
+                   best.outcome.left)
 
 
 def _lost(p: Promotion, best: _Candidate, own: _Candidate, ctx: Context) -> NotApplied:
@@ -475,6 +475,10 @@ class Refusal:
     p: Promotion
     values: Mapping[str, Any]
     ctx: Context
+
+    @property
+    def code(self) -> str | None:
+        return self.p.code
 
     @cached_property
     def not_applied(self) -> NotApplied:
@@ -762,6 +766,8 @@ def settle_hints(hints: Iterable[Hint | NearMiss | PendingHint], ctx: Context) -
 def _near_misses_worked_out(hints: Iterable[Hint | NearMiss | PendingHint], ctx: Context) -> Iterable[Hint | PendingHint]:
     for h in hints:
         if isinstance(h, NearMiss):
+            if isinstance(h.refusal, Refusal) and not h.p.condition.threshold_leaves():
+                continue      # no threshold to reach: not a near miss, and nothing to explain for it
             refusal = h.refusal.not_applied if isinstance(h.refusal, Refusal) else h.refusal
             yield from near_miss_hints(h.p, refusal, h.applied[:h.before], h.run, ctx)
         else:

@@ -20,6 +20,8 @@ The order of work, which the README states for users:
    rule set's `exclusive_resolution` policy (RESOLUTIONS) picks the winner, and every promotion
    outside it that applied in its own set lost to it, with the criterion that decided.
 6. Pay: the payment waterfall (engine/tenders.py) pays what is left, then the trace is assembled.
+   Why each refused promotion did not apply, and the hints, are worked out when the trace's
+   `not_applied` or `hints` is first read (to_dict / to_json read them): the same bytes either way.
 
 This module is the pipeline, top to bottom; deciding is engine/decide.py, the explanation of
 failures and hints engine/explain.py, the trace's records engine/assemble.py.
@@ -90,11 +92,11 @@ def evaluate_with(find_scope: ScopeFinder, ruleset: RuleSet, cart: Mapping[str, 
             gated.append(refusal)
 
     outcome = resolve(live, ctx)
-    not_applied = sorted(gated + outcome.not_applied, key=lambda n: evaluation_order(ruleset.promotions[n.promotion]))
+    refused = sorted(gated + outcome.not_applied, key=lambda n: evaluation_order(ruleset.promotions[n.promotion]))
     records = priced(ctx, outcome)
     tenders = pay(the_cart, the_account, when, records.line_totals(), records.shipment_totals(), ruleset.locale)
     inputs = Inputs(the_cart, the_account, entered, tuple(sorted(used.items())), tuple(sorted(previewed)))
-    return trace(ctx, records, code_results, outcome, not_applied, scope.out_of_scope, tenders, inputs)
+    return trace(ctx, records, code_results, outcome, refused, scope.out_of_scope, tenders, inputs)
 
 
 

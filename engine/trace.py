@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -246,8 +247,12 @@ class Inputs:
     preview: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Trace:
+    """The record of one evaluation. `not_applied` and `hints` are worked out the first time they are
+    read (`why`, see engine/assemble.py): evaluate() decides, and explains only when asked. Two traces
+    are equal when everything in them is, those two included."""
+
     format: int
     ruleset_version: str
     now: str
@@ -260,15 +265,31 @@ class Trace:
     lines: tuple[LineTrace, ...]
     shipping: ShippingTrace | None
     applied: tuple[Applied, ...]
-    not_applied: tuple[NotApplied, ...]
     out_of_scope: tuple[tuple[str, int], ...]   # reason -> count of promotions not listed one by one
-    hints: tuple[Hint, ...]
     totals: Totals
     tenders: Tenders
     grants: tuple[Grant, ...]
     inputs: Inputs
     # A cart written with `shipments` has this instead of `shipping` (None then), one entry a shipment.
     shipments: tuple[ShipmentTrace, ...] | None = None
+    why: Any = field(default=None, repr=False)   # gives not_applied and hints: engine/assemble.py Why
+
+    @cached_property
+    def not_applied(self) -> tuple[NotApplied, ...]:
+        return self.why.not_applied()
+
+    @cached_property
+    def hints(self) -> tuple[Hint, ...]:
+        return self.why.hints()
+
+    def _everything(self) -> tuple:
+        return tuple(getattr(self, name) for name in TRACE_KEYS)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (type(other) is Trace and self._everything() == other._everything())
+
+    def __hash__(self) -> int:
+        return hash((self.ruleset_version, self.now, self.account_id, self.cart_id, self.totals))
 
     def to_dict(self, view: str = "full") -> dict[str, Any]:
         """The trace as JSON data. `view` is one of VIEWS: "full" (the default) is everything, and is
@@ -276,7 +297,7 @@ class Trace:
         if view not in VIEWS:
             raise ValueError(f"view must be one of {', '.join(VIEWS)}")
         compact = view == "compact"
-        out = {name: _plain(value) for name in _field_names(Trace) if name not in ("inputs", "not_applied")
+        out = {name: _plain(value) for name in TRACE_KEYS if name not in ("inputs", "not_applied")
                and (value := getattr(self, name)) is not None}
         listed = self.customer_not_applied() if compact else self.not_applied
         out["not_applied"] = _plain(listed)
@@ -291,6 +312,8 @@ class Trace:
     def customer_not_applied(self) -> tuple[NotApplied, ...]:
         """The not-applied entries that matter to the customer: a code they entered, or a near miss
         that has a hint ("add 500 more")."""
+        if "not_applied" not in self.__dict__ and self.why is not None:
+            return self.why.customer()   # explains only these
         hinted = {h.promotion for h in self.hints}
         return tuple(n for n in self.not_applied if n.code is not None or n.promotion in hinted)
 
@@ -299,6 +322,11 @@ class Trace:
         (Python's json module uses its C encoder only then): the form for a service's responses."""
         return json.dumps(self.to_dict(view), sort_keys=True, indent=indent, ensure_ascii=False) + "\n"
 
+
+# What a trace holds, as its JSON's keys (`why` is how, not what).
+TRACE_KEYS = ("format", "ruleset_version", "now", "currency", "minor_unit", "rounding", "cart_id", "account_id",
+              "codes", "lines", "shipping", "applied", "not_applied", "out_of_scope", "hints", "totals", "tenders",
+              "grants", "inputs", "shipments")
 
 # The ways a trace is written out. "compact" leaves out the not-applied entries that are neither an
 # entered code nor a near miss with a hint (counted in `not_applied_omitted`) and the inputs, so it

@@ -1,6 +1,7 @@
 """engine/decide.py: the parts of deciding that the golden cases and the oracle do not pin by themselves."""
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -42,3 +43,28 @@ def test_what_if_runs_on_the_promotions_that_matter_give_the_hints_of_whole_runs
             assert narrow == whole
             hinted += '"kind": "spend"' in whole
     assert hinted and seen["runs"] and seen["left_out"], (hinted, seen)   # the comparison meant something
+
+
+@pytest.mark.parametrize("shape", generate.SHAPES)
+def test_evaluate_explains_nothing_until_the_trace_is_read_and_the_bytes_do_not_depend_on_when(shape, monkeypatch):
+    """Refusals are explained (and hints settled) the first time `not_applied` or `hints` is read; the
+    compact view explains only what it lists. Whatever is read first, the JSON is the same bytes."""
+    explained = []
+    real = decide.condition_failure
+    monkeypatch.setattr(decide, "condition_failure", lambda p, leaves, ctx: explained.append(p.id) or real(p, leaves, ctx))
+    rules, inputs = _scenarios(shape, 7, 150, 4, 30)
+    listed = 0
+    for cart, account, codes in inputs:
+        first = evaluate(rules, cart, account, codes=codes, now=generate.NOW)
+        assert explained == []
+        eager = first.to_json()
+        everything = len(explained)
+        explained.clear()
+        second = evaluate(rules, cart, account, codes=codes, now=generate.NOW)
+        compact = second.to_json(view="compact")
+        assert len(explained) <= everything
+        assert second.hints == first.hints and second.to_json() == eager and second == first
+        assert compact == first.to_json(view="compact")
+        listed += len(first.not_applied) - len(json.loads(compact)["not_applied"])
+        explained.clear()
+    assert listed > 0    # the compact view did leave refusals unexplained

@@ -115,7 +115,7 @@ def _code(result: CodeResult, trace: Trace, names: Mapping[str, str], typed: Map
     if applied:
         return {"code": shown, "accepted": True,
                 "message": render(APPLIED, locale, names=format_list(applied, locale=locale))}
-    for missed in trace.not_applied:
+    for missed in trace.customer_not_applied():   # entered codes are among them
         if missed.promotion in result.promotions:
             message = customer_message(missed)
             if message is not None:
@@ -150,7 +150,7 @@ def hint_text(hint: Hint, trace: Trace, locale: str) -> str:
 
 
 def _promotion_name(trace: Trace, promotion_id: str) -> str | None:
-    for entry in (*trace.applied, *trace.not_applied):
+    for entry in (*trace.applied, *trace.customer_not_applied()):   # hinted ones are among them
         if entry.promotion == promotion_id:
             return entry.name
     return None
