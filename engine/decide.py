@@ -64,8 +64,8 @@ GATES: tuple[tuple[Reason, _Check], ...] = (
 @dataclass(frozen=True)
 class Outcome:
     applied: tuple[Applied, ...]
-    not_applied: list["NotApplied | Refusal"]   # a candidate set's; explained (all NotApplied) once resolve() returns
-    hints: tuple["Hint | NearMiss | PendingHint", ...]   # a candidate set's; settled (all Hint) once resolve() returns
+    not_applied: list["NotApplied | Refusal | Lost"]   # a candidate set's; explained when the trace is read
+    hints: tuple["Hint | NearMiss | PendingHint", ...]   # a candidate set's; settled (all Hint) when the trace is read
     total: Decimal          # discounts on this order
     granted: Decimal        # promotional balance granted for later orders
     left: State            # what is left to pay on each line and on shipping after the discounts
@@ -312,7 +312,7 @@ def resolve(live: list[Promotion], ctx: Context) -> Outcome:
                     continue
                 settled.add(p.id)
                 if applied_only:
-                    not_applied.append(_lost(p, best, c, ctx))
+                    not_applied.append(Lost(p.id, p, best, c, ctx))
                     continue
                 not_applied.extend(n for n in c.outcome.not_applied if n.promotion == p.id)
                 # Reaching a non-exclusive promotion's threshold would not let it combine with the winner.
@@ -320,6 +320,26 @@ def resolve(live: list[Promotion], ctx: Context) -> Outcome:
                     hints.extend(h for h in c.outcome.hints if h.promotion == p.id)
     return Outcome(best.outcome.applied, not_applied, tuple(hints), best.outcome.total, best.outcome.granted,
                    best.outcome.left)
+
+
+@dataclass(frozen=True)
+class Lost:
+    """A promotion that applied in its own candidate set, which lost: explained (`_lost`) only when the
+    trace lists it."""
+
+    promotion: str
+    p: Promotion
+    best: _Candidate
+    own: _Candidate
+    ctx: Context
+
+    @property
+    def code(self) -> str | None:
+        return self.p.code
+
+    @cached_property
+    def not_applied(self) -> NotApplied:
+        return _lost(self.p, self.best, self.own, self.ctx)
 
 
 def _lost(p: Promotion, best: _Candidate, own: _Candidate, ctx: Context) -> NotApplied:
@@ -488,8 +508,8 @@ class Refusal:
         return condition_failure(self.p, leaves, self.ctx)
 
 
-def explained(refusals: Iterable["NotApplied | Refusal"]) -> list[NotApplied]:
-    return [r.not_applied if isinstance(r, Refusal) else r for r in refusals]
+def explained(refusals: Iterable["NotApplied | Refusal | Lost"]) -> list[NotApplied]:
+    return [r if isinstance(r, NotApplied) else r.not_applied for r in refusals]
 
 
 Given = tuple[Applied, "State", "NextTier | None"]
