@@ -66,7 +66,7 @@ def channel_condition(draw):
 
 
 def tier_condition(draw):
-    shape = draw(st.sampled_from(["set", "set", "set", "unlisted", "all-of-sets"]))
+    shape = draw(st.sampled_from(["set", "set", "set", "unlisted", "all-of-sets", "sets-in-any"]))
     if shape == "set":
         return one_of(draw, "customer_tier", TIERS)
     if shape == "unlisted":   # tested, not looked up
@@ -75,6 +75,9 @@ def tier_condition(draw):
         if operator != "non_empty":
             leaf["value"] = draw(st.sampled_from(TIERS + ["pr"]))
         return leaf
+    if shape == "sets-in-any":   # "gold, or both of two sets": listed by union and intersection
+        return {"any": [{"all": [one_of(draw, "customer_tier", TIERS), one_of(draw, "customer_tier", TIERS)]},
+                        one_of(draw, "customer_tier", TIERS)]}
     return {"all": [one_of(draw, "customer_tier", TIERS), one_of(draw, "customer_tier", TIERS)]}
 
 
@@ -92,10 +95,12 @@ def segment_condition(draw):
 
 def first_order_condition(draw):
     leaf = {"name": "first_order", "operator": draw(st.sampled_from(["is_true", "is_false"]))}
-    shape = draw(st.sampled_from(["leaf", "leaf", "any", "all"]))
+    shape = draw(st.sampled_from(["leaf", "leaf", "any", "all", "all-in-any"]))
     if shape == "leaf":
         return leaf
     other = {"name": "first_order", "operator": draw(st.sampled_from(["is_true", "is_false"]))}
+    if shape == "all-in-any":
+        return {"any": [{"all": [leaf, other]}, {"name": "first_order", "operator": "is_false"}]}
     return {shape: [leaf, other]}   # both or neither, as a set can be written
 
 
