@@ -4,9 +4,9 @@ no mutation of its inputs; the same inputs give the same trace, byte for byte.
 The order of work, which the README states for users:
 1. Check the inputs (a bad cart, account, code list or `now` raises InputError; nothing is decided).
 2. Scope: a promotion is considered when its code was entered, or it is automatic, for the cart's
-   currency, within its window, its required region and channel match, and it targets at least one
-   line; the rest are only counted, by reason. The rule set's candidate index (engine/index.py)
-   finds them without a scan.
+   currency, within its window, its required region, channel, tier, segments and first order match,
+   and it targets at least one line; the rest are only counted, by reason. The rule set's candidate
+   index (engine/index.py) finds them without a scan.
 3. Gates that do not depend on other promotions: status, currency, window, usage limits, budget,
    targeted lines.
 4. Stages, in order: item, order, shipping; within a stage, priority (higher first), then id.
@@ -35,7 +35,7 @@ from .assemble import priced, trace
 from .context import Context, evaluation_order
 from .decide import gate, resolve
 from .errors import InputError, Problem
-from .index import Scope
+from .index import Scope, scope_values
 from .inputs import parse_account, parse_cart, parse_codes, parse_now, parse_usage
 from .model import Account, Cart, Promotion, RuleSet
 from .reasons import Reason, message
@@ -63,8 +63,8 @@ ScopeFinder = Callable[[RuleSet, Cart, Account, set[str], datetime], Scope]
 
 def indexed_scope(ruleset: RuleSet, cart: Cart, account: Account, entered_codes: set[str], now: datetime) -> Scope:
     """The promotions this cart could get, found through the rule set's candidate index."""
-    return ruleset.index.scope(ruleset.promotions, ruleset.codes, cart.lines, cart.currency, account.region,
-                               cart.channel, entered_codes, now)
+    return ruleset.index.scope(ruleset.promotions, ruleset.codes, cart.lines, cart.currency,
+                               scope_values(cart, account), entered_codes, now)
 
 
 def evaluate_with(find_scope: ScopeFinder, ruleset: RuleSet, cart: Mapping[str, Any], account: Mapping[str, Any], *,

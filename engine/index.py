@@ -6,15 +6,18 @@ Scope, as the README states it, first reason wins:
    (An entered promotion is always considered, and its gates give the exact reason it fails.)
 2. An automatic promotion for another currency than the cart's is `currency_mismatch`.
 3. An automatic promotion outside its window at `now` is `not_started` or `expired`.
-4. An automatic promotion whose eligibility *requires* a region (a node reached from the root through
-   `all`s only, every leaf of which reads `region`: a leaf `region equal_to JP`, or a set "JP, KR or
-   TW" written as `any` of `equal_to` leaves) that the account's region fails is `region_not_eligible`;
-   one that requires a sales channel (a leaf or a set) the cart's channel fails is
-   `channel_not_eligible`; a promotion failing both is counted by its region. Such a node fails the
-   whole tree whatever else is true, so the promotion could not apply to this customer at all.
-   Tier, segment and first-order terms are *not* counted here, even when required: the trace lists
-   such a miss as `condition_failed` with the measured tier or segments (the golden cases pin it),
-   so those promotions are considered like any other.
+4. An automatic promotion whose eligibility *requires* something of a fact fixed for the whole
+   evaluation (SCOPE_ORDER: the account's region, the cart's sales channel, the account's tier, its
+   segments, whether this is its first order) that the evaluation fails is counted by that fact's
+   reason: `region_not_eligible`, `channel_not_eligible`, `tier_not_eligible`, `segment_not_eligible`,
+   `first_order_not_eligible`. A requirement is a node reached from the root through `all`s only
+   (the root itself, or a child of such an `all`) every leaf of which reads that one variable: a leaf
+   `region equal_to JP`, a set "JP, KR or TW" written as `any` of `equal_to` leaves, a leaf
+   `customer_segments shares_at_least_one_element_with [vip, staff]`, `first_order is_true`. Such a
+   node fails the whole tree whatever else is true, so the promotion could not apply to this customer
+   at all. A promotion failing several is counted once, by the first in SCOPE_ORDER. A leaf on one of
+   these variables inside an `any` with a leaf on another variable requires nothing: that promotion is
+   considered and its conditions decide (the trace lists it, `condition_failed` for a tier, say).
 5. An automatic promotion whose targets match no line is `no_eligible_items`.
 Every other promotion is considered: it goes through the gates and its conditions.
 
@@ -23,16 +26,30 @@ which no automatic promotion starts or ends; the promotions that can apply to ca
 during one stretch form a *market*, built the first time a cart in that currency is evaluated at a
 `now` in that stretch and kept (the last few are cached: this is memoization of a pure function, so
 evaluate() stays pure). A market counts the promotions of other currencies and outside their windows.
-The rest are grouped by their region and channel requirements. When a requirement's values can be
-listed (`equal_to` leaves, in sets), the promotions accepting one (region, channel) pair are merged
-into one bucket, found by one dict lookup of the evaluation's pair, with the others counted by reason
-(built the first time a pair is seen in the market, then kept): no bucket of another region is
-looked at. Requirements that cannot be listed (`starts_with`, `equal_to_case_insensitive`) are few;
-their buckets are tested once per evaluation. Inside a passing bucket, inverted maps (category,
-SKU, brand -> promotions) give, line by line, only the promotions that include that line; exclusions
-are then applied to those pairs alone. So the work grows with the promotions that could apply, not
-with the catalogue, however many old campaigns it keeps. `tests/oracle.py` implements the same rules
-by scanning every promotion and every line, and the tests check both give the same trace.
+The rest are grouped by their requirements on the SCOPE_ORDER variables. The evaluation's five values
+are reduced to a *key* that keeps exactly what the market's requirements can tell apart:
+- a region, channel or tier whose requirements list their values (`equal_to` leaves, in sets combined
+  by `any` and `all`) is kept if some requirement lists it, else None (a value no one lists);
+- first_order (true when the account has no earlier orders) is a boolean whose `is_true` / `is_false`
+  requirements list {True}, {False}, both or neither, and is kept the same way;
+- the segments, compared case-insensitively element by element by every operator of the vocabulary
+  (contains_all, is_contained_by, shares_at_least_one / exactly_one / no_elements_with), are decided
+  by which of the names the market's segment requirements compare with the account has, and whether it
+  has any other segment. So they become a representative: the sorted lower-cased segments among those
+  names, plus OTHER_SEGMENT if the account has any other. A requirement gives the same verdict on the
+  representative (tested with its real leaves) as on the account's segments.
+The promotions whose every requirement is decided by the key are merged, per key, into one bucket,
+found by one dict lookup, with the others counted by reason (an *entry*, built the first time a key is
+seen in the market, then kept; at most ENTRIES_KEPT per market, the oldest dropped first, so a stream
+of accounts with ever new combinations of segments cannot grow memory without bound): no bucket of
+another region or tier is looked at. Requirements whose values cannot be listed (`starts_with`,
+`equal_to_case_insensitive`) are few; their buckets are tested on the evaluation's own values once per
+evaluation. Inside a passing bucket, inverted maps (category, SKU, brand -> promotions) give, line by
+line, only the promotions that include that line; exclusions are then applied to those pairs alone. So
+the work grows with the promotions that could apply, not with the catalogue, however many old
+campaigns or other tiers' promotions it keeps. `tests/oracle.py` implements the same rules by scanning
+every promotion and every line (the requirements decided by business-rules' own engine), and the
+tests check both give the same trace.
 """
 from __future__ import annotations
 
@@ -48,15 +65,25 @@ from .conditions import AllOf, Leaf, Node
 from .reasons import Reason
 
 if TYPE_CHECKING:
-    from .model import Line, Promotion
+    from .model import Account, Cart, Line, Promotion
 
-SCOPE_VARIABLES = {"region": Reason.REGION_NOT_ELIGIBLE, "sales_channel": Reason.CHANNEL_NOT_ELIGIBLE}
-SCOPE_ORDER = ("region", "sales_channel")   # a promotion failing both is counted by the first
+# The facts fixed for one evaluation that rule out an automatic promotion requiring something else of
+# them, in the order that names the reason when a promotion fails several.
+SCOPE_VARIABLES = {"region": Reason.REGION_NOT_ELIGIBLE, "sales_channel": Reason.CHANNEL_NOT_ELIGIBLE,
+                   "customer_tier": Reason.TIER_NOT_ELIGIBLE, "customer_segments": Reason.SEGMENT_NOT_ELIGIBLE,
+                   "first_order": Reason.FIRST_ORDER_NOT_ELIGIBLE}
+SCOPE_ORDER = ("region", "sales_channel", "customer_tier", "customer_segments", "first_order")
+# Variables whose value is a set of names compared case-insensitively (select_multiple): looked up by a
+# representative of the account's names, not by listed values.
+SET_VARIABLES = frozenset({"customer_segments"})
+# In a representative, every segment that no requirement of the market names. A segment name matches
+# ^[a-z0-9][a-z0-9_.-]*$ (the account and promotion schemas), so none is, or equals, a NUL.
+OTHER_SEGMENT = "\x00"
 
 
-def required_leaves(root: Node | None) -> tuple[Leaf, ...]:
-    """The leaves the tree cannot pass without: the root if it is a leaf, or leaves reached through `all` only."""
-    return tuple(node for node in required_nodes(root) if isinstance(node, Leaf))
+def scope_values(cart: "Cart", account: "Account") -> tuple[Any, ...]:
+    """This evaluation's value of each SCOPE_ORDER variable, as PromotionVariables reads it."""
+    return (account.region, cart.channel, account.tier, account.segments, account.order_count == 0)
 
 
 def required_nodes(root: Node | None) -> tuple[Node, ...]:
@@ -86,13 +113,21 @@ def _holds(node: Node, value: Any) -> bool:
     return any(_holds(child, value) for child in node.children)
 
 
-def _accepted(node: Node) -> frozenset[str] | None:
-    """The values a one-variable node accepts, when they can be listed: `equal_to` leaves combined by
-    `any` (union) and `all` (intersection). None when some leaf's values cannot be listed (starts_with...)."""
+def _listed(leaf: Leaf) -> frozenset | None:
+    """The values one leaf accepts, when they can be listed: a non-empty string it must equal, or the
+    booleans an `is_true` / `is_false` leaf accepts (found by its own test). Else None (starts_with...)."""
+    if leaf.operator == "equal_to" and isinstance(leaf.operand, str) and leaf.operand:
+        return frozenset((leaf.operand,))
+    if leaf.operator in ("is_true", "is_false"):
+        return frozenset(value for value in (True, False) if leaf.test(value, leaf.operand))
+    return None
+
+
+def _accepted(node: Node) -> frozenset | None:
+    """The values a one-variable node accepts, when they can be listed: listed leaves combined by `any`
+    (union) and `all` (intersection). None when some leaf's values cannot be listed."""
     if isinstance(node, Leaf):
-        if node.operator == "equal_to" and isinstance(node.operand, str) and node.operand:
-            return frozenset((node.operand,))
-        return None
+        return _listed(node)
     sets = [_accepted(child) for child in node.children]
     if any(s is None for s in sets):
         return None
@@ -101,16 +136,40 @@ def _accepted(node: Node) -> frozenset[str] | None:
     return frozenset().union(*sets)
 
 
+def _names(nodes: tuple[Node, ...]) -> frozenset[str]:
+    """Every name a set variable's leaves compare with, lower-cased (they compare case-insensitively)."""
+    return frozenset(name.lower() for node in nodes for leaf in _leaves_under(node)
+                     for name in (leaf.operand or ()) if isinstance(name, str))
+
+
+def representative(segments: Iterable[str], names: frozenset[str]) -> tuple[str, ...]:
+    """The account's segments as far as requirements comparing only with `names` (lower-cased) can tell:
+    the sorted lower-cased segments among them, then OTHER_SEGMENT if it has any other. Every operator on
+    segments asks, for each name, whether some segment equals it case-insensitively (and is_contained_by
+    also whether some segment equals none), so a requirement gives the same verdict on both."""
+    lowered = {segment.lower() for segment in segments}
+    named = tuple(sorted(lowered & names))
+    return named + (OTHER_SEGMENT,) if len(named) < len(lowered) else named
+
+
 @dataclass(frozen=True)
 class Requirement:
     """What a promotion requires of one fixed variable: the required nodes that read only it. Either the
-    values it accepts are listed (`accepted`, looked up by the evaluation's value) or its nodes are tested."""
+    values it accepts are listed (`accepted`, looked up by the evaluation's value), or it reads a set
+    variable (`names`: what it compares with, for the representative), or its nodes are tested."""
 
     variable: str
     nodes: tuple[Node, ...]
-    accepted: frozenset[str] | None
+    accepted: frozenset | None
+    names: frozenset[str] = frozenset()
+
+    @property
+    def looked_up(self) -> bool:
+        """Decided once per market key rather than tested per evaluation."""
+        return self.accepted is not None or self.variable in SET_VARIABLES
 
     def holds(self, value: Any) -> bool:
+        """The verdict for the evaluation's value, or for its key (a representative, a listed value or None)."""
         if self.accepted is not None:
             return value in self.accepted
         return all(_holds(node, value) for node in self.nodes)
@@ -121,35 +180,36 @@ class Requirement:
         return ("test", tuple(repr(_node_key(node)) for node in self.nodes))
 
 
-def requirement(root: Node | None, variable: str) -> Requirement | None:
-    """The required nodes of the tree whose every leaf reads `variable` (a leaf `region equal_to JP`, or
-    `any` of region leaves: "JP, KR or TW"). Such a node fails the whole tree whatever else is true."""
-    nodes = tuple(node for node in required_nodes(root) if all(l.variable == variable for l in _leaves_under(node)))
-    if not nodes:
-        return None
+def _requirement(variable: str, nodes: tuple[Node, ...]) -> Requirement:
+    if variable in SET_VARIABLES:
+        return Requirement(variable, nodes, None, _names(nodes))
     sets = [_accepted(node) for node in nodes]
     accepted = None if any(s is None for s in sets) else frozenset.intersection(*sets)
     return Requirement(variable, nodes, accepted)
 
 
+def _only_variable(node: Node) -> str | None:
+    """The one variable every leaf of the node reads, or None when they read several."""
+    variables = {leaf.variable for leaf in _leaves_under(node)}
+    return variables.pop() if len(variables) == 1 else None
+
+
 def scope_requirements(promotion: "Promotion") -> tuple[Requirement | None, ...]:
-    """An automatic promotion's requirements on the region and on the sales channel (SCOPE_ORDER)."""
-    if promotion.code is not None:
-        return (None,) * len(SCOPE_ORDER)
-    return tuple(requirement(promotion.condition.root, variable) for variable in SCOPE_ORDER)
-
-
-def scope_leaves(promotion: "Promotion") -> tuple[tuple[Leaf, ...], tuple[Leaf, ...]]:
-    """An automatic promotion's required region leaves and required channel leaves."""
-    if promotion.code is not None:
-        return (), ()
-    required = required_leaves(promotion.condition.root)
-    return (tuple(leaf for leaf in required if leaf.variable == "region"),
-            tuple(leaf for leaf in required if leaf.variable == "sales_channel"))
+    """An automatic promotion's requirements on each SCOPE_ORDER variable (None: it requires nothing of it).
+    A promotion with a code requires nothing here: when its code is entered it is always considered."""
+    if promotion.code is None:
+        by_variable: dict[str, list[Node]] = {}
+        for node in required_nodes(promotion.condition.root):
+            variable = _only_variable(node)
+            if variable in SCOPE_VARIABLES:
+                by_variable.setdefault(variable, []).append(node)
+        if by_variable:
+            return tuple(_requirement(v, tuple(by_variable[v])) if v in by_variable else None for v in SCOPE_ORDER)
+    return (None,) * len(SCOPE_ORDER)
 
 
 def _failure(requirements: tuple[Requirement | None, ...], values: tuple[Any, ...]) -> Reason | None:
-    """The reason a bucket's requirements rule it out for these values (SCOPE_ORDER), or None."""
+    """The reason a bucket's requirements rule it out for these values or this key (SCOPE_ORDER), or None."""
     for req, value in zip(requirements, values):
         if req is not None and not req.holds(value):
             return SCOPE_VARIABLES[req.variable]
@@ -219,11 +279,14 @@ def _freeze(groups: dict[str, list["Promotion"]]) -> Mapping[str, tuple["Promoti
 
 @dataclass(frozen=True)
 class _Entry:
-    """For one combination of listed values (region, channel; None: a value no promotion lists): the
-    automatic promotions that accept it, in one bucket, and how many the values rule out, by reason."""
+    """For one market key (see `_Market.key`): the automatic promotions whose looked-up requirements
+    accept it, in one bucket, and how many the key rules out, by reason."""
 
     bucket: _Bucket
     counts: tuple[tuple[str, int], ...]
+
+
+ENTRIES_KEPT = 1024   # keys kept per market: regions x channels x tiers x segment combinations seen
 
 
 @dataclass(frozen=True)
@@ -231,18 +294,21 @@ class _Market:
     """The automatic promotions that carts in one currency can get during one stretch of time, and how
     many others there are by reason.
 
-    Promotions whose region and channel requirements list their values (or that have none) are found
-    through `entry`: one lookup by the evaluation's (region, channel) gives every such promotion that
-    accepts both, merged into one bucket, and the count of those ruled out by each. An entry is built
-    the first time a cart with those values is evaluated in this market (memoized: there are at most
-    a few dozen). Promotions whose requirements cannot be listed (`region starts_with K`) are grouped by
-    requirement in `tested` buckets, whose nodes are tested once per evaluation."""
+    Promotions whose every scope requirement is looked up (listed values, or segments; or that have
+    none) are found through `entry`: one lookup by the evaluation's key gives every such promotion that
+    accepts it, merged into one bucket, and the count of those ruled out by each reason. An entry is
+    built the first time a key is seen in this market and kept (memoized; the last ENTRIES_KEPT).
+    Promotions with a requirement that cannot be listed (`region starts_with K`) are grouped by
+    requirements in `tested` buckets, tested on the evaluation's values once per evaluation."""
 
     counts: tuple[tuple[str, int], ...]   # (reason, promotions) for currency and window, nonzero only
     listed: tuple[tuple[tuple[Requirement | None, ...], tuple["Promotion", ...]], ...]   # by requirements
-    known: tuple[frozenset[str], ...]  # per SCOPE_ORDER variable: every value some listed requirement names
+    # per SCOPE_ORDER variable: every value some looked-up requirement lists (a set variable: every name
+    # one compares with, lower-cased)
+    known: tuple[frozenset, ...]
     tested: tuple[_Bucket, ...]
     _entries: dict[tuple, _Entry] = field(default_factory=dict, repr=False, compare=False)
+    _keeping: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @staticmethod
     def build(automatic: Iterable["Promotion"], currency: str, now: datetime) -> "_Market":
@@ -263,22 +329,28 @@ class _Market:
                 requirements_of.setdefault(key, reqs)
         listed = []
         tested: list[_Bucket] = []
-        known: list[set[str]] = [set() for _ in SCOPE_ORDER]
+        known: list[set] = [set() for _ in SCOPE_ORDER]
         for key in sorted(grouped, key=repr):
             reqs = requirements_of[key]
-            if all(r is None or r.accepted is not None for r in reqs):
+            if all(r is None or r.looked_up for r in reqs):
                 listed.append((reqs, tuple(grouped[key])))
                 for values, r in zip(known, reqs):
                     if r is not None:
-                        values.update(r.accepted)
+                        values.update(r.names if r.accepted is None else r.accepted)
             else:
                 tested.append(_bucket(grouped[key], reqs))
         return _Market(tuple(sorted(counts.items())), tuple(listed), tuple(frozenset(k) for k in known),
                        tuple(tested))
 
+    def key(self, values: tuple[Any, ...]) -> tuple:
+        """What the looked-up requirements can tell of these values (SCOPE_ORDER): a listed value, or None
+        for a value no requirement lists; for segments, their representative."""
+        return tuple(representative(value, known) if variable in SET_VARIABLES else value if value in known else None
+                     for variable, value, known in zip(SCOPE_ORDER, values, self.known))
+
     def entry(self, values: tuple[Any, ...]) -> _Entry:
-        """The promotions with listed requirements that accept these values, and the others by reason."""
-        key = tuple(v if v in known else None for v, known in zip(values, self.known))
+        """The promotions with looked-up requirements that accept these values, and the others by reason."""
+        key = self.key(values)
         found = self._entries.get(key)
         if found is None:   # a pure function of the key: two threads building it at once build the same
             members: list["Promotion"] = []
@@ -290,7 +362,10 @@ class _Market:
                 else:
                     counts[reason.value] += len(promotions)
             found = _Entry(_bucket(members), tuple(sorted(counts.items())))
-            self._entries[key] = found
+            with self._keeping:
+                while len(self._entries) >= ENTRIES_KEPT:
+                    del self._entries[next(iter(self._entries))]   # the oldest built
+                self._entries[key] = found
         return found
 
 
@@ -350,14 +425,14 @@ class CandidateIndex:
         return market
 
     def scope(self, promotions: Mapping[str, "Promotion"], codes: Mapping[str, tuple[str, ...]],
-              lines: tuple["Line", ...], currency: str, region: str, channel: str, entered: Iterable[str],
+              lines: tuple["Line", ...], currency: str, values: tuple[Any, ...], entered: Iterable[str],
               now: datetime) -> Scope:
-        """The promotions this cart could get, and the others counted by reason."""
+        """The promotions this cart could get, and the others counted by reason. `values`: the evaluation's
+        value of each SCOPE_ORDER variable (`scope_values`)."""
         market = self.market(currency, now)
         out_of_scope: Counter = Counter(dict(market.counts))
         targeted: dict[str, list["Line"]] = {}
         found: dict[str, "Promotion"] = {}
-        values = (region, channel)   # SCOPE_ORDER
         entry = market.entry(values)
         out_of_scope.update(dict(entry.counts))
         automatic = entry.bucket.size

@@ -18,6 +18,9 @@ class Reason(str, Enum):
     NO_ELIGIBLE_ITEMS = "no_eligible_items"
     REGION_NOT_ELIGIBLE = "region_not_eligible"
     CHANNEL_NOT_ELIGIBLE = "channel_not_eligible"
+    TIER_NOT_ELIGIBLE = "tier_not_eligible"
+    SEGMENT_NOT_ELIGIBLE = "segment_not_eligible"
+    FIRST_ORDER_NOT_ELIGIBLE = "first_order_not_eligible"   # first orders only, or returning customers only
     CONDITION_FAILED = "condition_failed"
     MIN_SPEND_NOT_MET = "min_spend_not_met"
     MIN_QUANTITY_NOT_MET = "min_quantity_not_met"
@@ -42,6 +45,9 @@ MESSAGES: dict[Reason, str] = {
     Reason.NO_ELIGIBLE_ITEMS: "Nothing in the cart is eligible for {name}.",
     Reason.REGION_NOT_ELIGIBLE: "{name} is not available in {region}.",
     Reason.CHANNEL_NOT_ELIGIBLE: "{name} is not available on the {channel} channel.",
+    Reason.TIER_NOT_ELIGIBLE: "{name} is for other customer tiers.",
+    Reason.SEGMENT_NOT_ELIGIBLE: "{name} is for other customer segments.",
+    Reason.FIRST_ORDER_NOT_ELIGIBLE: "{name} is not available for this customer's order history.",
     Reason.CONDITION_FAILED: "The cart or account does not meet the terms of {name}.",
     Reason.MIN_SPEND_NOT_MET: "{name} needs {required} {what}; the cart has {measured} ({shortfall} short).",
     Reason.MIN_QUANTITY_NOT_MET: "{name} needs {required} {what}; the cart has {measured} ({shortfall} short).",

@@ -1,6 +1,7 @@
 """The straightforward path, kept only as a test oracle: scope found by scanning every promotion and
-every line, with the required region / channel conditions (a leaf, or an `any` / `all` of leaves on
-that one variable, reached through `all`s only) decided by business-rules' own engine.
+every line, with the required region, channel, tier, segment and first-order conditions (a leaf, or an
+`any` / `all` of leaves on that one variable, reached through `all`s only) decided by business-rules'
+own engine on the account's and cart's real values.
 
 `evaluate_plainly` must give the same trace, byte for byte, as `engine.evaluate` (which uses the
 rule set's candidate index); tests/test_index.py checks that over generated rule sets and carts.
@@ -46,10 +47,18 @@ def _holds(node: Any, account: Account, cart: Cart) -> bool:
     facts = Facts(region=account.region, customer_id=account.id, customer_tier=account.tier,
                   customer_segments=account.segments,
                   order_count=account.order_count, sales_channel=cart.channel,
-                  shipping_method="", cart_subtotal=Decimal(0),   # only region and channel conditions are asked
+                  shipping_method="", cart_subtotal=Decimal(0),   # only the facts of SCOPE below are asked
                   order_total=Decimal(0), cart_quantity=0, eligible_subtotal=Decimal(0), eligible_quantity=0, local_date="",
                   local_weekday="", local_hour=0)
     return bool(check_conditions_recursively(_tree(node), PromotionVariables(facts)))
+
+
+# Each variable fixed for the evaluation that rules out an automatic promotion requiring it, in the
+# order that names the reason (written out here, not imported from engine.index, so a change there
+# must be made here too).
+SCOPE = (("region", "region_not_eligible"), ("sales_channel", "channel_not_eligible"),
+         ("customer_tier", "tier_not_eligible"), ("customer_segments", "segment_not_eligible"),
+         ("first_order", "first_order_not_eligible"))
 
 
 def _out_of_scope_reason(p: Promotion, account: Account, cart: Cart, now: datetime) -> str | None:
@@ -60,7 +69,7 @@ def _out_of_scope_reason(p: Promotion, account: Account, cart: Cart, now: dateti
     if p.ends is not None and now >= p.ends:
         return "expired"
     required = _required(p.condition.root)
-    for variable, reason in (("region", "region_not_eligible"), ("sales_channel", "channel_not_eligible")):
+    for variable, reason in SCOPE:
         if any(_variables(node) == {variable} and not _holds(node, account, cart) for node in required):
             return reason
     return None
