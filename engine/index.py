@@ -31,19 +31,22 @@ are reduced to a *key* that keeps exactly what the market's requirements can tel
 - a region, channel or tier whose requirements list their values (`equal_to` leaves, in sets combined
   by `any` and `all`) is kept if some requirement lists it, else None (a value no one lists);
 - first_order (true when the account has no earlier orders) is a boolean whose `is_true` / `is_false`
-  requirements list {True}, {False}, both or neither, and is kept the same way;
-- the segments, compared case-insensitively element by element by every operator of the vocabulary
-  (contains_all, is_contained_by, shares_at_least_one / exactly_one / no_elements_with), are decided
-  by which of the names the market's segment requirements compare with the account has, and whether it
-  has any other segment. So they become a representative: the sorted lower-cased segments among those
-  names, plus OTHER_SEGMENT if the account has any other. A requirement gives the same verdict on the
-  representative (tested with its real leaves) as on the account's segments.
+  requirements list {True}, {False}, both or neither, and is kept the same way.
 The promotions whose every requirement is decided by the key are merged, per key, into one bucket,
 found by one dict lookup, with the others counted by reason (an *entry*, built the first time a key is
 seen in the market, then kept; at most ENTRIES_KEPT per market, the oldest dropped first, so a stream
-of accounts with ever new combinations of segments cannot grow memory without bound): no bucket of
-another region or tier is looked at. Requirements whose values cannot be listed (`starts_with`,
-`equal_to_case_insensitive`) are few; their buckets are tested on the evaluation's own values once per
+of accounts with ever new values cannot grow memory without bound). Segments are not in the key: an
+account's combination of segments is nearly its own, so keying on them would build an entry for most
+evaluations. The segments, compared case-insensitively element by element by every operator of the
+vocabulary (contains_all, is_contained_by, shares_at_least_one / exactly_one / no_elements_with), are
+decided by which of the names the market's segment requirements compare with the account has, and
+whether it has any other: its *representative*, the sorted lower-cased segments among those names
+plus OTHER_SEGMENT if it has any other, on which a requirement gives the same verdict (tested with its
+real leaves) as on the account's segments. An entry lists the promotions that require something of
+segments and pass the rest of its key in one row per distinct segment requirement, and each
+evaluation decides those rows on its representative (a few dozen tests): the ones that fail are
+counted and taken out of what the bucket finds. No bucket of another region or tier is looked at.
+Requirements whose values cannot be listed (`starts_with`, `equal_to_case_insensitive`) are few; their buckets are tested on the evaluation's own values once per
 evaluation. Inside a passing bucket, inverted maps (category, SKU, brand -> promotions) give, line by
 line, only the promotions that include that line; exclusions are then applied to those pairs alone. So
 the work grows with the promotions that could apply, not with the catalogue, however many old
@@ -76,6 +79,7 @@ SCOPE_ORDER = ("region", "sales_channel", "customer_tier", "customer_segments", 
 # Variables whose value is a set of names compared case-insensitively (select_multiple): looked up by a
 # representative of the account's names, not by listed values.
 SET_VARIABLES = frozenset({"customer_segments"})
+SEGMENTS = SCOPE_ORDER.index("customer_segments")
 # In a representative, every segment that no requirement of the market names. A segment name matches
 # ^[a-z0-9][a-z0-9_.-]*$ (the account and promotion schemas), so none is, or equals, a NUL.
 OTHER_SEGMENT = "\x00"
@@ -280,10 +284,32 @@ def _freeze(groups: dict[str, list["Promotion"]]) -> Mapping[str, tuple["Promoti
 @dataclass(frozen=True)
 class _Entry:
     """For one market key (see `_Market.key`): the automatic promotions whose looked-up requirements
-    accept it, in one bucket, and how many the key rules out, by reason."""
+    accept it, in one bucket, and how many the key rules out, by reason. Segments are not in the key
+    (an account's combination of segments is nearly its own): the promotions that require something of
+    them and pass the rest of the key are listed in `segmented`, one row per segment requirement: the
+    requirement, their ids, and the reason a later variable (first order) gives them, or None when they
+    are in the bucket. Each row is decided on the evaluation's segments once per evaluation."""
 
     bucket: _Bucket
     counts: tuple[tuple[str, int], ...]
+    segmented: tuple[tuple[Requirement, frozenset[str], "Reason | None"], ...] = ()
+
+    def ruled_out_by_segments(self, segments: tuple[str, ...], names: frozenset[str],
+                              out_of_scope: Counter) -> set[str]:
+        """Count the segmented promotions the account's segments (or, after them, its first order) rule
+        out; return the ids of those in the bucket, which must not be considered."""
+        dropped: set[str] = set()
+        if not self.segmented:
+            return dropped
+        value = representative(segments, names)
+        for requirement, ids, later in self.segmented:
+            if not requirement.holds(value):
+                out_of_scope[Reason.SEGMENT_NOT_ELIGIBLE.value] += len(ids)
+                if later is None:
+                    dropped |= ids
+            elif later is not None:
+                out_of_scope[later.value] += len(ids)
+        return dropped
 
 
 ENTRIES_KEPT = 1024   # keys kept per market: regions x channels x tiers x segment combinations seen
@@ -344,8 +370,8 @@ class _Market:
 
     def key(self, values: tuple[Any, ...]) -> tuple:
         """What the looked-up requirements can tell of these values (SCOPE_ORDER): a listed value, or None
-        for a value no requirement lists; for segments, their representative."""
-        return tuple(representative(value, known) if variable in SET_VARIABLES else value if value in known else None
+        for a value no requirement lists; segments are not part of it (see `_Entry`)."""
+        return tuple(None if variable in SET_VARIABLES else value if value in known else None
                      for variable, value, known in zip(SCOPE_ORDER, values, self.known))
 
     def entry(self, values: tuple[Any, ...]) -> _Entry:
@@ -355,13 +381,22 @@ class _Market:
         if found is None:   # a pure function of the key: two threads building it at once build the same
             members: list["Promotion"] = []
             counts: Counter = Counter()
+            segmented: dict[tuple, tuple[Requirement, set[str], Reason | None]] = {}
             for reqs, promotions in self.listed:
-                reason = _failure(reqs, key)
-                if reason is None:
-                    members.extend(promotions)
-                else:
+                segments = reqs[SEGMENTS]
+                reason = _failure(reqs[:SEGMENTS] if segments is not None else reqs, key)
+                if reason is not None:
                     counts[reason.value] += len(promotions)
-            found = _Entry(_bucket(members), tuple(sorted(counts.items())))
+                    continue
+                later = None if segments is None else _failure(reqs[SEGMENTS + 1:], key[SEGMENTS + 1:])
+                if later is None:
+                    members.extend(promotions)
+                if segments is not None:
+                    row = segmented.setdefault((segments.key(), later), (segments, set(), later))
+                    row[1].update(p.id for p in promotions)
+            rows = tuple((req, frozenset(ids), later) for (_, _), (req, ids, later) in sorted(
+                segmented.items(), key=lambda item: repr(item[0])))
+            found = _Entry(_bucket(members), tuple(sorted(counts.items())), rows)
             with self._keeping:
                 while len(self._entries) >= ENTRIES_KEPT:
                     del self._entries[next(iter(self._entries))]   # the oldest built
@@ -435,8 +470,11 @@ class CandidateIndex:
         found: dict[str, "Promotion"] = {}
         entry = market.entry(values)
         out_of_scope.update(dict(entry.counts))
-        automatic = entry.bucket.size
+        dropped = entry.ruled_out_by_segments(values[SEGMENTS], market.known[SEGMENTS], out_of_scope)
+        automatic = entry.bucket.size - len(dropped)
         entry.bucket.targeted(lines, targeted, found)
+        for pid in dropped.intersection(found):
+            del found[pid], targeted[pid]
         for bucket in market.tested:
             reason = _failure(bucket.requirements, values)
             if reason is not None:

@@ -3,6 +3,7 @@ counts the others by the same reasons, and so gives the same trace, byte for byt
 from __future__ import annotations
 
 import importlib
+import random
 from datetime import datetime
 
 import yaml
@@ -431,24 +432,41 @@ def test_a_segment_requirement_decides_the_same_on_the_representative_as_on_the_
     assert representative([s.lower() for s in account] + account, names) == stands_for   # however spelt
 
 
-def test_the_entries_of_a_market_are_bounded_and_the_oldest_go_first():
-    """Segment requirements naming 12 segments give 8,192 keys: a stream of accounts with ever new
-    combinations cannot grow a market's memory without bound."""
+def test_segment_combinations_make_no_entries_and_are_decided_per_evaluation():
+    """Segment requirements naming 12 segments allow 4,096 combinations: they are not part of the
+    market's key (an account's segments are nearly its own), so one entry serves them all, and each
+    evaluation decides the segment rows on the account's own segments, as the plain scan does."""
     names = [f"s{i:02d}" for i in range(12)]
     rules = _rules([{"id": f"needs-{n}", "targets": {"include": "all"}, "eligibility": segments("contains_all", n)}
-                    for n in names])
+                    for n in names] + [{"id": "anyone", "targets": {"include": "all"}}])
     market = rules.index.market("JPY", datetime.fromisoformat(NOW))
-    combinations = [tuple(n for bit, n in enumerate(names) if i >> bit & 1) for i in range(ENTRIES_KEPT + 100)]
-    for combination in combinations:
-        market.entry(("JP", "web", "standard", combination, False))
+    rnd = random.Random(5)
+    for _ in range(60):
+        account = dict(JP_ACCOUNT, segments=sorted(rnd.sample(names, rnd.randint(0, 12))))
+        assert evaluate(rules, ONE_LINE, account, now=NOW).to_json() == \
+            evaluate_plainly(rules, ONE_LINE, account, now=NOW).to_json()
+    assert len(market._entries) == 1
+
+
+def test_the_entries_of_a_market_are_bounded_and_the_oldest_go_first():
+    """40 regions x 30 tiers that promotions list give 1,200 keys: a stream of accounts with ever new
+    combinations cannot grow a market's memory without bound."""
+    regions = [f"{a}{b}" for a in "ABCD" for b in "ABCDEFGHIJ"]
+    tiers = [f"t{i:02d}" for i in range(30)]
+    rules = _rules([{"id": f"in-{r.lower()}", "targets": {"include": "all"}, "eligibility": only(r)} for r in regions] +
+                   [{"id": f"for-{t}", "targets": {"include": "all"},
+                     "eligibility": {"name": "customer_tier", "operator": "equal_to", "value": t}} for t in tiers])
+    market = rules.index.market("JPY", datetime.fromisoformat(NOW))
+    keys = [(r, "web", t, (), False) for r in regions for t in tiers]
+    assert len(keys) > ENTRIES_KEPT
+    for values in keys:
+        market.entry(values)
     assert len(market._entries) == ENTRIES_KEPT
-    assert market.key(("JP", "web", "standard", combinations[-1], False)) in market._entries
-    assert market.key(("JP", "web", "standard", combinations[0], False)) not in market._entries
-    # The first key built (no segments), dropped since, is built again when an account needs it.
-    assert evaluate(rules, ONE_LINE, JP_ACCOUNT, now=NOW).to_json() == \
-        evaluate_plainly(rules, ONE_LINE, JP_ACCOUNT, now=NOW).to_json()
-    assert market.key(("JP", "web", "standard", combinations[0], False)) in market._entries
-    assert len(market._entries) == ENTRIES_KEPT
+    assert market.key(keys[-1]) in market._entries and market.key(keys[0]) not in market._entries
+    # The first key built, dropped since, is built again when an account needs it.
+    first = dict(JP_ACCOUNT, region=regions[0], tier=tiers[0])
+    assert evaluate(rules, ONE_LINE, first, now=NOW).to_json() == evaluate_plainly(rules, ONE_LINE, first, now=NOW).to_json()
+    assert market.key(keys[0]) in market._entries and len(market._entries) == ENTRIES_KEPT
 
 
 def test_listed_region_sets_are_looked_up_not_tested(monkeypatch):
