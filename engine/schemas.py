@@ -272,7 +272,19 @@ def _explain(error: ValidationError) -> tuple[tuple, str]:
         return path, f"{shorten(found)} is not valid: {error.schema['description']}"
     if kind == "not" and isinstance(found, dict) and "value" in found:
         return path + ("value",), f"operator {found.get('operator')!r} takes no value; remove 'value'"
+    if kind == "not" and isinstance(found, dict) and isinstance(expected, dict) and list(expected) == ["required"]:
+        keys = [str(k) for k in expected["required"]]
+        if len(keys) > 1:
+            return path, f"give only one of: {', '.join(keys)}"
+        return path, f"must not have key {keys[0]!r} here{_view_note(found)}"
     return path, error.message
+
+
+def _view_note(found: dict) -> str:
+    """Why a trace may not hold a key: the compact view and the full trace each keep what the other omits."""
+    if "format" not in found or "ruleset_version" not in found:
+        return ""
+    return " (a compact trace, `view: compact`, has no inputs; a full trace has no not_applied_omitted)"
 
 
 def _what(path: tuple) -> str:
