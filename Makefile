@@ -42,7 +42,7 @@ postgres:
 golden: $(STAMP)
 	$(PY) -m pytest -q tests/test_golden.py --update-golden
 
-# Seeded synthetic rule sets and carts in three shapes: evaluate(), the floor and business-rules; 15-20 minutes (bench.run --quick: seconds).
+# Seeded synthetic rule sets and carts in three shapes: evaluate(), the floor and business-rules; about 7 minutes (bench.run --quick: seconds).
 bench: $(STAMP)
 	$(PY) -m bench.run
 
