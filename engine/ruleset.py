@@ -35,6 +35,8 @@ MAX_CONDITION_LEAVES = 200
 
 
 RULE_SUFFIXES = (".yaml", ".yml")
+# Where the checks across a rule set's files (duplicate codes, unknown classes) point in a promotion file.
+CROSS_FILE_PATHS = (("code",), ("stacking", "combines_with"))
 
 
 def load_ruleset(directory: str | Path) -> RuleSet:
@@ -134,7 +136,9 @@ def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
             continue
         seen_ids[promotion.id] = str(path)
         promotions[promotion.id] = promotion
-        where[promotion.id] = positions
+        # what the checks across files below point at; not all of a file's positions: 10,000 files
+        # hold half a million, which the garbage collector would walk again and again during the load
+        where[promotion.id] = positions.only(*CROSS_FILE_PATHS)
 
     active_codes: dict[str, list[Promotion]] = {}
     codes: dict[str, tuple[str, ...]] = {}

@@ -73,6 +73,25 @@ class Positions(dict):
             path = path[:-1]
         return self.get(path, Spot(1, 1, None))
 
+    def only(self, *paths: Path) -> Positions:
+        """The positions `locate()` reads for `paths` and for anything inside them (each path, its
+        ancestors and everything under it), as a smaller map to keep once the rest is no longer needed."""
+        if not all(paths):
+            return Positions(self)
+        kept = Positions()
+        for path in paths:
+            for end in range(len(path) + 1):
+                if path[:end] in self:
+                    kept[path[:end]] = self[path[:end]]
+        firsts = {path[0] for path in paths}
+        for key, spot in self.items():
+            if key and key[0] in firsts:
+                for path in paths:
+                    if key[:len(path)] == path:
+                        kept[key] = spot
+                        break
+        return kept
+
 
 # libyaml's C parser when PyYAML has it (it parses a rule file several times faster). Its events go
 # straight to plain data and positions (`_CLoader`); anything that path would have to refuse or report

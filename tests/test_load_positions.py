@@ -1,0 +1,61 @@
+"""A rule set keeps, past each file's own checks, only the positions its checks across files point at
+(`ruleset.CROSS_FILE_PATHS`, `Positions.only`): those problems must point exactly where the file's
+full positions would."""
+from __future__ import annotations
+
+from engine import RuleFileError, yamlsafe
+from engine.ruleset import build_ruleset
+from engine.yamlsafe import Positions, Spot
+
+
+def test_only_keeps_each_path_its_ancestors_and_everything_under_it():
+    full = Positions({(): Spot(1, 1, None), ("a",): Spot(1, 1, None), ("a", "b"): Spot(2, 3, None),
+                      ("a", "b", 0): Spot(2, 7, "x"), ("a", "b", 1): Spot(3, 7, "y"), ("a", "c"): Spot(4, 3, "1"),
+                      ("ab",): Spot(5, 1, "z"), ("d",): Spot(6, 1, "NO")})
+    kept = full.only(("a", "b"), ("d",), ("missing", "x"))
+    assert type(kept) is Positions
+    assert set(kept) == {(), ("a",), ("a", "b"), ("a", "b", 0), ("a", "b", 1), ("d",)}
+    for path in [("a", "b"), ("a", "b", 1), ("a", "b", 5), ("d",), ("d", "e"), ("missing", "x"), ("a", "b", 0, 2)]:
+        assert kept.locate(path) == full.locate(path)
+    assert full.only(()) == full
+
+
+RULE = """id: {id}
+name: Promotion {id}
+status: active
+currency: JPY
+code: {code}
+targets:
+  include: all
+benefits:
+- type: amount_off
+  scope: per_order
+  amount: '500'
+stacking:
+  priority: 1
+  exclusive: true
+  combines_with: [{classes}]
+"""
+SETTINGS = b"currencies: [JPY]\n"
+
+
+def problems(files: dict[str, bytes]) -> list:
+    try:
+        build_ruleset(files)
+    except RuleFileError as exc:
+        return list(exc.problems)
+    raise AssertionError("the rule set loaded")
+
+
+def test_problems_across_files_point_where_the_full_positions_would(monkeypatch):
+    files = {"rules/_settings.yaml": SETTINGS}
+    for i, (code, classes) in enumerate([("SAVE", "order"), ("save", "order, nope"), ("' Save'", "\n  - x\n  - 'no'"),
+                                         ("OTHER", "'yes', item")]):
+        text = RULE.format(id=f"p{i}", code=code, classes=classes)
+        if classes.startswith("\n"):
+            text = text.replace("combines_with: [\n", "combines_with:\n").replace("]\n", "\n")
+        files[f"rules/p{i}.yaml"] = text.encode()
+    trimmed = problems(files)
+    assert {p.path for p in trimmed} >= {"$.code", "$.stacking.combines_with[1]", "$.stacking.combines_with[0]"}
+    monkeypatch.setattr(yamlsafe.Positions, "only", lambda self, *paths: self)
+    assert problems(files) == trimmed
