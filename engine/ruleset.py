@@ -516,8 +516,18 @@ def _targets(doc: dict) -> Targets:
     selector = {} if include == "all" else include
     return Targets(
         include_all=include == "all",
-        categories=frozenset(selector.get("categories", ())), skus=frozenset(selector.get("skus", ())),
-        brands=frozenset(selector.get("brands", ())),
-        exclude_categories=frozenset(exclude.get("categories", ())), exclude_skus=frozenset(exclude.get("skus", ())),
-        exclude_brands=frozenset(exclude.get("brands", ())), exclude_sellers=frozenset(exclude.get("sellers", ())),
-        exclude_product_types=frozenset(exclude.get("product_types", ())))
+        categories=_names(selector, "categories"), skus=_names(selector, "skus"), brands=_names(selector, "brands"),
+        exclude_categories=_names(exclude, "categories"), exclude_skus=_names(exclude, "skus"),
+        exclude_brands=_names(exclude, "brands"), exclude_sellers=_names(exclude, "sellers"),
+        exclude_product_types=_names(exclude, "product_types"))
+
+
+_NO_NAMES: frozenset[str] = frozenset()
+
+
+def _names(doc: dict, key: str) -> frozenset[str]:
+    """The names listed under `key`. Most of a promotion's eight target lists are empty, and they all share
+    one empty set: 10,000 promotions would otherwise hold some 70,000 of them, each a separate object
+    that the garbage collector walks."""
+    names = doc.get(key)
+    return frozenset(names) if names else _NO_NAMES
