@@ -57,7 +57,8 @@ def _spot(line: int, column: int, source: str | None) -> Spot:
     """`Spot(line, column, source)`, built without the frozen __init__'s three object.__setattr__ calls:
     10,000 rule files hold about half a million positions."""
     spot = _new_spot(Spot)
-    spot.__dict__.update(line=line, column=column, source=source)
+    fields = spot.__dict__
+    fields["line"], fields["column"], fields["source"] = line, column, source
     return spot
 
 
@@ -389,31 +390,19 @@ def _from_events(get_event: Any) -> tuple[Any, Positions]:
 
 
 def _event_value(get_event: Any, event: Any, depth: int, path: Path, positions: Positions) -> Any:
-    """The value that starts with `event`, at `depth` (the document is at 1), its events consumed."""
-    if type(event) is AliasEvent or event.tag is not None or event.anchor is not None or depth > MAX_DEPTH:
+    """The value that starts with `event`, at `depth` (the document is at 1), its events consumed.
+    A mapping's scalar values, the most common values by far, are read in its loop."""
+    kind = type(event)
+    if kind is AliasEvent or event.tag is not None or event.anchor is not None or depth > MAX_DEPTH:
         raise _Irregular
     mark = event.start_mark
-    if type(event) is ScalarEvent:
+    if kind is ScalarEvent:
         value = event.value
         positions[path] = _spot(mark.line + 1, mark.column + 1, value)
-        if not event.implicit[0] or value[:1] not in _RESOLVERS:   # quoted, a block scalar, or plain text
-            return value
-        tag = _resolve_plain(value)
-        if tag == _STR:
-            return value
-        if tag == _INT or tag == _FLOAT:
-            if _number_problem(tag, value) is not None:
-                raise _Irregular
-            # _number_problem leaves only plain decimals for an int; a float as SafeConstructor makes it
-            return int(value) if tag == _INT else _SAFE.construct_yaml_float(ScalarNode(tag, value))
-        if tag == _BOOL:
-            return _SAFE.bool_values[value.lower()]
-        if tag == _NULL:
-            return None
-        raise _Irregular   # the merge key's or another tag no rule file may hold
+        return _plain(value) if event.implicit[0] and value[:1] in _RESOLVERS else value
     positions[path] = _spot(mark.line + 1, mark.column + 1, None)
     depth += 1
-    if type(event) is SequenceStartEvent:
+    if kind is SequenceStartEvent:
         items: list[Any] = []
         event = get_event()
         while type(event) is not SequenceEndEvent:
@@ -423,6 +412,7 @@ def _event_value(get_event: Any, event: Any, depth: int, path: Path, positions: 
     out: dict[str, Any] = {}
     event = get_event()
     while type(event) is not MappingEndEvent:
+        # the key: text, once, at most MAX_DEPTH deep (its value is as deep: a scalar value needs no check)
         if type(event) is not ScalarEvent or event.tag is not None or event.anchor is not None or depth > MAX_DEPTH:
             raise _Irregular   # a key that is a list or a mapping, an alias, tagged, anchored or too deep
         key = event.value
@@ -432,8 +422,32 @@ def _event_value(get_event: Any, event: Any, depth: int, path: Path, positions: 
         key_mark = event.start_mark
         event = get_event()
         at = path + (key,)
-        out[key] = _event_value(get_event, event, depth, at, positions)
-        if type(event) is not ScalarEvent:   # a block starts on the next line; point at its key
+        if type(event) is ScalarEvent and event.tag is None and event.anchor is None:
+            value = event.value
+            mark = event.start_mark
+            positions[at] = _spot(mark.line + 1, mark.column + 1, value)
+            out[key] = _plain(value) if event.implicit[0] and value[:1] in _RESOLVERS else value
+        else:
+            out[key] = _event_value(get_event, event, depth, at, positions)
+            # a block starts on the next line; point at its key (a flow collection too, as the composer did)
             positions[at] = _spot(key_mark.line + 1, key_mark.column + 1, None)
         event = get_event()
     return out
+
+
+def _plain(value: str) -> Any:
+    """A plain scalar whose first character some implicit resolver takes: text, or a number, a boolean or
+    null as SafeConstructor makes them. Raises `_Irregular` for what `_build` reports."""
+    tag = _resolve_plain(value)
+    if tag == _STR:
+        return value
+    if tag == _INT or tag == _FLOAT:
+        if _number_problem(tag, value) is not None:
+            raise _Irregular
+        # _number_problem leaves only plain decimals for an int
+        return int(value) if tag == _INT else _SAFE.construct_yaml_float(ScalarNode(tag, value))
+    if tag == _BOOL:
+        return _SAFE.bool_values[value.lower()]
+    if tag == _NULL:
+        return None
+    raise _Irregular   # the merge key's, or another tag no rule file may hold
