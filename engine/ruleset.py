@@ -366,26 +366,27 @@ def _moment(c: _Checker, text: str, where: tuple) -> datetime | None:
 
 
 def _check_condition(c: _Checker, node: Any, where: tuple, money: Callable) -> None:
-    leaves = 0
+    if node is None:
+        return
+    leaves = _condition_leaves(c, node, where, 1, money)
+    if leaves > MAX_CONDITION_LEAVES:
+        c.fail(where, f"condition tree has {leaves} leaves; at most {MAX_CONDITION_LEAVES} are allowed")
 
-    def walk(n: dict, at: tuple, depth: int) -> None:
-        nonlocal leaves
-        if depth > MAX_CONDITION_DEPTH:
-            c.fail(at, f"condition tree is nested deeper than {MAX_CONDITION_DEPTH} levels")
-            return
-        for key in ("all", "any"):
-            if key in n:
-                for i, child in enumerate(n[key]):
-                    walk(child, at + (key, i), depth + 1)
-                return
-        leaves += 1
-        if n["name"] in MONEY_VARIABLES:
-            money(at + ("value",), n["value"])
 
-    if node is not None:
-        walk(node, where, 1)
-        if leaves > MAX_CONDITION_LEAVES:
-            c.fail(where, f"condition tree has {leaves} leaves; at most {MAX_CONDITION_LEAVES} are allowed")
+def _condition_leaves(c: _Checker, node: dict, at: tuple, depth: int, money: Callable) -> int:
+    """Check a condition tree's nesting and its money values; return how many leaves it has. (A module
+    function, not one nested in _check_condition: a nested function that calls itself is a reference
+    cycle, and it held the whole file, its document and its positions, until the garbage collector came.)"""
+    if depth > MAX_CONDITION_DEPTH:
+        c.fail(at, f"condition tree is nested deeper than {MAX_CONDITION_DEPTH} levels")
+        return 0
+    for key in ("all", "any"):
+        if key in node:
+            return sum([_condition_leaves(c, child, at + (key, i), depth + 1, money)
+                        for i, child in enumerate(node[key])])
+    if node["name"] in MONEY_VARIABLES:
+        money(at + ("value",), node["value"])
+    return 1
 
 
 def _benefits(c: _Checker, docs: list, ends: datetime | None, money: Callable,

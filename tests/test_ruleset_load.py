@@ -1,8 +1,14 @@
-"""A rule set keeps, past each file's own checks, only the positions its checks across files point at
-(`ruleset.CROSS_FILE_PATHS`, `Positions.only`): those problems must point exactly where the file's
-full positions would."""
+"""How build_ruleset loads a large rule set without holding on to more than it needs. It keeps, past each
+file's own checks, only the positions its checks across files point at (`ruleset.CROSS_FILE_PATHS`,
+`Positions.only`): those problems must point exactly where the file's full positions would. And checking
+a file leaves no reference cycles, so that what it discards is freed at once, not by the garbage
+collector."""
 from __future__ import annotations
 
+import gc
+
+from bench import generate
+from bench.run import SEED
 from engine import RuleFileError, yamlsafe
 from engine.ruleset import build_ruleset
 from engine.yamlsafe import Positions, Spot
@@ -59,3 +65,28 @@ def test_problems_across_files_point_where_the_full_positions_would(monkeypatch)
     assert {p.path for p in trimmed} >= {"$.code", "$.stacking.combines_with[1]", "$.stacking.combines_with[0]"}
     monkeypatch.setattr(yamlsafe.Positions, "only", lambda self, *paths: self)
     assert problems(files) == trimmed
+
+
+def test_loading_a_rule_set_leaves_no_reference_cycles():
+    good = generate.files_of(generate.shape_docs("mixed", 100, SEED))
+    bad = dict(good)
+    for i, name in enumerate(sorted(good)[1:40]):   # a problem of each kind the checks find, in some files
+        text = good[name].decode()
+        bad[name] = [text.replace("priority:", "priority: 010 #"), text.replace("'", "", 2), text + "x: 1\n",
+                     text.replace("currency: JPY", "currency: EUR"), text + "window: {ends: '1960-01-01T00:00Z'}\n",
+                     "a: &x 1\n", "a: [\n", text.replace("value: ", "value: 1", 1)][i % 8].encode()
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        rules = build_ruleset(good)
+        assert gc.collect() == 0
+        try:
+            build_ruleset(bad)
+        except RuleFileError as exc:
+            assert len(exc.problems) > 20
+        assert gc.collect() == 0
+    finally:
+        if enabled:
+            gc.enable()
+    assert len(rules.promotions) == 100
