@@ -7,12 +7,14 @@ rule set does not load and `RuleFileError` lists them all as `file:line:column: 
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from babel import Locale, UnknownLocaleError
 
@@ -106,6 +108,28 @@ def build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
 
     The same checks as `load_ruleset`, for callers that hold rule files in memory (tests, a service
     receiving an upload). The settings file is the one named `_settings.yaml`."""
+    with _collector_paused():
+        return _build_ruleset(files)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a rule set is built, then back as it was (an
+    application that turned it off keeps it off). Checking a rule file leaves no reference cycles: what it
+    discards is freed by reference counting. Yet the collector would walk the growing rule set again and
+    again, half a dozen full collections in a load of 10,000 files (a seventh of its time), each a pause
+    for every other thread too. Cycles that other threads leave meanwhile are collected after the load
+    (RuleSetHolder collects at once)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
     problems: list[Problem] = []
     paths = sorted(Path(name) for name in files)
     raw = {path: files[str(path)] for path in paths}

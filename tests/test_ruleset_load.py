@@ -2,14 +2,16 @@
 file's own checks, only the positions its checks across files point at (`ruleset.CROSS_FILE_PATHS`,
 `Positions.only`): those problems must point exactly where the file's full positions would. And checking
 a file leaves no reference cycles, so that what it discards is freed at once, not by the garbage
-collector."""
+collector, which build_ruleset pauses while it builds and leaves as it found it."""
 from __future__ import annotations
 
 import gc
 
+import pytest
+
 from bench import generate
 from bench.run import SEED
-from engine import RuleFileError, yamlsafe
+from engine import RuleFileError, ruleset, yamlsafe
 from engine.ruleset import build_ruleset
 from engine.yamlsafe import Positions, Spot
 
@@ -90,3 +92,26 @@ def test_loading_a_rule_set_leaves_no_reference_cycles():
         if enabled:
             gc.enable()
     assert len(rules.promotions) == 100
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("valid", [True, False])
+def test_the_collector_is_paused_while_a_rule_set_is_built_and_left_as_it_was(monkeypatch, enabled, valid):
+    seen = []
+    real = ruleset._load_promotion
+
+    def spy(*args):
+        seen.append(gc.isenabled())
+        return real(*args)
+    monkeypatch.setattr(ruleset, "_load_promotion", spy)
+    files = {"rules/_settings.yaml": SETTINGS,
+             "rules/p0.yaml": RULE.format(id="p0" if valid else "other", code="SAVE", classes="order").encode()}
+    (gc.enable if enabled else gc.disable)()
+    try:
+        if valid:
+            build_ruleset(files)
+        else:
+            assert problems(files)
+        assert gc.isenabled() is enabled and seen == [False]
+    finally:
+        gc.enable()
