@@ -655,6 +655,12 @@ def _object(node: dict, sub: Any, typed: bool) -> Any:
     required = frozenset(node.get("required", ()))
     low, high = node.get("minProperties", 0), node.get("maxProperties", math.inf)
 
+    if not properties and extra is True and low == 0 and high == math.inf:
+        # only a type and/or required keys: the condition tree's "is it an all, an any, a leaf?"
+        if typed:
+            return lambda v: isinstance(v, dict) and v.keys() >= required
+        return lambda v: not isinstance(v, dict) or v.keys() >= required
+
     if extra is False:
         # Closed: every key of the value must be a known property, so walk the value's keys.
         check_of = properties.get  # bound once: this loop runs for every line of every cart

@@ -1,6 +1,7 @@
-"""The quick check's tagged unions (`schemas._all_of`): an `allOf` of "if <key> is one of these texts, then
-..." parts is one look-up of the key's value. It must say what jsonschema says (both ways where exact),
-and on the shipped schemas what the part-by-part check said, on every document."""
+"""Shapes the quick check fuses for the rule-file load. A tagged union (`schemas._all_of`): an `allOf` of
+"if <key> is one of these texts, then ..." parts is one look-up of the key's value. An object node with
+only a type and required keys is one test. Each must say what jsonschema says (both ways where exact),
+and a tagged union on the shipped schemas what the part-by-part check said, on every document."""
 from __future__ import annotations
 
 import copy
@@ -38,6 +39,10 @@ _SCHEMAS = [
     {"allOf": [_if("k", ["a"], {"required": ["v"]}), {"if": {"required": ["k"], "properties": {"k": {"const": 1}}},
                                                       "then": {"required": ["w"]}}, _if("k", "b", {"required": ["w"]})]},
     {"$defs": {"a": {"required": ["v"]}}, "allOf": [_if("k", "a", {"$ref": "#/$defs/a"}), _if("k", "b", {"$ref": "#/$defs/a"})]},
+    {"type": "object"}, {"required": ["k"]}, {"required": ["k", "v"]}, {"type": "object", "required": ["k"]},
+    {"required": []}, {"type": "object", "required": []}, {"not": {"required": ["k"]}},
+    {"if": {"required": ["k"]}, "then": {"required": ["v"]}, "else": {"if": {"required": ["j"]}, "then": {"type": "object"},
+                                                                         "else": {"required": ["w"]}}},
 ]
 _VALUES = [None, True, 0, 1, 1.0, "", "a", "b", [], ["a"], {}, {"k": "a"}, {"k": "a", "v": 1}, {"k": "a", "v": "x"},
            {"k": "b"}, {"k": "b", "v": 1}, {"k": "b", "v": "x"}, {"k": "b", "w": 1}, {"k": "c"}, {"k": "c", "v": 1},
@@ -47,7 +52,7 @@ _VALUES = [None, True, 0, 1, 1.0, "", "a", "b", [], ["a"], {}, {"k": "a"}, {"k":
 
 
 @pytest.mark.parametrize("node", _SCHEMAS, ids=lambda n: json.dumps(n)[:60])
-def test_a_tagged_union_agrees_with_jsonschema(node):
+def test_a_fused_shape_agrees_with_jsonschema(node):
     validator = Validator(node)
     loose = _compile(node, node, {}, exact=False)
     try:
