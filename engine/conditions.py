@@ -171,21 +171,24 @@ def compile_condition(tree: Mapping[str, Any] | None) -> Condition:
     if tree is None:
         return Condition(None, (), frozenset())
     leaves: list[Leaf] = []
-
-    def build(node: Mapping[str, Any]) -> Node:
-        if "all" in node:
-            return AllOf(tuple(build(c) for c in node["all"]))
-        if "any" in node:
-            return AnyOf(tuple(build(c) for c in node["any"]))
-        name, op = node["name"], node["operator"]
-        kind = VARIABLE_TYPES[name]
-        value = node.get("value")
-        leaf = Leaf(len(leaves), name, op, value, operand(kind, value), OPERATORS[(kind, op)])
-        leaves.append(leaf)
-        return leaf
-
-    root = build(tree)
+    root = _build(tree, leaves)
     return Condition(root, tuple(leaves), frozenset(l.variable for l in leaves), _compiled(root))
+
+
+def _build(node: Mapping[str, Any], leaves: list[Leaf]) -> Node:
+    """The tree of `node`, its leaves numbered in order and added to `leaves`. (Not nested in
+    compile_condition: a nested function that calls itself is a reference cycle left for the garbage
+    collector, once per promotion loaded.)"""
+    if "all" in node:
+        return AllOf(tuple([_build(c, leaves) for c in node["all"]]))
+    if "any" in node:
+        return AnyOf(tuple([_build(c, leaves) for c in node["any"]]))
+    name, op = node["name"], node["operator"]
+    kind = VARIABLE_TYPES[name]
+    value = node.get("value")
+    leaf = Leaf(len(leaves), name, op, value, operand(kind, value), OPERATORS[(kind, op)])
+    leaves.append(leaf)
+    return leaf
 
 
 def _compiled(node: Node) -> Callable[[Mapping[str, Any]], bool]:

@@ -443,7 +443,7 @@ def _applicators(node: dict, root: dict, refs: dict, exact: bool, sub: Any) -> l
     if "$ref" in node:
         checks.append(_ref(node["$ref"], root, refs, exact))
     if "allOf" in node:
-        checks.append(_all([sub(n) for n in node["allOf"]]))
+        checks.append(_all_of(node["allOf"], sub))
     if "anyOf" in node:
         any_parts = tuple(sub(n, True) for n in node["anyOf"])
 
@@ -474,6 +474,57 @@ def _applicators(node: dict, root: dict, refs: dict, exact: bool, sub: Any) -> l
         otherwise = sub(node["else"]) if "else" in node else (lambda v: True)
         checks.append(lambda v: then(v) if condition(v) else otherwise(v))
     return checks
+
+
+def _all_of(parts: list, sub: Any) -> Any:
+    """`allOf`. Its parts of the form "if <key> is one of these texts, then ..." on one key (a tagged union:
+    the leaf's rules per variable, the benefit's per type) become one look-up of the key's value, instead
+    of a test of every part's `if` on every value; the other parts are checked as they are."""
+    keyed: dict[str, list[tuple[tuple[str, ...], dict]]] = {}
+    for part in parts:
+        tagged = _tagged(part)
+        if tagged is not None:
+            keyed.setdefault(tagged[0], []).append((tagged[1], part["then"]))
+    key = max(keyed, key=lambda k: len(keyed[k]), default=None)
+    if key is None or len(keyed[key]) < 2:
+        return _all([sub(n) for n in parts])
+    branches = [(options, sub(then)) for options, then in keyed[key]]
+    others = _all([sub(n) for n in parts if (_tagged(n) or (None,))[0] != key])
+    by_value: dict[str, list] = {}
+    for options, then in branches:
+        for option in dict.fromkeys(options):
+            by_value.setdefault(option, []).append(then)
+    thens_of = {option: _all(thens) for option, thens in by_value.items()}.get
+    every_then = _all([then for _, then in branches])
+
+    def tagged_union(v: Any) -> bool:
+        if not isinstance(v, dict):   # `required` and `properties` hold for a value that is not an object
+            return every_then(v) and others(v)
+        tag = v.get(key)
+        # a part's `if` holds only when the key is there and its value is one of the part's texts
+        then = thens_of(tag) if isinstance(tag, str) else None
+        return (then is None or then(v)) and others(v)
+    return tagged_union
+
+
+def _tagged(part: Any) -> tuple[str, tuple[str, ...]] | None:
+    """(key, texts) for a part `{"if": {"required": [key], "properties": {key: {"enum": texts}}}, "then": ...}`
+    (or `"const": text`), with no `else` and nothing else that checks; None for any other part."""
+    if not isinstance(part, dict) or set(part) - _ANNOTATIONS != {"if", "then"} or not isinstance(part["if"], dict):
+        return None
+    condition = part["if"]
+    required, properties = condition.get("required"), condition.get("properties")
+    if set(condition) - _ANNOTATIONS != {"required", "properties"} or not isinstance(required, list) or \
+            len(required) != 1 or not isinstance(properties, dict) or list(properties) != required:
+        return None
+    test = properties[required[0]]
+    if not isinstance(test, dict) or len(set(test) - _ANNOTATIONS) != 1:
+        return None
+    if "enum" in test and isinstance(test["enum"], list) and all(isinstance(o, str) for o in test["enum"]):
+        return required[0], tuple(test["enum"])
+    if "const" in test and isinstance(test["const"], str):
+        return required[0], (test["const"],)
+    return None
 
 
 def _assertions(node: dict, sub: Any, exact: bool) -> Any:
@@ -615,6 +666,12 @@ def _object(node: dict, sub: Any, typed: bool) -> Any:
         raise _Unsupported("additionalProperties")
     required = frozenset(node.get("required", ()))
     low, high = node.get("minProperties", 0), node.get("maxProperties", math.inf)
+
+    if not properties and extra is True and low == 0 and high == math.inf:
+        # only a type and/or required keys: the condition tree's "is it an all, an any, a leaf?"
+        if typed:
+            return lambda v: isinstance(v, dict) and v.keys() >= required
+        return lambda v: not isinstance(v, dict) or v.keys() >= required
 
     if extra is False:
         # Closed: every key of the value must be a known property, so walk the value's keys.

@@ -14,6 +14,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ import yaml.constructor
 import yaml.resolver
 if getattr(yaml, "__with_libyaml__", False):
     import yaml.cyaml
-from yaml.events import AliasEvent
+from yaml.events import (AliasEvent, DocumentStartEvent, MappingEndEvent, ScalarEvent, SequenceEndEvent,
+                         SequenceStartEvent, StreamEndEvent)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import Problem
@@ -51,6 +53,18 @@ class Spot:
     source: str | None  # the scalar as written, when the value is a scalar
 
 
+def _spot(line: int, column: int, source: str | None) -> Spot:
+    """`Spot(line, column, source)`, built without the frozen __init__'s three object.__setattr__ calls:
+    10,000 rule files hold about half a million positions."""
+    spot = _new_spot(Spot)
+    fields = spot.__dict__
+    fields["line"], fields["column"], fields["source"] = line, column, source
+    return spot
+
+
+_new_spot = object.__new__
+
+
 class Positions(dict):
     """JSON path tuple -> Spot. `locate()` falls back to the nearest enclosing value."""
 
@@ -60,9 +74,30 @@ class Positions(dict):
             path = path[:-1]
         return self.get(path, Spot(1, 1, None))
 
+    def only(self, *paths: Path) -> Positions:
+        """The positions `locate()` reads for `paths` and for anything inside them (each path, its
+        ancestors and everything under it), as a smaller map to keep once the rest is no longer needed."""
+        if not all(paths):
+            return Positions(self)
+        kept = Positions()
+        for path in paths:
+            for end in range(len(path) + 1):
+                if path[:end] in self:
+                    kept[path[:end]] = self[path[:end]]
+        firsts = {path[0] for path in paths}
+        for key, spot in self.items():
+            if key and key[0] in firsts:
+                for path in paths:
+                    if key[:len(path)] == path:
+                        kept[key] = spot
+                        break
+        return kept
 
-# libyaml's C parser when PyYAML has it (it parses a rule file several times faster), under our own
-# Python composer below either way, so the refusals and positions are the same.
+
+# libyaml's C parser when PyYAML has it (it parses a rule file several times faster). Its events go
+# straight to plain data and positions (`_CLoader`); anything that path would have to refuse or report
+# sends the file through our own Python composer below (`_ComposerLoader`), which words every problem,
+# so the refusals and positions are the same whichever path read a file.
 _Parser = yaml.cyaml.CParser if getattr(yaml, "__with_libyaml__", False) else None
 
 
@@ -94,16 +129,34 @@ class _Checks:
         finally:
             self._depth -= 1
 
+    def read(self, filename: str) -> tuple[Any, Positions]:
+        """The document as plain data: composed into nodes (refusing what `compose_node` refuses), then
+        walked into data and positions, collecting every problem."""
+        node = self.get_single_node()  # type: ignore[attr-defined]
+        if node is None:
+            raise YamlProblems([Problem(filename, 1, 1, "$", "file is empty")])
+        positions = Positions()
+        problems: list[Problem] = []
+        data = _build(self, node, (), positions, problems, filename)  # type: ignore[arg-type]
+        if problems:
+            raise YamlProblems(problems)
+        return data, positions
+
 
 class _PyLoader(_Checks, yaml.SafeLoader):
+    """Without libyaml: PyYAML's Python parser under the checking composer."""
+
     def __init__(self, stream: str):
         super().__init__(stream)
         self._depth = 0
 
 
 if _Parser is not None:
-    class _CLoader(_Checks, yaml.composer.Composer, _Parser, yaml.constructor.SafeConstructor,  # type: ignore
-                   yaml.resolver.Resolver):
+    class _ComposerLoader(_Checks, yaml.composer.Composer, _Parser,  # type: ignore
+                          yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+        """libyaml's parser under the checking composer: what `_CLoader` hands a file to when it has
+        something to refuse or report, and the reference tests/test_yamlsafe_events.py holds it to."""
+
         def __init__(self, stream: str):
             _Parser.__init__(self, stream)
             yaml.composer.Composer.__init__(self)
@@ -111,9 +164,37 @@ if _Parser is not None:
             yaml.resolver.Resolver.__init__(self)
             self._depth = 0
 
+    class _CLoader(_Parser):  # type: ignore
+        """libyaml's events straight to plain data and positions, in one pass: no nodes, no second walk.
+        It reads a well-formed rule file; at the first thing the composer would refuse or report (an
+        alias, an anchor, a tag, a merge key, a key that is not text, a duplicate key, nesting deeper than
+        MAX_DEPTH, a number `_number_problem` refuses, a tag other than text, number, boolean or null, an
+        empty stream, a second document) it stops and `_ComposerLoader` reads the file again, so every
+        problem is the composer's, word for word. A parser error is raised as it comes: the composer
+        would meet the same one first."""
+
+        def __init__(self, stream: str):
+            _Parser.__init__(self, stream)
+            self._stream = stream
+
+        def read(self, filename: str) -> tuple[Any, Positions]:
+            try:
+                return _from_events(self.get_event)
+            except _Irregular:
+                pass
+            loader = _ComposerLoader(self._stream)
+            try:
+                return loader.read(filename)
+            finally:
+                loader.dispose()
+
     _Loader: type = _CLoader
 else:
     _Loader = _PyLoader
+
+
+class _Irregular(Exception):
+    """`_from_events` met something the composer path refuses or reports."""
 
 
 class _Refused(Exception):
@@ -161,15 +242,7 @@ def load(text: str | bytes, filename: str) -> tuple[Any, Positions]:
         raise YamlProblems([Problem(filename, 1, 1, "$", f"file is larger than {MAX_FILE_BYTES // 1024} KiB")])
     loader = _Loader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            raise YamlProblems([Problem(filename, 1, 1, "$", "file is empty")])
-        positions = Positions()
-        problems: list[Problem] = []
-        data = _build(loader, node, (), positions, problems, filename)
-        if problems:
-            raise YamlProblems(problems)
-        return data, positions
+        return loader.read(filename)
     except _Refused as exc:
         raise YamlProblems([_at(filename, exc.mark, "$", exc.message)]) from None
     except yaml.MarkedYAMLError as exc:
@@ -197,10 +270,10 @@ _FLOAT = "tag:yaml.org,2002:float"
 _DECIMAL_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
 
 
-def _number_problem(node: ScalarNode) -> str | None:
-    """Why a bare number is refused: a YAML 1.1 reading nobody means, or too many digits."""
-    text = node.value
-    if node.tag == _INT and not _DECIMAL_INT.fullmatch(text):
+def _number_problem(tag: str, text: str) -> str | None:
+    """Why a bare number (a plain scalar `text` resolved to `tag`) is refused: a YAML 1.1 reading nobody
+    means, or too many digits."""
+    if tag == _INT and not _DECIMAL_INT.fullmatch(text):
         if ":" in text:
             return (f"YAML 1.1 reads {text} as a base-60 number ({loader_int(text)}); put it in quotes if you mean "
                     f"the text, e.g. \"{text}\"")
@@ -210,9 +283,9 @@ def _number_problem(node: ScalarNode) -> str | None:
         return (f"YAML 1.1 reads {text} as the octal number {loader_int(text)}; write it without the leading "
                 f"zero ({text.lstrip('+-').lstrip('0') or '0'}), or put it in quotes if you mean the text, "
                 f"e.g. \"{text}\"")
-    if node.tag == _FLOAT and ":" in text:
+    if tag == _FLOAT and ":" in text:
         return f"YAML 1.1 reads {text} as a base-60 number; put it in quotes, e.g. \"{text}\""
-    if node.tag in (_INT, _FLOAT) and sum(c.isdigit() for c in text) > MAX_NUMBER_DIGITS:
+    if tag in (_INT, _FLOAT) and sum(c.isdigit() for c in text) > MAX_NUMBER_DIGITS:
         return f"a number of more than {MAX_NUMBER_DIGITS} digits is never valid here"
     return None
 
@@ -240,7 +313,7 @@ def _at(filename: str, mark: Any, path: str, message: str) -> Problem:
     return Problem(filename, mark.line + 1, mark.column + 1, path, message)
 
 
-def _build(loader: _Loader, node: Node, path: Path, positions: Positions,
+def _build(loader: _Checks, node: Node, path: Path, positions: Positions,
            problems: list[Problem], filename: str) -> Any:
     mark = node.start_mark
     if isinstance(node, ScalarNode):
@@ -248,7 +321,7 @@ def _build(loader: _Loader, node: Node, path: Path, positions: Positions,
         if node.tag not in _PLAIN_TAGS:
             problems.append(_at(filename, mark, json_path(path), f"YAML tag {shorten(node.tag)} is not allowed"))
             return None
-        problem = _number_problem(node)
+        problem = _number_problem(node.tag, node.value)
         if problem is not None:
             problems.append(_at(filename, mark, json_path(path), problem))
             return None
@@ -280,3 +353,101 @@ def _build(loader: _Loader, node: Node, path: Path, positions: Positions,
             mark = key_node.start_mark
             positions[path + (key,)] = Spot(mark.line + 1, mark.column + 1, None)
     return out
+
+
+_STR = "tag:yaml.org,2002:str"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+# The loader's implicit resolvers (no timestamps) by a plain scalar's first character, with the resolvers
+# for any first character appended, as yaml.resolver.Resolver.resolve tries them.
+_ANY_FIRST = _Checks.yaml_implicit_resolvers.get(None, [])
+_RESOLVERS = {first: tuple(resolvers + _ANY_FIRST) for first, resolvers in _Checks.yaml_implicit_resolvers.items()
+              if first is not None}
+_SAFE = yaml.constructor.SafeConstructor()
+
+
+@lru_cache(maxsize=4096)   # keys and enum values repeat in every file: "name", "operator", "true"
+def _resolve_plain(value: str) -> str:
+    """The tag of a plain scalar without a tag of its own, exactly as the composer's resolver gives it."""
+    for tag, regexp in _RESOLVERS.get(value[:1], _ANY_FIRST):
+        if regexp.match(value):
+            return tag
+    return _STR
+
+
+def _from_events(get_event: Any) -> tuple[Any, Positions]:
+    """The single document of a stream of libyaml events as plain data and positions. Raises
+    `_Irregular` at the first thing `_Checks.read` would refuse or report; yaml errors as they come."""
+    get_event()   # STREAM-START
+    if type(get_event()) is not DocumentStartEvent:
+        raise _Irregular  # no document: the file is empty
+    positions = Positions()
+    data = _event_value(get_event, get_event(), 1, (), positions)
+    get_event()   # DOCUMENT-END
+    if type(get_event()) is not StreamEndEvent:
+        raise _Irregular  # a second document
+    return data, positions
+
+
+def _event_value(get_event: Any, event: Any, depth: int, path: Path, positions: Positions) -> Any:
+    """The value that starts with `event`, at `depth` (the document is at 1), its events consumed.
+    A mapping's scalar values, the most common values by far, are read in its loop."""
+    kind = type(event)
+    if kind is AliasEvent or event.tag is not None or event.anchor is not None or depth > MAX_DEPTH:
+        raise _Irregular
+    mark = event.start_mark
+    if kind is ScalarEvent:
+        value = event.value
+        positions[path] = _spot(mark.line + 1, mark.column + 1, value)
+        return _plain(value) if event.implicit[0] and value[:1] in _RESOLVERS else value
+    positions[path] = _spot(mark.line + 1, mark.column + 1, None)
+    depth += 1
+    if kind is SequenceStartEvent:
+        items: list[Any] = []
+        event = get_event()
+        while type(event) is not SequenceEndEvent:
+            items.append(_event_value(get_event, event, depth, path + (len(items),), positions))
+            event = get_event()
+        return items
+    out: dict[str, Any] = {}
+    event = get_event()
+    while type(event) is not MappingEndEvent:
+        # the key: text, once, at most MAX_DEPTH deep (its value is as deep: a scalar value needs no check)
+        if type(event) is not ScalarEvent or event.tag is not None or event.anchor is not None or depth > MAX_DEPTH:
+            raise _Irregular   # a key that is a list or a mapping, an alias, tagged, anchored or too deep
+        key = event.value
+        if key == "<<" or key in out or (event.implicit[0] and key[:1] in _RESOLVERS and
+                                         _resolve_plain(key) != _STR):
+            raise _Irregular   # a merge key, a duplicate, or a key that is not text (1, true, null)
+        key_mark = event.start_mark
+        event = get_event()
+        at = path + (key,)
+        if type(event) is ScalarEvent and event.tag is None and event.anchor is None:
+            value = event.value
+            mark = event.start_mark
+            positions[at] = _spot(mark.line + 1, mark.column + 1, value)
+            out[key] = _plain(value) if event.implicit[0] and value[:1] in _RESOLVERS else value
+        else:
+            out[key] = _event_value(get_event, event, depth, at, positions)
+            # a block starts on the next line; point at its key (a flow collection too, as the composer did)
+            positions[at] = _spot(key_mark.line + 1, key_mark.column + 1, None)
+        event = get_event()
+    return out
+
+
+def _plain(value: str) -> Any:
+    """A plain scalar whose first character some implicit resolver takes: text, or a number, a boolean or
+    null as SafeConstructor makes them. Raises `_Irregular` for what `_build` reports."""
+    tag = _resolve_plain(value)
+    if tag == _STR:
+        return value
+    if tag == _INT or tag == _FLOAT:
+        if _number_problem(tag, value) is not None:
+            raise _Irregular
+        # _number_problem leaves only plain decimals for an int
+        return int(value) if tag == _INT else _SAFE.construct_yaml_float(ScalarNode(tag, value))
+    if tag == _BOOL:
+        return _SAFE.bool_values[value.lower()]
+    if tag == _NULL:
+        return None
+    raise _Irregular   # the merge key's, or another tag no rule file may hold
