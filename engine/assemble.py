@@ -130,12 +130,17 @@ class Why:
         with self._lock:
             if self._not_applied is None:
                 self._not_applied = tuple(explained(self._refused))
+                # Both are worked out: the evaluation's context is no longer needed (a trace kept in
+                # memory keeps only its records from now on).
+                self._ctx, self._refused, self._pending = None, (), ()   # type: ignore[assignment]
             return self._not_applied
 
     def customer(self) -> tuple[NotApplied, ...]:
         """The refusals of entered codes and of near misses with a hint, explaining only those."""
         hinted = {h.promotion for h in self.hints()}
         with self._lock:
+            if self._not_applied is not None:
+                return tuple(n for n in self._not_applied if n.code is not None or n.promotion in hinted)
             return tuple(explained(r for r in self._refused if r.code is not None or r.promotion in hinted))
 
 
