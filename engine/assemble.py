@@ -9,7 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from .context import Context, evaluation_order
-from .decide import Lost, Outcome, Refusal, explained, settle_hints
+from .decide import Outcome, Unexplained, explained, settle_hints
 from .errors import InvariantError
 from .model import LEGACY_SHIPMENT_ID, Promotion, Stage
 from .money import from_units, minor_unit
@@ -92,7 +92,7 @@ def priced(ctx: Context, outcome: Outcome) -> Priced:
 
 
 def trace(ctx: Context, priced: Priced, codes: tuple[CodeResult, ...], outcome: Outcome,
-          refused: list[NotApplied | Refusal | Lost], out_of_scope: Counter[str], tenders: Tenders, inputs: Inputs) -> Trace:
+          refused: list[NotApplied | Unexplained], out_of_scope: Counter[str], tenders: Tenders, inputs: Inputs) -> Trace:
     """The single record of the evaluation. `refused` is in evaluation order, not yet explained."""
     return Trace(format=TRACE_FORMAT, ruleset_version=ctx.ruleset.version, now=ctx.now.isoformat(),
                  currency=ctx.currency, minor_unit=minor_unit(ctx.currency), rounding=ctx.ruleset.rounding,
@@ -111,7 +111,7 @@ class Why:
     settling hints spends the evaluation's what-if runs. The compact view explains only the refusals
     it lists (`customer`)."""
 
-    def __init__(self, ctx: Context, refused: tuple[NotApplied | Refusal | Lost, ...], hints: tuple):
+    def __init__(self, ctx: Context, refused: tuple[NotApplied | Unexplained, ...], hints: tuple):
         self._ctx, self._refused, self._pending = ctx, refused, hints
         self._lock = threading.Lock()
         self._hints: tuple[Hint, ...] | None = None

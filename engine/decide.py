@@ -64,7 +64,7 @@ GATES: tuple[tuple[Reason, _Check], ...] = (
 @dataclass(frozen=True)
 class Outcome:
     applied: tuple[Applied, ...]
-    not_applied: list["NotApplied | Refusal | Lost"]   # a candidate set's; explained when the trace is read
+    not_applied: list["NotApplied | Unexplained"]   # a candidate set's; explained when the trace is read
     hints: tuple["Hint | NearMiss | PendingHint", ...]   # a candidate set's; settled (all Hint) when the trace is read
     total: Decimal          # discounts on this order
     granted: Decimal        # promotional balance granted for later orders
@@ -184,7 +184,7 @@ class _Settled:
 
     state: State
     applied: list[Applied] = field(default_factory=list)
-    refused: list["NotApplied | Refusal"] = field(default_factory=list)
+    refused: list["NotApplied | Unexplained"] = field(default_factory=list)
     hints: list["Hint | NearMiss"] = field(default_factory=list)
     given: dict[str, int] = field(default_factory=dict)
     outdone: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -312,7 +312,7 @@ def resolve(live: list[Promotion], ctx: Context) -> Outcome:
                     continue
                 settled.add(p.id)
                 if applied_only:
-                    not_applied.append(Lost(p.id, p, best, c, ctx))
+                    not_applied.append(Lost(p.id, p, ctx, best, c))
                     continue
                 not_applied.extend(n for n in c.outcome.not_applied if n.promotion == p.id)
                 # Reaching a non-exclusive promotion's threshold would not let it combine with the winner.
@@ -323,14 +323,12 @@ def resolve(live: list[Promotion], ctx: Context) -> Outcome:
 
 
 @dataclass(frozen=True)
-class Lost:
-    """A promotion that applied in its own candidate set, which lost: explained (`_lost`) only when the
-    trace lists it."""
+class Unexplained:
+    """A promotion that did not apply, with what it was decided on: `not_applied` says why, worked out
+    only when the trace lists it (then kept)."""
 
     promotion: str
     p: Promotion
-    best: _Candidate
-    own: _Candidate
     ctx: Context
 
     @property
@@ -339,6 +337,20 @@ class Lost:
 
     @cached_property
     def not_applied(self) -> NotApplied:
+        return self.explain()
+
+    def explain(self) -> NotApplied:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Lost(Unexplained):
+    """A promotion that applied in its own candidate set, which lost (`_lost`)."""
+
+    best: _Candidate
+    own: _Candidate
+
+    def explain(self) -> NotApplied:
         return _lost(self.p, self.best, self.own, self.ctx)
 
 
@@ -482,33 +494,25 @@ def _eligibility(p: Promotion, state: State, ctx: Context) -> "Refusal | None":
     if ctx.ruleset.policies.stacking_base == "original":
         state = initial_state(ctx)
     values = _values(p, state, ctx)
-    return None if p.condition.passes(values) else Refusal(p.id, p, values, ctx)
+    return None if p.condition.passes(values) else Refusal(p.id, p, ctx, values)
 
 
 @dataclass(frozen=True)
-class Refusal:
+class Refusal(Unexplained):
     """A promotion whose conditions failed, with the values they were decided on. The explanation (each
     leaf as measured, the reason, thresholds, message) is built only for the refusals the trace lists:
     those of losing candidate sets and of what-if runs never are."""
 
-    promotion: str
-    p: Promotion
     values: Mapping[str, Any]
-    ctx: Context
 
-    @property
-    def code(self) -> str | None:
-        return self.p.code
-
-    @cached_property
-    def not_applied(self) -> NotApplied:
+    def explain(self) -> NotApplied:
         passed, leaves = self.p.condition.measure(self.values)
         if passed:
             raise InvariantError(f"{self.promotion}: its conditions failed when decided and pass when measured")
         return condition_failure(self.p, leaves, self.ctx)
 
 
-def explained(refusals: Iterable["NotApplied | Refusal | Lost"]) -> list[NotApplied]:
+def explained(refusals: Iterable["NotApplied | Unexplained"]) -> list[NotApplied]:
     return [r if isinstance(r, NotApplied) else r.not_applied for r in refusals]
 
 
@@ -763,7 +767,7 @@ class NearMiss:
 
     promotion: str
     p: Promotion
-    refusal: "NotApplied | Refusal"
+    refusal: "NotApplied | Unexplained"
     applied: list[Applied]
     before: int
     run: tuple[Promotion, ...]

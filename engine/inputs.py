@@ -124,23 +124,15 @@ def parse_cart(data: Mapping[str, Any], ruleset: RuleSet, source: str = "cart") 
     seen: set[str] = set()
     for i, raw in enumerate(data["lines"]):
         line_id = raw["id"]
-        if line_id in seen:
-            problems.append(Problem(source, 0, 0, f"$.lines[{i}].id", f"duplicate line id {line_id!r}"))
-        elif line_id != line_id.strip():
-            problems.append(Problem(source, 0, 0, f"$.lines[{i}].id", "a line id has no spaces around it"))
-        seen.add(line_id)
-        price = _checked_money(raw["unit_price"], unit)
-        if price is None:
-            price = _money(raw["unit_price"], currency, f"$.lines[{i}].unit_price", source, problems)
+        _unique_id("line", line_id, seen, f"$.lines[{i}].id", source, problems)
+        price = _price(raw["unit_price"], unit, currency, f"$.lines[{i}].unit_price", source, problems)
         sku = raw["sku"]
         lines.append(_line({"id": line_id, "sku": sku, "name": raw.get("name", sku), "category": raw["category"],
                             "brand": raw.get("brand"), "seller": raw["seller"], "product_type": raw["product_type"],
-                            "unit_price": price or Decimal(0), "quantity": raw["quantity"]}))
+                            "unit_price": Decimal(0) if price is None else price, "quantity": raw["quantity"]}))
     shipping = None
     if "shipping" in data:
-        price = _checked_money(data["shipping"]["price"], unit)
-        if price is None:
-            price = _money(data["shipping"]["price"], currency, "$.shipping.price", source, problems)
+        price = _price(data["shipping"]["price"], unit, currency, "$.shipping.price", source, problems)
         shipping = Shipping(method=data["shipping"]["method"], price=Decimal(0) if price is None else price)
     shipments = None
     if "shipments" in data:
@@ -154,6 +146,22 @@ def parse_cart(data: Mapping[str, Any], ruleset: RuleSet, source: str = "cart") 
                 shipments=shipments)
 
 
+def _unique_id(kind: str, value: str, seen: set[str], where: str, source: str, problems: list[Problem]) -> None:
+    """A line's or shipment's id: once in the cart, with no spaces around it. Adds it to `seen`."""
+    if value in seen:
+        problems.append(Problem(source, 0, 0, where, f"duplicate {kind} id {value!r}"))
+    elif value != value.strip():
+        problems.append(Problem(source, 0, 0, where, f"a {kind} id has no spaces around it"))
+    seen.add(value)
+
+
+def _price(raw: Any, unit: tuple[int, Decimal] | None, currency: str, where: str, source: str,
+           problems: list[Problem]) -> Decimal | None:
+    """A price: the fast check of a plain amount in the currency's minor unit, else the full one."""
+    price = _checked_money(raw, unit)
+    return price if price is not None else _money(raw, currency, where, source, problems)
+
+
 def _shipments(raws: list[Mapping[str, Any]], line_ids: set[str], unit: tuple[int, Decimal] | None, currency: str,
                source: str, problems: list[Problem]) -> tuple[Shipment, ...]:
     """The list form of shipping: ids unique, and each line named by at most one shipment, one that exists."""
@@ -163,14 +171,8 @@ def _shipments(raws: list[Mapping[str, Any]], line_ids: set[str], unit: tuple[in
     for i, raw in enumerate(raws):
         where = f"$.shipments[{i}]"
         shipment_id = raw["id"]
-        if shipment_id in ids:
-            problems.append(Problem(source, 0, 0, f"{where}.id", f"duplicate shipment id {shipment_id!r}"))
-        elif shipment_id != shipment_id.strip():
-            problems.append(Problem(source, 0, 0, f"{where}.id", "a shipment id has no spaces around it"))
-        ids.add(shipment_id)
-        price = _checked_money(raw["price"], unit)
-        if price is None:
-            price = _money(raw["price"], currency, f"{where}.price", source, problems)
+        _unique_id("shipment", shipment_id, ids, f"{where}.id", source, problems)
+        price = _price(raw["price"], unit, currency, f"{where}.price", source, problems)
         named: list[str] = []
         for j, line_id in enumerate(raw.get("lines", ())):
             if line_id not in line_ids:
