@@ -134,6 +134,8 @@ def _validate(directory: str, console: Console) -> int:
 
 
 def _evaluate(args: argparse.Namespace, console: Console) -> int:
+    if args.compact and not args.json:
+        raise Refused("promo: --compact is a form of the JSON trace; give it with --json", 2)
     now = _now(args.now)
     cart_path = Path(args.cart)
     cart = read_input(cart_path, "--cart")

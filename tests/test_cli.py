@@ -38,6 +38,9 @@ def test_evaluate_json_is_the_trace_of_evaluate(capsys):
     assert printed == direct.to_dict()
     assert main(args + ["--compact"]) == 0
     assert json.loads(capsys.readouterr().out) == direct.to_dict(view="compact")
+    assert main([a for a in args if a != "--json"] + ["--compact"]) == 2     # a table has no compact form
+    out = capsys.readouterr()
+    assert out.out == "" and "--compact" in out.err and "--json" in out.err and "Traceback" not in out.err
 
 
 def test_evaluate_table_shows_lines_reasons_and_totals(capsys):

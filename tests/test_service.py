@@ -129,6 +129,15 @@ def test_the_compact_view_is_the_trace_without_inputs_and_with_only_what_matters
     Draft202012Validator(schema("trace")).validate(response.json())
 
 
+@pytest.mark.parametrize("view", ["COMPACT", "compact\n", " compact", "compact\x00", 1, ["compact"], None,
+                                  "c" * 100_000])
+def test_a_view_that_is_not_one_of_ours_is_refused_at_its_path(server, view):
+    with server.client("checkout") as c:
+        response = c.post("/v1/evaluate", json={"cart": cart(), "account": account(), "view": view})
+    assert response.status_code == 400
+    assert [p["path"] for p in response.json()["problems"]] == ["$.view"]
+
+
 def test_a_checkout_key_evaluates_at_the_servers_time(server):
     before = datetime.now(timezone.utc)
     with server.client("checkout") as c:
