@@ -34,6 +34,9 @@ def server(tmp_path_factory, private_tmp):
     migrate(engine)
     engine.dispose()
     srv = start(tmp, ledger=db, extra_args=("--workers", str(WORKERS)), env={"TMPDIR": str(private_tmp)})
+    # /healthz answers as soon as one worker is up. A worker that starts after a reload starts on the
+    # publication and never counts as having followed it, so every test begins with every worker up.
+    _spread(srv, "warm-up", lambda c, h: c.get("/v1/ruleset", headers=h))
     yield srv
     srv.stop()
 
