@@ -429,19 +429,23 @@ class Kind:
         return self.stages[scope]
 
 
-PERCENT_SCOPES = MappingProxyType({None: Stage.ITEM, "per_line": Stage.ITEM, "per_order": Stage.ORDER})
-AMOUNT_SCOPES = MappingProxyType({"per_unit": Stage.ITEM, "per_line": Stage.ITEM, "per_order": Stage.ORDER})
-SHIPPING = MappingProxyType({None: Stage.SHIPPING})
+Scopes = Mapping[str | None, Stage]   # Kind.stages: declared so, as a Mapping's key type is invariant
+PERCENT_SCOPES: Scopes = MappingProxyType({None: Stage.ITEM, "per_line": Stage.ITEM, "per_order": Stage.ORDER})
+AMOUNT_SCOPES: Scopes = MappingProxyType({"per_unit": Stage.ITEM, "per_line": Stage.ITEM, "per_order": Stage.ORDER})
+SHIPPING: Scopes = MappingProxyType({None: Stage.SHIPPING})
+ITEM_ONLY: Scopes = MappingProxyType({None: Stage.ITEM})
+ORDER_ONLY: Scopes = MappingProxyType({None: Stage.ORDER})
+GRANT_ONLY: Scopes = MappingProxyType({None: Stage.GRANT})
 
 KINDS: Mapping[str, Kind] = MappingProxyType({
     "percent_off": Kind(PERCENT_SCOPES, percent_off),
     "amount_off": Kind(AMOUNT_SCOPES, amount_off),
-    "fixed_price": Kind(MappingProxyType({None: Stage.ITEM}), fixed_price, threshold=True),
-    "buy_x_get_y": Kind(MappingProxyType({None: Stage.ITEM}), buy_x_get_y, threshold=True, two_selections=True),
-    "tiered": Kind(MappingProxyType({None: Stage.ORDER}), tiered, threshold=True),
+    "fixed_price": Kind(ITEM_ONLY, fixed_price, threshold=True),
+    "buy_x_get_y": Kind(ITEM_ONLY, buy_x_get_y, threshold=True, two_selections=True),
+    "tiered": Kind(ORDER_ONLY, tiered, threshold=True),
     "free_shipping": Kind(SHIPPING, free_shipping, selects_lines=False, shipments="each"),
     "shipping_amount_off": Kind(SHIPPING, shipping_amount_off, selects_lines=False, shipments="once"),
     "shipping_percent_off": Kind(SHIPPING, shipping_percent_off, selects_lines=False, shipments="each"),
     "shipping_fixed_price": Kind(SHIPPING, shipping_fixed_price, selects_lines=False, shipments="each"),
-    "grant_promotional_balance": Kind(MappingProxyType({None: Stage.GRANT}), None, selects_lines=False),
+    "grant_promotional_balance": Kind(GRANT_ONLY, None, selects_lines=False),
 })

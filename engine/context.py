@@ -36,7 +36,7 @@ class Context:
     shipments: tuple[Shipment, ...]     # every shipping charge, in cart order (`shipping` is one, id "")
     shipment_units: tuple[int, ...]     # each one's price in minor units
     quantity: int                  # units in the cart
-    shapes: dict[tuple[str, int], tuple[tuple[str, ...], tuple[int, ...]]] = field(default_factory=dict)  # see _lines
+    shapes: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # caches of decide._shape and decide.what_if_members
     probes: list[int] = field(default_factory=lambda: [MAX_PROBES])   # left for this evaluation's hints
     probing: bool = False          # a what-if run for a hint (decide._spend_hint): it gives no hints itself
 

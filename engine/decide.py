@@ -9,9 +9,9 @@ from decimal import Decimal
 from fractions import Fraction
 from functools import cached_property
 from math import lcm
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, cast
 
-from .benefits import KINDS, Exact, Lines, Missing, Short, keep_units
+from .benefits import KINDS, Exact, Lines, Missing, NextTier, Short, keep_units
 from .context import MAX_PROBES, NO_USAGE, PROBE_LINE, Context, State, evaluation_order, initial_state, refuse, targeted_shipments
 from .errors import InvariantError
 from .explain import (ITEM_WORDS, condition_failure, gives_nothing_on_shipping, item_to_add, lost_every_line, missing_refusal,
@@ -21,6 +21,9 @@ from .money import allocate_units, from_units, round_units, to_units
 from .reasons import Reason, hint, why_won
 from .trace import Applied, Hint, LineShare, LostLine, NotApplied, ShipmentShare, Threshold
 from .variables import MEASURED_PER_PROMOTION, SPEND_VARIABLES
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 
 def gate(p: Promotion, ctx: Context) -> NotApplied | None:
@@ -91,8 +94,8 @@ def run_promotions(promotions: Iterable[Promotion], ctx: Context, until: str | N
     promotions = list(promotions)
     state = initial_state(ctx)
     applied: list[Applied] = []
-    failed: list[NotApplied] = []
-    hints: list[Hint] = []
+    failed: list[NotApplied | Unexplained] = []
+    hints: list[Hint | NearMiss | PendingHint] = []
     run = tuple(promotions)
     steps = sorted(((STAGE_ORDER.index(b.stage), -p.priority, p.id), p, b) for p in run for b in p.benefits)
     refused: set[str] = set()
@@ -117,9 +120,9 @@ def run_promotions(promotions: Iterable[Promotion], ctx: Context, until: str | N
                 given.update(settled.given)
                 outdone.update(settled.outdone)
                 nothing.update(settled.nothing)
-                for refusal in settled.refused:
-                    refused.add(refusal.promotion)
-                    failed.append(refusal)
+                for loser in settled.refused:
+                    refused.add(loser.promotion)
+                    failed.append(loser)
             if pid in refused:
                 continue
         else:
@@ -166,10 +169,10 @@ def run_promotions(promotions: Iterable[Promotion], ctx: Context, until: str | N
 
 # --- best per line -------------------------------------------------------------------------------
 
-def _line_groups(promotions: list[Promotion], ctx: Context) -> dict[str, list[Promotion]]:
+def _line_groups(promotions: Iterable[Promotion], ctx: Context) -> dict[str | None, list[Promotion]]:
     """The promotions of each `best_per_line` class that discount items, in evaluation order."""
     classes = ctx.ruleset.best_per_line
-    groups: dict[str, list[Promotion]] = {}
+    groups: dict[str | None, list[Promotion]] = {}
     if not classes:
         return groups
     for p in sorted(promotions, key=evaluation_order):
@@ -213,8 +216,8 @@ def _best_per_line(members: list[Promotion], state: State, earlier: list[Applied
             settled.nothing[p.id] = computed
         else:
             result, amount, capped_by = computed
-            parts = _parts(amount, result, state, ctx)
-            offers.append((p, b, result, capped_by, dict(zip(result.ids, parts))))
+            shares = _parts(amount, result, state, ctx)
+            offers.append((p, b, result, capped_by, dict(zip(result.ids, shares))))
     best: dict[str, tuple[int, str]] = {}         # line -> the largest share and who gave it
     for p, _, _, _, parts in offers:              # in evaluation order: a tie stays with the earlier
         for line, part in parts.items():
@@ -464,10 +467,13 @@ def _lines(p: Promotion, b: Benefit, state: State, ctx: Context) -> Lines:
     return Lines(ids, quantities, tuple([left[i] for i in ids]), buys=buys, gets=gets)
 
 
-def _shape(p: Promotion, b: Benefit, ctx: Context) -> tuple:
+Shape = tuple[tuple[str, ...], tuple[int, ...], tuple[bool, ...] | None, tuple[bool, ...] | None]
+
+
+def _shape(p: Promotion, b: Benefit, ctx: Context) -> Shape:
     """The ids, units and buy/get marks of the lines benefit `b` of `p` works on, once per evaluation."""
     key = (p.id, b.index)
-    shape = ctx.shapes.get(key)
+    shape: Shape | None = ctx.shapes.get(key)
     if shape is None:
         if b.targets is None:
             targeted = ctx.targeted[p.id]
@@ -520,7 +526,7 @@ Given = tuple[Applied, "State", "NextTier | None"]
 Nothing = tuple[Reason, dict]   # why a benefit gives nothing, and the values its message names
 
 
-def _apply(p: Promotion, b: Benefit, state: State, given: int, ctx: Context) -> NotApplied | Given | Nothing:
+def _apply(p: Promotion, b: Benefit, state: State, given: int, ctx: Context) -> NotApplied | Given | Nothing | None:
     """One benefit of `p` on the cart as it stands: what it gives, refused by its own threshold, or
     why it gives nothing. The rule set's policies say what it works on and where it is rounded."""
     if b.stage is Stage.GRANT:  # balance for later orders: this order's lines and shipping are untouched
@@ -540,7 +546,7 @@ def _apply(p: Promotion, b: Benefit, state: State, given: int, ctx: Context) -> 
     return _split(p, b, result, amount, capped_by, state, ctx) + (result.next_tier,)
 
 
-def gave_nothing(result: Any) -> bool:
+def gave_nothing(result: Any) -> TypeIs[Nothing]:
     return isinstance(result, tuple) and isinstance(result[0], Reason)
 
 
@@ -554,9 +560,11 @@ def _exact(p: Promotion, b: Benefit, state: State, given: int,
     original = policies.stacking_base == "original"
     base = initial_state(ctx) if original else state
     lines = _lines(p, b, base, ctx)
+    kept: Lines | Short = lines
     if b.units is not None and not kind.two_selections:   # buy-X-get-Y caps the units it gives itself
-        lines = keep_units(b.units, lines)
-    result = lines if isinstance(lines, Short) else kind.calculate(b, lines, 0, ctx.currency)
+        kept = keep_units(b.units, lines)
+    result = kept if isinstance(kept, Short) else kind.calculate(b, kept, 0, ctx.currency)
+    lines = kept if isinstance(kept, Lines) else lines   # Short: refused just below
     if isinstance(result, Short):
         return short_refusal(p, result.variable, result.measured, result.required, "greater_than_or_equal_to", ctx)
     if isinstance(result, Missing):
@@ -700,8 +708,9 @@ def _apply_shipping(p: Promotion, b: Benefit, state: State, given: int,
     else:
         each = [calculate(b, NO_LINES, units, currency) for units in left]
         assert all(isinstance(r, Exact) for r in each)
-        denominator = lcm(*(r.denominator for r in each))
-        numerators = [r.shipping * (denominator // r.denominator) for r in each]
+        exact = cast("list[Exact]", each)
+        denominator = lcm(*(r.denominator for r in exact))
+        numerators = [r.shipping * (denominator // r.denominator) for r in exact]
         amount, capped_by = _capped(p, b, round_units(sum(numerators), denominator, rounding), given, ctx)
         if isinstance(amount, tuple):
             return amount
@@ -723,7 +732,7 @@ def _apply_shipping(p: Promotion, b: Benefit, state: State, given: int,
 
 
 def near_miss_hints(p: Promotion, refusal: NotApplied, earlier: list[Applied], run: tuple[Promotion, ...],
-                     ctx: Context) -> list[Hint]:
+                     ctx: Context) -> list[Hint | PendingHint]:
     """"Add so much more" for each threshold not reached, only when it is true (see `_spend_hint`), and
     "add this item" for a gift not in the cart."""
     if ctx.probing:
@@ -767,7 +776,7 @@ class NearMiss:
 
     promotion: str
     p: Promotion
-    refusal: "NotApplied | Unexplained"
+    refusal: "NotApplied | Refusal"
     applied: list[Applied]
     before: int
     run: tuple[Promotion, ...]

@@ -32,7 +32,7 @@ class MoneyError(ValueError):
 
 
 @lru_cache(maxsize=None)
-def known_currency(code: str) -> bool:
+def known_currency(code: object) -> bool:   # any value: a rule file's `currencies` item is checked here
     return isinstance(code, str) and len(code) == 3 and code in list_currencies()
 
 
@@ -162,8 +162,8 @@ def allocate_units(total: int, numerators: Sequence[int], denominator: int, keys
     if leftover != "largest_remainder":
         if leftover not in LEFTOVERS:
             raise ValueError(f"allocate: unknown leftover policy {leftover!r}")
-        order = [i for i, n in enumerate(numerators) if n]
-        for i in (order if leftover == "first_line" else reversed(order)):
+        weighted = [i for i, n in enumerate(numerators) if n]
+        for i in (weighted if leftover == "first_line" else reversed(weighted)):
             take = left if rooms is None else min(left, rooms[i] - floors[i])
             floors[i] += max(take, 0)
             left -= max(take, 0)

@@ -42,7 +42,7 @@ class Facts:
     customer_segments: tuple[str, ...]
     order_count: int
     sales_channel: str
-    shipping_method: str          # "" when the cart has no shipping
+    shipping_method: str | tuple[str, ...]   # "" when the cart has no shipping; several methods: a Several
     cart_subtotal: Decimal
     order_total: Decimal          # cart subtotal plus shipping, both after earlier discounts
     cart_quantity: int
