@@ -1,4 +1,4 @@
-"""The `promo` command: `promo validate [DIR]`, `promo evaluate ...`, `promo refund ...`, the ledger's
+"""The `promo` command: `promo validate [DIR]`, `promo evaluate ...`, `promo explain ...`, `promo refund ...`, the ledger's
 `promo ledger init|show` and `promo codes generate` (engine/ledger/cli.py), and the service's
 `promo serve` and `promo keys` (engine/service/cli.py). Arguments, files, the clock
 (read only when --now is not given) and exit codes live here; what is shown lives in engine/render.py.
@@ -12,6 +12,8 @@ report it`.
 from __future__ import annotations
 
 import argparse
+import difflib
+import json
 import os
 import re
 import stat
@@ -27,10 +29,11 @@ from .evaluate import evaluate
 from .inputs import read_json
 from .ledger import cli as ledger_cli
 from .refund import refund
-from .render import clean_lines, clean_text, render_refund, render_trace
+from .render import clean_lines, clean_text, render_explanation, render_refund, render_trace
 from .ruleset import load_ruleset
 from .service import cli as service_cli
 from .text import shorten
+from .whynot import explain_promotion
 
 # Kept under their old names: callers that rendered through the CLI module keep working.
 render = render_trace
@@ -83,6 +86,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return ledger_cli.run(args)
         if args.command in ("serve", "keys"):
             return service_cli.run(args)
+        if args.command == "explain":
+            return _explain(args, console)
         return _evaluate(args, console)
     except Refused as exc:
         print(clean_lines(str(exc)), file=sys.stderr)
@@ -112,6 +117,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--compact", action="store_true",
                      help="with --json: the compact view a checkout page needs instead of the full trace")
 
+    why = commands.add_parser("explain", help="why one promotion applies or not to a cart: every check, in order")
+    why.add_argument("--rules", default="rules", help="rule directory (default: rules)")
+    why.add_argument("--cart", required=True, help="cart JSON file")
+    why.add_argument("--account", help="account JSON file (default: account.json beside the cart)")
+    why.add_argument("--promotion", required=True, help="the promotion's id (its file name without .yaml)")
+    why.add_argument("--code", action="extend", nargs="+", default=[], help="entered promo codes (one or more)")
+    why.add_argument("--now", help="ISO 8601 time with offset (default: the current time)")
+    why.add_argument("--usage", help="usage JSON file: {promotion id: {total_uses, customer_uses, budget_spent}}")
+    why.add_argument("--preview", action="extend", nargs="+", default=[],
+                     help="treat these draft or paused promotions as active")
+    why.add_argument("--json", action="store_true", help="print the explanation as JSON")
+
     back = commands.add_parser("refund", help="what a return or cancellation gives back, and to which tender")
     back.add_argument("--trace", required=True, help="the order's trace (promo evaluate --json)")
     back.add_argument("--return", dest="returns", action="extend", nargs="+", required=True, metavar="LINE=QTY",
@@ -136,6 +153,38 @@ def _validate(directory: str, console: Console) -> int:
 def _evaluate(args: argparse.Namespace, console: Console) -> int:
     if args.compact and not args.json:
         raise Refused("promo: --compact is a form of the JSON trace; give it with --json", 2)
+    now, cart, account, usage = _cart_inputs(args)
+    ruleset = load_ruleset(args.rules)
+    trace = evaluate(ruleset, cart, account, codes=args.code, now=now, usage=usage, preview=args.preview)
+    if args.json:
+        sys.stdout.write(trace.to_json(view="compact" if args.compact else "full"))
+    else:
+        render_trace(trace, console, ruleset.locale)
+    return 0
+
+
+def _explain(args: argparse.Namespace, console: Console) -> int:
+    """`promo explain`: exit 0 whether the promotion applies or not; 1 for bad input."""
+    now, cart, account, usage = _cart_inputs(args)
+    ruleset = load_ruleset(args.rules)
+    if args.promotion not in ruleset.promotions:
+        ids = sorted(ruleset.promotions)
+        close = [i for i in ids if args.promotion and i.startswith(args.promotion)][:3] or \
+            difflib.get_close_matches(args.promotion, ids, n=3)
+        raise Refused(f"promo: --promotion {clean_text(shorten(args.promotion))}: no promotion with that id in "
+                      f"{clean_text(args.rules)}" + (f"; did you mean {', '.join(close)}?" if close else
+                                                     "; the ids are the rule files' names without .yaml"))
+    explanation = explain_promotion(ruleset, cart, account, args.promotion, codes=args.code, now=now, usage=usage,
+                                    preview=args.preview)
+    if args.json:
+        sys.stdout.write(json.dumps(explanation.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n")
+    else:
+        render_explanation(explanation, console, ruleset.locale)
+    return 0
+
+
+def _cart_inputs(args: argparse.Namespace) -> tuple[str, Any, Any, Any]:
+    """--now, --cart, --account (or account.json beside the cart) and --usage, read and decoded."""
     now = _now(args.now)
     cart_path = Path(args.cart)
     cart = read_input(cart_path, "--cart")
@@ -148,13 +197,7 @@ def _evaluate(args: argparse.Namespace, console: Console) -> int:
                           f"use --account FILE")
         account = read_input(account_path, "account (beside the cart)")
     usage = read_input(args.usage, "--usage") if args.usage else None
-    ruleset = load_ruleset(args.rules)
-    trace = evaluate(ruleset, cart, account, codes=args.code, now=now, usage=usage, preview=args.preview)
-    if args.json:
-        sys.stdout.write(trace.to_json(view="compact" if args.compact else "full"))
-    else:
-        render_trace(trace, console, ruleset.locale)
-    return 0
+    return now, cart, account, usage
 
 
 def _refund(args: argparse.Namespace, console: Console) -> int:

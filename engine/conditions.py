@@ -124,12 +124,20 @@ class Condition:
         every leaf as measured (a passing tree's leaves are not reported, so they are not recorded)."""
         if self.root is None:
             return True, ()
-        outcomes = [leaf.test(actual, leaf.operand) if type(actual := values[leaf.variable]) is not Several
-                    else any(leaf.test(one, leaf.operand) for one in actual) for leaf in self.leaves]
-        if _decide(self.root, outcomes):
+        leaves = self.every_leaf(values)
+        if _decide(self.root, [leaf.passed for leaf in leaves]):
             return True, ()
-        return False, tuple(LeafResult(leaf.variable, leaf.operator, leaf.value, values[leaf.variable], ok)
-                            for leaf, ok in zip(self.leaves, outcomes))
+        return False, leaves
+
+    def every_leaf(self, values: Mapping[str, Any]) -> tuple[LeafResult, ...]:
+        """Every leaf as measured, whatever the tree's verdict (`promo explain` shows them all)."""
+        measured = []
+        for leaf in self.leaves:
+            actual = values[leaf.variable]
+            ok = leaf.test(actual, leaf.operand) if type(actual) is not Several else \
+                any(leaf.test(one, leaf.operand) for one in actual)
+            measured.append(LeafResult(leaf.variable, leaf.operator, leaf.value, actual, ok))
+        return tuple(measured)
 
     def passes_if(self, outcomes: list[bool]) -> bool:
         """The tree's verdict for given leaf outcomes (used to ask "would it pass if ... were met?")."""

@@ -325,6 +325,48 @@ def resolve(live: list[Promotion], ctx: Context) -> Outcome:
                    best.outcome.left)
 
 
+def state_before(p: Promotion, live: list[Promotion], ctx: Context) -> State:
+    """The cart as `p` measured its conditions in `resolve` (for `promo explain`): before its first benefit,
+    or the first of its best_per_line class, in the winning set when it is in it; else in the best-ranked
+    set it applied in; else in the best-ranked set that holds it. On the original prices when the rule
+    set's stacking base is `original`."""
+    if ctx.ruleset.policies.stacking_base == "original":
+        return initial_state(ctx)
+    holding = [members for members in _candidates(live) if p in members]
+    if not holding:
+        raise InvariantError(f"{p.id}: promo explain asked for the run of a promotion that is not live")
+    members = holding[0]
+    if len(holding) > 1:
+        ranked = sorted((_Candidate(m, run_promotions(m, ctx)) for m in _candidates(live)), key=lambda c: _rank(c, ctx))
+        applied_in = [c for c in ranked if p in c.members and any(a.promotion == p.id for a in c.outcome.applied)]
+        members = (ranked[0] if p in ranked[0].members else (applied_in or
+                   [c for c in ranked if p in c.members])[0]).members
+    first = (_line_groups(members, ctx).get(p.stacking_class) or [p])[0]
+    return run_promotions(members, ctx, until=first.id).left
+
+
+def try_benefits(p: Promotion, state: State, ctx: Context) -> list[tuple[Benefit, "Applied | NotApplied | Nothing"]]:
+    """Each benefit of `p` on a copy of the cart as it stands, as a run would give them, its conditions
+    taken as passed (for `promo explain`): what each gives, or why it gives nothing. A refusal by the
+    promotion's own threshold ends it, as in a run."""
+    state = State(dict(state.lines), state.shipping)
+    given = 0
+    out: list[tuple[Benefit, Applied | NotApplied | Nothing]] = []
+    for b in p.benefits:
+        result = _apply(p, b, state, given, ctx)
+        if isinstance(result, NotApplied):
+            out.append((b, result))
+            break
+        if result is None or gave_nothing(result):
+            why = nothing_on_shipping(p, b, state, ctx) if b.stage is Stage.SHIPPING else None
+            out.append((b, why or result or (Reason.NOTHING_LEFT_TO_DISCOUNT, {})))
+            continue
+        done, state, _ = result
+        given += to_units(done.amount, ctx.currency)
+        out.append((b, done))
+    return out
+
+
 @dataclass(frozen=True)
 class Unexplained:
     """A promotion that did not apply, with what it was decided on: `not_applied` says why, worked out

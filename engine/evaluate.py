@@ -28,6 +28,7 @@ failures and hints engine/explain.py, the trace's records engine/assemble.py.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping
 
@@ -37,7 +38,7 @@ from .decide import gate, resolve
 from .errors import InputError, Problem
 from .index import Scope, scope_values
 from .inputs import parse_account, parse_cart, parse_codes, parse_now, parse_usage
-from .model import Account, Cart, Promotion, RuleSet
+from .model import Account, Cart, Line, Promotion, RuleSet, Usage
 from .reasons import Reason, message
 from .tenders import pay
 from .text import normalise_code, text_problem
@@ -72,6 +73,40 @@ def evaluate_with(find_scope: ScopeFinder, ruleset: RuleSet, cart: Mapping[str, 
                   preview: Iterable[str] = ()) -> Trace:
     """`evaluate`, with the scope step given: the tests pass a plain scan of every promotion and line
     (tests/oracle.py) and check that it gives the same trace as the index."""
+    checked = check_inputs(ruleset, cart, account, codes=codes, now=now, usage=usage, preview=preview)
+    scope = find_scope(ruleset, checked.cart, checked.account, checked.entered_codes, checked.now)
+    ctx = checked.context(ruleset, scope.targeted)
+    live, gated = gate_all(scope.considered, ctx)
+    outcome = resolve(live, ctx)
+    refused = sorted(gated + outcome.not_applied, key=lambda n: evaluation_order(ruleset.promotions[n.promotion]))
+    records = priced(ctx, outcome)
+    tenders = pay(checked.cart, checked.account, checked.now, records.line_totals(), records.shipment_totals(),
+                  ruleset.locale)
+    inputs = Inputs(checked.cart, checked.account, checked.entered, tuple(sorted(checked.usage.items())),
+                    tuple(sorted(checked.previewed)))
+    return trace(ctx, records, checked.codes, outcome, refused, scope.out_of_scope, tenders, inputs)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """evaluate()'s inputs, checked (step 1): what every later step works from."""
+
+    cart: Cart
+    account: Account
+    now: datetime
+    entered: tuple[str, ...]             # the codes as entered
+    usage: Mapping[str, Usage]
+    previewed: frozenset[str]
+    codes: tuple[CodeResult, ...]        # each entered code, matched or unknown
+    entered_codes: set[str]              # normalised
+
+    def context(self, ruleset: RuleSet, targeted: Mapping[str, tuple[Line, ...]]) -> Context:
+        return Context.build(ruleset, self.cart, self.account, self.now, self.usage, self.previewed, targeted)
+
+
+def check_inputs(ruleset: RuleSet, cart: Mapping[str, Any], account: Mapping[str, Any], *, codes: Iterable[str] = (),
+                 now: datetime | str, usage: Mapping[str, Any] | None = None, preview: Iterable[str] = ()) -> Checked:
+    """Step 1: every input checked against the rule set (InputError lists what is wrong; nothing is decided)."""
     when = parse_now(now)
     the_cart = parse_cart(cart, ruleset)
     the_account = parse_account(account, ruleset)
@@ -79,24 +114,20 @@ def evaluate_with(find_scope: ScopeFinder, ruleset: RuleSet, cart: Mapping[str, 
     used = parse_usage(usage, ruleset)
     previewed = _parse_preview(preview, ruleset)
     code_results, entered_codes = _match_codes(ruleset, entered)
-    scope = find_scope(ruleset, the_cart, the_account, entered_codes, when)
-    ctx = Context.build(ruleset, the_cart, the_account, when, used, previewed, scope.targeted)
+    return Checked(the_cart, the_account, when, entered, used, previewed, code_results, entered_codes)
 
-    gated: list[NotApplied] = []
+
+def gate_all(considered: Iterable[Promotion], ctx: Context) -> tuple[list[Promotion], list[NotApplied]]:
+    """Step 3: the considered promotions that pass every gate, and the refusals of the others."""
     live: list[Promotion] = []
-    for promotion in scope.considered:
+    gated: list[NotApplied] = []
+    for promotion in considered:
         refusal = gate(promotion, ctx)
         if refusal is None:
             live.append(promotion)
         else:
             gated.append(refusal)
-
-    outcome = resolve(live, ctx)
-    refused = sorted(gated + outcome.not_applied, key=lambda n: evaluation_order(ruleset.promotions[n.promotion]))
-    records = priced(ctx, outcome)
-    tenders = pay(the_cart, the_account, when, records.line_totals(), records.shipment_totals(), ruleset.locale)
-    inputs = Inputs(the_cart, the_account, entered, tuple(sorted(used.items())), tuple(sorted(previewed)))
-    return trace(ctx, records, code_results, outcome, refused, scope.out_of_scope, tenders, inputs)
+    return live, gated
 
 
 

@@ -67,7 +67,7 @@ def condition_failure(p: Promotion, leaves: tuple[LeafResult, ...], ctx: Context
 
 
 def _near_miss(p: Promotion, chosen: list[LeafResult], failed: tuple[FailedCondition, ...], ctx: Context) -> NotApplied:
-    measured = tuple(_threshold(leaf, ctx) for leaf in chosen)
+    measured = tuple(measured_threshold(leaf, ctx) for leaf in chosen)
     spend = any(t.variable in SPEND_VARIABLES for t in measured)
     return _threshold_refusal(p, Reason.MIN_SPEND_NOT_MET if spend else Reason.MIN_QUANTITY_NOT_MET, measured,
                               failed, ctx)
@@ -99,7 +99,7 @@ def _plain_value(value: Any) -> Any:
     return value
 
 
-def _threshold(leaf: LeafResult, ctx: Context) -> Threshold:
+def measured_threshold(leaf: LeafResult, ctx: Context) -> Threshold:
     measured, required = Decimal(leaf.actual), Decimal(leaf.expected)
     step = quantum(ctx.currency) if leaf.variable in SPEND_VARIABLES else Decimal(1)
     # "greater than" needs one step more than the threshold: one minor unit of money, or one unit.
@@ -112,7 +112,7 @@ def _threshold(leaf: LeafResult, ctx: Context) -> Threshold:
 def short_refusal(p: Promotion, variable: str, measured: Decimal, required: Decimal, operator: str,
            ctx: Context) -> NotApplied:
     leaf = LeafResult(variable, operator, required, measured, False)
-    threshold = _threshold(leaf, ctx)
+    threshold = measured_threshold(leaf, ctx)
     reason = Reason.MIN_SPEND_NOT_MET if variable in SPEND_VARIABLES else Reason.MIN_QUANTITY_NOT_MET
     return _threshold_refusal(p, reason, (threshold,), (), ctx)
 

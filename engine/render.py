@@ -25,6 +25,7 @@ from rich.table import Table
 from .money import format_money
 from .refund import Refund
 from .trace import Trace
+from .whynot import Explanation
 
 PLACEHOLDER = "\ufffd"
 FALLBACK_LOCALE = "en_US"
@@ -128,6 +129,30 @@ def render_trace(trace: Trace, console: Console, locale: str = FALLBACK_LOCALE) 
                   f"shipping {m(t.shipping)} -{m(t.shipping_discount)}  "
                   f"[bold]total due {m(t.total)}[/] (saved {m(t.discount)})")
     _render_tenders(trace, console, m)
+    console.print()
+
+
+def render_explanation(e: Explanation, console: Console, locale: str = FALLBACK_LOCALE) -> None:
+    """`promo explain`: the verdict, every step with its result, and what would make it apply."""
+    s = safe_text
+    verdict = (f"[green]applies[/]: {s(money(e.amount, e.currency, locale))}" if e.applies and e.amount is not None
+               else f"[red]does not apply[/] ({s(e.reason)})")
+    console.print(f"[bold]{s(e.name)}[/] [dim]({s(e.promotion)})[/] {verdict}")
+    console.print(s(e.message))
+    console.print(f"[dim]Conditions measured on {s(e.measured_on)}.[/]")
+    steps = Table(show_edge=False, header_style="bold")
+    for title in ("stage", "check", "result", "what"):
+        steps.add_column(title)
+    for step in e.steps:
+        result = "[green]pass[/]" if step.passed else "[red]fail[/]"
+        if not step.reached:
+            result += " [dim](not reached)[/]"
+        steps.add_row(s(step.stage), s(step.check), result, s(step.message))
+    console.print(steps)
+    if e.fixes:
+        console.print("[bold]What would make it apply[/]")
+        for fix in e.fixes:
+            console.print(f"  - {s(fix)}")
     console.print()
 
 
