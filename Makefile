@@ -38,9 +38,10 @@ bench-service: $(STAMP)
 postgres:
 	scripts/postgres.sh start
 
-# Rewrites tests/golden/*/expected.json from the engine's output. Review the diff before committing.
+# Rewrites the golden files that differ from the engine's output and says, case by case, what changed
+# (amounts, reasons, totals). Review `git diff tests/golden` before committing.
 golden: $(STAMP)
-	$(PY) -m pytest -q tests/test_golden.py --update-golden
+	$(PY) -m tests.golden_tool --update
 
 # Seeded synthetic rule sets and carts in three shapes: evaluate(), the floor and business-rules; about 7 minutes (bench.run --quick: seconds).
 bench: $(STAMP)

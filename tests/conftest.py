@@ -1,16 +1,5 @@
 import pytest
 
-
-def pytest_addoption(parser):
-    parser.addoption("--update-golden", action="store_true", default=False,
-                     help="rewrite tests/golden/*/expected.json from the engine's output (review the diff!)")
-
-
-@pytest.fixture
-def update_golden(request):
-    return request.config.getoption("--update-golden")
-
-
 # --- the ledger's two backends -------------------------------------------------------------------
 # Every ledger test runs against SQLite (a file per test) and PostgreSQL (the server `make test` starts
 # through scripts/postgres.sh, named by PROMO_TEST_POSTGRES_URL). A PostgreSQL test never passes

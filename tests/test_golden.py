@@ -1,70 +1,90 @@
-"""Golden cases: tests/golden/<case>/ holds case.json, cart.json, account.json, optionally its own
-rules/, and expected.json, the trace QA reviewed. A case may also list returns in case.json
-(`"refunds": [{"name": "n", "returned": {"L1": 1}, "now": "..."}]`); each one's refund is compared
-with refund-<name>.json. `make golden` rewrites expected.json and the refund files; the diff is then
-read line by line before it is committed."""
+"""Golden cases (tests/golden_tool.py says what a case holds): each trace is checked against the trace
+schema and the money invariants, then compared byte for byte with what QA reviewed. A failing case
+says first what changed, in a reviewer's words (amounts and reasons by promotion, totals), then shows
+the diff. `make golden` rewrites them and says what changed; the diff is then read before it is committed."""
 from __future__ import annotations
 
 import difflib
 import json
+import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from engine import evaluate, load_ruleset, read_json
-from engine.reasons import TenderReason
-from engine.refund import refund
 from engine.benefits import KINDS
-from engine.reasons import Reason
+from engine.reasons import Reason, TenderReason
 from engine.schemas import validator
 
+from .golden_tool import CASES, ROOT, changes, produce, run_case
 from .invariants import check_invariants
-
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = ROOT / "tests" / "golden"
-CASES = sorted(p for p in GOLDEN.iterdir() if (p / "case.json").exists())
-
-
-def _rules(case: Path):
-    return load_ruleset(case / "rules" if (case / "rules").is_dir() else ROOT / "rules")
-
-
-def run_case(case: Path):
-    spec = json.loads((case / "case.json").read_text("utf-8"))
-    return evaluate(_rules(case), read_json(case / "cart.json"), read_json(case / "account.json"),
-                    codes=spec.get("codes", []), now=spec["now"], usage=spec.get("usage"),
-                    preview=spec.get("preview", []))
-
-
-def _compare(case: Path, name: str, produced: str, update_golden: bool) -> None:
-    expected_path = case / name
-    if update_golden:
-        expected_path.write_text(produced, "utf-8")
-        return
-    assert expected_path.exists(), f"{case.name} has no {name}; run `make golden` and review it"
-    expected = expected_path.read_text("utf-8")
-    if produced != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), produced.splitlines(True),
-                                            name, "produced", n=2))
-        pytest.fail(f"{case.name}: output differs from {name}\n{diff}")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_golden_case(case: Path, update_golden: bool) -> None:
+def test_golden_case(case: Path) -> None:
     trace = run_case(case)
-    produced = trace.to_json()
-    errors = [e.message for e in validator("trace").iter_errors(json.loads(produced))]
+    full = trace.to_dict()
+    errors = [e.message for e in validator("trace").iter_errors(json.loads(trace.to_json()))]
     assert not errors, errors
     check_invariants(trace)
-    _compare(case, "expected.json", produced, update_golden)
-    for spec in json.loads((case / "case.json").read_text("utf-8")).get("refunds", []):
-        result = refund(_rules(case), json.loads(produced), spec["returned"], spec["now"])
-        assert result.refund + result.kept == result.paid
-        _compare(case, f"refund-{spec['name']}.json", result.to_json(), update_golden)
+    for name, produced in produce(case, trace).items():
+        path = case / name
+        if not path.exists():
+            pytest.fail(f"{case.name} has no {name}: write it with `python -m tests.golden_tool --update "
+                        f"{case.name}` and review it", pytrace=False)
+        expected = path.read_text("utf-8")
+        if produced != expected:
+            # What changed first, in a reviewer's words, then the diff; no pages of test source.
+            summary = "\n".join(f"  - {line}" for line in changes(expected, produced))
+            diff = "".join(difflib.unified_diff(expected.splitlines(True), produced.splitlines(True), name,
+                                                "produced", n=2))
+            pytest.fail(f"{case.name}/{name} differs from what the engine gives now:\n{summary}\n\n{diff}\n"
+                        f"If the change is meant: `make golden`, then review `git diff tests/golden`.", pytrace=False)
+        if name.startswith("refund-"):
+            result = json.loads(produced)
+            assert Decimal(result["refund"]) + Decimal(result["kept"]) == Decimal(result["paid"])
+
+
+SHOP_CASES = [c for c in CASES if "promotions" in json.loads((c / "case.json").read_text("utf-8"))]
+UNRELATED = """id: garden-gnomes-20-off
+name: 20% off garden gnomes
+status: active
+currency: JPY
+targets:
+  include:
+    categories: [garden-gnomes]
+benefits:
+  - type: percent_off
+    percent: "20"
+stacking:
+  priority: 10
+  exclusive: false
+"""
+
+
+def test_a_new_unrelated_rule_file_rewrites_no_case_that_runs_on_the_shops_rules(tmp_path: Path) -> None:
+    assert len(SHOP_CASES) >= 4
+    shop = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", shop)
+    (shop / "garden-gnomes-20-off.yaml").write_text(UNRELATED)
+    for case in SHOP_CASES:
+        assert produce(case, shop=shop) == {name: (case / name).read_text("utf-8") for name in produce(case)}, case.name
+
+
+def test_a_case_naming_its_promotions_still_fails_when_one_of_them_changes(tmp_path: Path) -> None:
+    shop = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", shop)
+    path = shop / "kw-national-day-5-off.yaml"
+    path.write_text(path.read_text("utf-8").replace('amount: "5.000"', 'amount: "4.000"'))
+    [case] = [c for c in SHOP_CASES if c.name == "g-bundled-kwd-min-spend-met-exactly"]
+    [(name, produced)] = produce(case, shop=shop).items()
+    summary = changes((case / name).read_text("utf-8"), produced)
+    assert "kw-national-day-5-off: takes 4.000 instead of 5.000" in summary
 
 
 def _all_expected() -> list[dict]:
-    return [json.loads((c / "expected.json").read_text("utf-8")) for c in CASES if (c / "expected.json").exists()]
+    """Every case's whole trace (a case naming its promotions keeps only theirs in expected.json)."""
+    return [run_case(c).to_dict() for c in CASES]
 
 
 def test_golden_cases_cover_every_reason_code_and_reward_type() -> None:
@@ -89,6 +109,7 @@ def test_golden_cases_cover_every_tender_reason_and_refund_outcome() -> None:
     assert any(t["grants"] for t in traces)
     assert any(u.get("shipping") for t in traces for u in t["tenders"]["used"])
     refunds = [json.loads(p.read_text("utf-8")) for c in CASES for p in sorted(c.glob("refund-*.json"))]
+    assert refunds
     assert any(r["cancelled"] for r in refunds) and any(not r["cancelled"] for r in refunds)
     assert any(r["clawback"] != "0" and r["lost_promotions"] for r in refunds)
     assert any(r["revoked_grants"] for r in refunds)
