@@ -19,12 +19,13 @@ import re
 import stat
 import sys
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from rich.console import Console
 
-from .errors import PromoError
+from .errors import PromoError, RuleFileError
 from .evaluate import evaluate
 from .inputs import read_json
 from .ledger import cli as ledger_cli
@@ -79,7 +80,7 @@ def _main(argv: Sequence[str] | None) -> int:
     console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 132)
     try:
         if args.command == "validate":
-            return _validate(args.directory, console)
+            return _validate(args.directory, args.json, console)
         if args.command == "refund":
             return _refund(args, console)
         if args.command in ("ledger", "codes"):
@@ -101,8 +102,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="promo", description="Promotion rule files: validate and evaluate.")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    parser.add_argument("--version", action="version", version=f"promo {_version()}",
+                        help="print promo-engine's version and exit")
     validate = commands.add_parser("validate", help="check every rule file; list all problems")
-    validate.add_argument("directory", nargs="?", default="rules")
+    validate.add_argument("directory", nargs="?", default="rules", metavar="DIR_OR_FILE",
+                          help="the rule directory (default: rules), or one rule file in it: that file is checked "
+                               "against the rest of its directory and only its problems are listed")
+    validate.add_argument("--json", action="store_true",
+                          help="print {valid, directory, file, promotions, active, version, problems} as JSON (for CI)")
 
     run = commands.add_parser("evaluate", help="evaluate a cart against the rules and show the trace")
     run.add_argument("--rules", default="rules", help="rule directory (default: rules)")
@@ -142,12 +149,56 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _validate(directory: str, console: Console) -> int:
-    ruleset = load_ruleset(directory)
+def _validate(target: str, as_json: bool, console: Console) -> int:
+    """`promo validate DIR` or `promo validate FILE` (the file against the rest of its directory)."""
+    path = Path(target)
+    one = path if path.suffix in (".yaml", ".yml") and not path.is_dir() else None
+    if one is not None and not one.is_file():
+        raise Refused(f"promo: {clean_text(target)}: no such rule file")
+    directory = one.parent if one is not None else path
+    try:
+        ruleset = load_ruleset(directory)
+        problems: list = []
+    except RuleFileError as exc:
+        ruleset, problems = None, list(exc.problems)
+    mine = [p for p in problems if one is None or Path(p.file) == one]
+    others = len({p.file for p in problems}) - (1 if mine and one is not None else 0) if one is not None else 0
+    if as_json:
+        report: dict[str, Any] = {"valid": not mine, "directory": str(directory),
+                                  "problems": [{"file": p.file, "line": p.line, "column": p.column, "path": p.path,
+                                                "message": p.message} for p in mine]}
+        if one is not None:
+            report["file"] = str(one)
+            report["other_files_with_problems"] = others
+        if ruleset is not None:
+            report.update(promotions=len(ruleset.promotions), version=ruleset.version,
+                          active=sum(1 for p in ruleset.promotions.values() if p.status == "active"))
+        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        return 1 if mine else 0
+    if mine:
+        n = len(mine)
+        shown = clean_text(one if one is not None else directory)
+        print(f"{shown} has {n} problem{'s' if n != 1 else ''}:\n" + "\n".join(clean_lines(f"  {p}") for p in mine),
+              file=sys.stderr)
+        return 1
+    if one is not None:
+        note = f" ({others} other file{'s' if others != 1 else ''} in {clean_text(directory)} "\
+               f"{'have' if others != 1 else 'has'} problems: `promo validate {clean_text(directory)}` lists them)" \
+            if others else ""
+        console.print(f"{clean_text(one)}: valid against {clean_text(directory)}{note}.", markup=False)
+        return 0
+    assert ruleset is not None
     active = sum(1 for p in ruleset.promotions.values() if p.status == "active")
     console.print(f"{clean_text(directory)}: {len(ruleset.promotions)} promotions ({active} active), all valid. "
                   f"Version {clean_text(ruleset.version[:19])}", markup=False)
     return 0
+
+
+def _version() -> str:
+    try:
+        return metadata.version("promo-engine")
+    except metadata.PackageNotFoundError:    # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _evaluate(args: argparse.Namespace, console: Console) -> int:

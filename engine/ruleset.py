@@ -77,8 +77,12 @@ def load_ruleset(directory: str | Path) -> RuleSet:
                         files[str(path)] = data
             if problem is not None:
                 refused.append(Problem(str(path), 1, 1, "$", problem))
-    if refused:
-        raise RuleFileError(refused)
+    if refused:     # the other files are checked all the same: every problem is listed in one run
+        try:
+            build_ruleset(files)
+        except RuleFileError as exc:
+            refused += exc.problems
+        raise RuleFileError(sorted(refused, key=lambda p: (p.file, p.line, p.column)))
     return build_ruleset(files)
 
 

@@ -296,3 +296,68 @@ def test_through_a_real_process_markup_names_are_printed_literally(tmp_path):
                   cwd=tmp_path)
     assert done.returncode == 0 and done.stderr == ""
     assert "[/x] [bold]Sale[/bold]" in done.stdout and "\x1b" not in done.stdout
+
+
+# --- every command says what it is, and validate checks one file or all ---------------------------
+
+def test_version_prints_the_package_version(capsys):
+    from importlib import metadata
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"promo {metadata.version('promo-engine')}"
+
+
+def test_every_option_of_every_command_has_help_text():
+    from engine.cli import _parser
+
+    def walk(parser, name):
+        for action in parser._actions:
+            if action.dest == "help":
+                continue
+            if hasattr(action, "choices") and isinstance(action.choices, dict):   # subcommands
+                for sub, subparser in action.choices.items():
+                    yield from walk(subparser, f"{name} {sub}")
+            else:
+                yield f"{name} {'/'.join(action.option_strings) or action.dest}", action.help
+
+    missing = [where for where, text in walk(_parser(), "promo") if not text]
+    assert missing == []
+
+
+def _rules_with(tmp_path, name, text):
+    import shutil
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    (rules / name).write_text(text)
+    return rules
+
+
+def test_validate_one_file_lists_only_its_problems_and_mentions_the_others(tmp_path, capsys):
+    rules = _rules_with(tmp_path, "broken.yaml", "id: broken\nname: Broken\nstatus: active\n")
+    assert main(["validate", str(rules / "broken.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "broken.yaml has 3 problems" in err and "missing required key 'targets'" in err
+    assert main(["validate", str(rules / "books-500-off-over-3000.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "valid against" in out and "1 other file" in out and "has problems" in out
+    assert main(["validate", str(rules / "missing.yaml")]) == 1
+    assert "no such rule file" in capsys.readouterr().err
+
+
+def test_validate_json_reports_problems_for_ci(tmp_path, capsys):
+    assert main(["validate", "--json", str(ROOT / "rules")]) == 0
+    ok = json.loads(capsys.readouterr().out)
+    assert ok["valid"] is True and ok["problems"] == [] and ok["promotions"] == len(load_ruleset(ROOT / "rules").promotions)
+    rules = _rules_with(tmp_path, "broken.yaml", "id: broken\nname: Broken\nstatus: active\n")
+    (rules / "notes.txt").write_text("not a rule file")
+    assert main(["validate", "--json", str(rules)]) == 1
+    bad = json.loads(capsys.readouterr().out)
+    assert bad["valid"] is False and "version" not in bad
+    files = {Path(p["file"]).name for p in bad["problems"]}
+    assert files == {"broken.yaml", "notes.txt"}           # a stray file does not hide the other problems
+    assert all({"file", "line", "column", "path", "message"} == set(p) for p in bad["problems"])
+
+
+def test_evaluate_with_a_missing_cart_names_the_cart(capsys):
+    assert main(["evaluate", "--cart", "missing.json", "--now", "2026-11-21T10:00:00+09:00"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("promo: --cart missing.json: cannot read") and "account" not in err

@@ -47,14 +47,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     keys = commands.add_parser("keys", help="API keys for promo serve")
     verbs = keys.add_subparsers(dest="keys_command", required=True)
     create = verbs.add_parser("create", help="add a key; it is printed once and only its hash is kept")
-    create.add_argument("--file", required=True)
-    create.add_argument("--name", required=True)
-    create.add_argument("--scope", required=True, choices=[s.value for s in Scope])
+    create.add_argument("--file", required=True, help="the key file (created when missing; it keeps only hashes)")
+    create.add_argument("--name", required=True, help="a name for the key, to list and revoke it by")
+    create.add_argument("--scope", required=True, choices=[s.value for s in Scope],
+                        help="what the key may do: " + ", ".join(s.value for s in Scope))
     revoke = verbs.add_parser("revoke", help="revoke a key by name (a running service stops accepting it)")
-    revoke.add_argument("--file", required=True)
-    revoke.add_argument("--name", required=True)
+    revoke.add_argument("--file", required=True, help="the key file")
+    revoke.add_argument("--name", required=True, help="the name of the key to revoke")
     listing = verbs.add_parser("list", help="the keys' names, scopes and dates (never the keys)")
-    listing.add_argument("--file", required=True)
+    listing.add_argument("--file", required=True, help="the key file")
 
 
 def run(args: argparse.Namespace) -> int:
