@@ -30,7 +30,7 @@ from .evaluate import evaluate
 from .inputs import read_json
 from .ledger import cli as ledger_cli
 from .refund import refund
-from .render import clean_lines, clean_text, render_explanation, render_refund, render_trace
+from .render import clean_lines, clean_text, problem_report, render_explanation, render_refund, render_trace
 from .ruleset import load_ruleset
 from .service import cli as service_cli
 from .text import shorten
@@ -93,6 +93,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except Refused as exc:
         print(clean_lines(str(exc)), file=sys.stderr)
         return exc.code
+    except RuleFileError as exc:       # each problem with the line it points at
+        print(clean_text(str(exc).split("\n", 1)[0]) + "\n" + problem_report(exc.problems), file=sys.stderr)
+        return 1
     except PromoError as exc:
         print(clean_lines(str(exc)), file=sys.stderr)
         return 1
@@ -178,8 +181,7 @@ def _validate(target: str, as_json: bool, console: Console) -> int:
     if mine:
         n = len(mine)
         shown = clean_text(one if one is not None else directory)
-        print(f"{shown} has {n} problem{'s' if n != 1 else ''}:\n" + "\n".join(clean_lines(f"  {p}") for p in mine),
-              file=sys.stderr)
+        print(f"{shown} has {n} problem{'s' if n != 1 else ''}:\n" + problem_report(mine), file=sys.stderr)
         return 1
     if one is not None:
         note = f" ({others} other file{'s' if others != 1 else ''} in {clean_text(directory)} "\

@@ -11,7 +11,7 @@ so the parts always add up. Integers make that exact and cheap: no float, no Fra
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from fractions import Fraction
 from functools import lru_cache
 from math import lcm
@@ -66,8 +66,10 @@ def parse_money(text: object, currency: str, what: str = "amount") -> Decimal:
     exponent = value.as_tuple().exponent
     assert isinstance(exponent, int)
     if -exponent > places:
-        unit = "no decimals" if places == 0 else f"at most {places} decimal place{'s' if places > 1 else ''}"
-        raise MoneyError(f"{what} {text!r} is finer than {currency} allows ({unit})")
+        unit = "has no decimals" if places == 0 else f"has {places} decimal place{'s' if places > 1 else ''}"
+        example = value.quantize(quantum(currency), rounding=ROUND_DOWN)
+        subject = repr(text) if what.startswith("$") else f"{what} {text!r}"   # a path is printed beside it
+        raise MoneyError(f"{subject} is finer than {currency} allows: {currency} {unit}; write \"{example:f}\"")
     return value.quantize(quantum(currency))
 
 

@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .errors import Problem
 from .money import format_money
 from .refund import Refund
 from .trace import Trace
 from .whynot import Explanation
+from .yamlsafe import MAX_FILE_BYTES, read_capped
 
 PLACEHOLDER = "\ufffd"
 FALLBACK_LOCALE = "en_US"
@@ -57,6 +60,34 @@ def clean_lines(message: str) -> str:
 def safe_text(value: object) -> str:
     """`value` ready to go inside a rich markup string: cleaned, and its brackets shown as written."""
     return escape(clean_text(value))
+
+
+def problem_report(problems: Iterable[Problem], context_limit: int = 120) -> str:
+    """Rule-file problems, one a line, each followed by the line of the file it points at and a caret
+    under the column (files are read again, bounded; a file that cannot be read shows no excerpt)."""
+    texts: dict[str, list[str] | None] = {}
+    out: list[str] = []
+    for p in problems:
+        out.append(clean_text(f"  {p}"))
+        if p.line <= 0:
+            continue
+        if p.file not in texts:
+            data = None
+            try:
+                data = read_capped(Path(p.file), MAX_FILE_BYTES, follow_links=False)
+            except (OSError, ValueError):
+                pass
+            texts[p.file] = data.decode("utf-8", "replace").splitlines() if data is not None else None
+        lines = texts[p.file]
+        if lines is None or p.line > len(lines):
+            continue
+        text, column = lines[p.line - 1], max(p.column - 1, 0)
+        start = max(0, column - context_limit // 2)
+        shown = clean_text(text[start:start + context_limit])
+        number = str(p.line)
+        out.append(f"    {number} | {shown}")
+        out.append(f"    {' ' * len(number)} | {' ' * (column - start)}^")
+    return "\n".join(out)
 
 
 def money(value: Decimal, currency: str, locale: str) -> str:

@@ -307,8 +307,10 @@ class _Checker:
 
 def _load_promotion(path: Path, data: bytes, settings: dict | None,
                     problems: list[Problem]) -> tuple[Promotion | None, Positions]:
+    before = len(problems)
     doc, positions = _read(path, data, "promotion", problems)
     if doc is None:
+        _checks_despite_schema(path, data, positions, problems, before)
         return None, positions
     c = _Checker(path, positions, problems)
     if doc["id"] != path.stem:
@@ -370,6 +372,46 @@ def _load_promotion(path: Path, data: bytes, settings: dict | None,
         source=str(path), code_pool=doc.get("code_pool", False), stacking_class=stacking.get("class"),
         combines_with=tuple(stacking.get("combines_with", ())),
         customer_message=tuple(sorted(doc.get("customer_message", {}).items()))), positions
+
+
+MONEY_KEYS = frozenset({"amount", "max_discount", "budget", "price"})
+
+
+def _checks_despite_schema(path: Path, data: bytes, positions: Positions, problems: list[Problem],
+                           before: int) -> None:
+    """A file the schema refused still gets the checks that need no valid structure, so that one run of
+    `promo validate` lists them too: its id against its file name, and money amounts finer than its
+    currency allows. Nothing here is relied on: the file is refused already."""
+    if len(problems) == before:
+        return
+    try:
+        doc, _ = load(data, str(path))
+    except YamlProblems:
+        return                      # a YAML error: nothing else can be read
+    if not isinstance(doc, dict):
+        return
+    c = _Checker(path, positions, problems)
+    known = {(p.path, p.message) for p in problems[before:]}
+    pointed = {p.path for p in problems[before:]}
+    if isinstance(doc.get("id"), str) and doc["id"] != path.stem and "$.id" not in pointed:
+        c.fail(("id",), f"id {doc['id']!r} must equal the file name {path.stem!r}")
+    currency = doc.get("currency")
+    if not isinstance(currency, str) or not known_currency(currency):
+        return
+    stack: list[tuple[Any, tuple]] = [(doc, ())]
+    while stack:
+        node, at = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            where = at + (key,)
+            if isinstance(value, (dict, list)):
+                stack.append((value, where))
+            elif key in MONEY_KEYS and isinstance(value, str) and json_path(where) not in pointed:
+                try:
+                    parse_money(value, currency, json_path(where))
+                except MoneyError as exc:
+                    if (json_path(where), str(exc)) not in known:
+                        c.fail(where, str(exc))
 
 
 def _when(c: _Checker, doc: dict, key: str) -> datetime | None:

@@ -134,7 +134,7 @@ def check(kind: str, data: Any) -> list[tuple[tuple, str]]:
     for error in errors:
         if error.validator == "pattern" and tuple(error.absolute_path) in dirty:
             continue
-        path, message = _explain(error)
+        path, message = _explain(error, kind)
         if (path, message) not in seen:
             seen.add((path, message))
             out.append((path, message))
@@ -220,7 +220,31 @@ def _bounds(kind: str, data: Any) -> list[tuple[tuple, str]]:
     return []
 
 
-def _explain(error: ValidationError) -> tuple[tuple, str]:
+# Words a marketer writes as a condition's variable that are really what `targets` selects.
+TARGET_WORDS = {"category": "targets.include.categories", "categories": "targets.include.categories",
+                "sku": "targets.include.skus", "skus": "targets.include.skus", "brand": "targets.include.brands",
+                "brands": "targets.include.brands", "seller": "targets.exclude.sellers",
+                "sellers": "targets.exclude.sellers", "product_type": "targets.exclude.product_types",
+                "product_types": "targets.exclude.product_types"}
+
+
+def _moved(document: str, path: tuple, key: Any) -> str | None:
+    """Where an unknown key belongs when it is a key one level deeper (a key of one of this mapping's
+    mappings: `exclusive` at the top belongs under `stacking`) or one level up (`limits` inside
+    `stacking` belongs beside it)."""
+    if not isinstance(key, str) or not document:
+        return None
+    here = _node_at(document, path)
+    for name in sorted(here.get("properties", {})):
+        if key in _node_at(document, path + (name,)).get("properties", {}):
+            return f"`{key}` belongs under `{name}` (indented beneath `{name}:`)"
+    if path and key in _node_at(document, path[:-1]).get("properties", {}):
+        where = "at the top level of the file" if len(path) == 1 else f"under `{path[-2]}`"
+        return f"`{key}` belongs {where}, beside `{path[-1]}`, not inside it"
+    return None
+
+
+def _explain(error: ValidationError, document: str = "") -> tuple[tuple, str]:
     path = tuple(error.absolute_path)
     kind, expected, found = error.validator, error.validator_value, error.instance
     if kind == "additionalProperties":
@@ -228,6 +252,10 @@ def _explain(error: ValidationError) -> tuple[tuple, str]:
         extras = sorted((k for k in found if k not in allowed), key=lambda k: (type(k).__name__, str(k)))[:5]
         msgs = []
         for extra in extras:   # keys of a mapping handed over in memory may be anything, not only text
+            moved = _moved(document, path, extra)
+            if moved is not None:
+                msgs.append(f"unknown key {shorten(extra)} here: {moved}")
+                continue
             close = difflib.get_close_matches(extra, allowed, n=1) if isinstance(extra, str) and len(extra) < 100 else []
             hint = f"; did you mean {close[0]!r}?" if close else f"; allowed here: {', '.join(allowed)}"
             msgs.append(f"unknown key {shorten(extra)}{hint}")
@@ -238,8 +266,11 @@ def _explain(error: ValidationError) -> tuple[tuple, str]:
         return path, f"missing required key {match.group(1)!r}" if match else error.message
     if kind == "enum":
         options = [str(o) for o in expected]
-        close = difflib.get_close_matches(found, options, n=1) if isinstance(found, str) and len(found) < 100 else []
         what = _what(path)
+        if what == "variable" and isinstance(found, str) and found.lower() in TARGET_WORDS:
+            return path, (f"unknown variable {shorten(found)}: which lines a promotion discounts is not a condition; "
+                          f"list them under `{TARGET_WORDS[found.lower()]}` instead")
+        close = difflib.get_close_matches(found, options, n=1) if isinstance(found, str) and len(found) < 100 else []
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return path, f"unknown {what} {shorten(found)}{hint} (one of: {', '.join(options)})"
     if kind == "const":
@@ -294,6 +325,10 @@ def _what(path: tuple) -> str:
 
 def _type_message(expected: Any, found: Any) -> str:
     wanted = expected if isinstance(expected, list) else [expected]
+    names = {"string": "text", "integer": "a whole number", "object": "a mapping of keys", "array": "a list",
+             "boolean": "true or false", "number": "a number"}
+    if found is None:        # `key:` with nothing after it
+        return f"is empty: give it {' or '.join(names.get(w, w) for w in wanted)}"
     if isinstance(found, float):
         if "string" in wanted:
             return f"{shorten(found)} is a bare number; write amounts and decimals as quoted text, e.g. \"{found}\""
@@ -303,8 +338,6 @@ def _type_message(expected: Any, found: Any) -> str:
                 f" country code NO), put it in quotes")
     if isinstance(found, int) and wanted == ["string"]:
         return f"{shorten(found)} must be quoted text, e.g. \"{found}\""
-    names = {"string": "text", "integer": "a whole number", "object": "a mapping of keys", "array": "a list",
-             "boolean": "true or false", "number": "a number"}
     return f"{shorten(found)} must be {' or '.join(names.get(w, w) for w in wanted)}"
 
 

@@ -246,13 +246,80 @@ def load(text: str | bytes, filename: str) -> tuple[Any, Positions]:
     except _Refused as exc:
         raise YamlProblems([_at(filename, exc.mark, "$", exc.message)]) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        message = " ".join(str(x) for x in (exc.context, exc.problem) if x)
-        raise YamlProblems([_at(filename, mark, "$", f"not valid YAML: {_short(message)}")]) from None
+        mark, message = in_words(exc, text)
+        raise YamlProblems([_at(filename, mark, "$", message)]) from None
     except yaml.YAMLError as exc:
         raise YamlProblems([Problem(filename, 1, 1, "$", f"not valid YAML: {_short(str(exc))}")]) from None
     finally:
         loader.dispose()
+
+
+def in_words(exc: yaml.MarkedYAMLError, text: str) -> tuple[Any, str]:
+    """A YAML syntax error as a marketer can act on it, and where: a tab used to indent, a line whose
+    indentation does not line up with its block, a list item without its `- `, a `:` inside a value
+    that needs quotes, a line with no `key:`, a quote never closed. Anything else keeps the parser's
+    own words after "not valid YAML"."""
+    problem, context = exc.problem or "", exc.context or ""
+    at, opened = exc.problem_mark or exc.context_mark, exc.context_mark
+    lines = text.splitlines()
+    line = lines[at.line] if at is not None and at.line < len(lines) else ""
+    indent = len(line) - len(line.lstrip(" "))
+    opened_line = opened.line + 1 if opened is not None else None
+    if line[indent:indent + 1] == "\t" or ("cannot start any token" in problem and "\t" in line[:at.column + 1]):
+        return at, "a tab: YAML indents with spaces only; replace the tab with spaces"
+    unclosed = _unclosed_quote(lines[:at.line + 1] if at is not None else lines)
+    if unclosed is not None:
+        return _Mark(unclosed[0], unclosed[1]), (f"a quote opened on line {unclosed[0] + 1} is never closed on that "
+                                                 f"line: add the closing quote")
+    if "expected '-' indicator" in problem:
+        return at, (f"this line is not an item of the list that starts on line {opened_line}: begin each item "
+                    f"with `- `, lined up with the list's other items")
+    if context == "while parsing a block mapping" and "expected key" in problem:
+        return at, (f"the indentation does not line up: this line is indented {indent} spaces, which is neither a "
+                    f"key of the block that starts on line {opened_line} nor a key inside it; line it up with the "
+                    f"keys it belongs with")
+    if "mapping values are not allowed" in problem:
+        above = next((lines[i] for i in range(at.line - 1, -1, -1) if lines[i].strip()
+                      and not lines[i].lstrip().startswith("#")), "")
+        above_indent = len(above) - len(above.lstrip(" "))
+        if indent > above_indent and not above.rstrip().endswith(":"):
+            return at, (f"this line is indented {indent} spaces, more than the line above ({above_indent}): line it "
+                        f"up with the key above it, or put it under a key that ends with `:`")
+        return at, ('a second ": " on one line: a value that contains ": " must be in quotes, e.g. '
+                    'name: "Sale: 10% off"')
+    if "could not find expected ':'" in problem and opened is not None:
+        return opened, ("this line has no `key:`: write `key: value`, or, if it continues the value above, "
+                        "indent it or put the whole value in quotes")
+    message = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+    return at, f"not valid YAML: {_short(message)}"
+
+
+@dataclass(frozen=True)
+class _Mark:
+    line: int      # from 0, as yaml's marks
+    column: int
+
+
+_QUOTED_VALUE = re.compile(r"""^\s*(?:-\s+)?(?:[^\s#'"][^:#]*:\s+|-\s+)?(["'])""")
+
+
+def _unclosed_quote(lines: list[str]) -> tuple[int, int] | None:
+    """The first line (and column) whose value opens a quote that the line does not close: a quoted
+    value spanning lines is legal YAML, but in a rule file it is nearly always a missing quote, and the
+    parser only notices it lines later."""
+    for number, text in enumerate(lines):
+        match = _QUOTED_VALUE.match(text)
+        if match is None:
+            continue
+        quote, start = match.group(1), match.end(1)
+        rest = text[start:]
+        if quote == '"':
+            closed = re.search(r'(?<!\\)"', rest.replace("\\\\", "")) is not None
+        else:
+            closed = "'" in rest.replace("''", "")
+        if not closed:
+            return number, start - 1
+    return None
 
 
 class YamlProblems(Exception):
