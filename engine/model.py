@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Mapping
@@ -192,6 +192,20 @@ class Promotion:
             (not other.exclusive or self.stacking_class in other.combines_with)
 
 
+DEFAULT_MAX_DISCOUNT_PERCENT = Decimal(70)
+DEFAULT_ACTIVATION_LEAD_TIME = timedelta(hours=4)
+
+
+@dataclass(frozen=True)
+class LintSettings:
+    """What `promo lint` holds a rule set to (`lint:` in _settings.yaml): the largest discount a line may
+    get from everything that combines, as a percent of its price, and how long before its start a window
+    must be saved so that caches, feeds and reviews have caught up (as large marketplaces require)."""
+
+    max_discount_percent: Decimal = DEFAULT_MAX_DISCOUNT_PERCENT
+    activation_lead_time: timedelta = DEFAULT_ACTIVATION_LEAD_TIME
+
+
 @dataclass(frozen=True)
 class RuleSet:
     promotions: Mapping[str, Promotion]
@@ -203,6 +217,7 @@ class RuleSet:
     codes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # normalised code -> promotion ids
     exclusive_resolution: str = "best_for_customer"   # the policy choosing among exclusive outcomes (decide.py)
     best_per_line: frozenset[str] = frozenset()        # classes whose item discounts do not compound on a line
+    lint: LintSettings = field(default_factory=LintSettings)   # read only by `promo lint` (engine/lint.py)
     # Built beside the rule set from `promotions` by ruleset.build_ruleset, the only place a RuleSet is made.
     index: "CandidateIndex | None" = field(default=None, repr=False, compare=False)
     # The rule files' names and bytes the set was built from (what `version` hashes), so that the ledger

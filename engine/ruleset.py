@@ -10,8 +10,9 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import re
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -23,8 +24,8 @@ from .conditions import compile_condition
 from .errors import Problem, RuleFileError
 from .benefits import KINDS
 from .index import CandidateIndex
-from .model import (POLICY_CHOICES, STAGE_ORDER, Benefit, Limits, PaysFor, Policies, Promotion, RuleSet, Stage,
-                    Targets, Tier, Units, pool_token)
+from .model import (POLICY_CHOICES, STAGE_ORDER, Benefit, LintSettings, Limits, PaysFor, Policies, Promotion,
+                    RuleSet, Stage,                    Targets, Tier, Units, pool_token)
 from .money import DEFAULT_ROUNDING, MoneyError, known_currency, parse_decimal, parse_money
 from .text import instant_problem, normalise_code, shorten
 from .variables import MONEY_VARIABLES
@@ -197,6 +198,7 @@ def _build_ruleset(files: Mapping[str, bytes]) -> RuleSet:
                    version="sha256:" + digest.hexdigest(), codes=codes,
                    exclusive_resolution=settings.get("exclusive_resolution", "best_for_customer"),
                    best_per_line=frozenset(settings.get("best_per_line", ())),
+                   lint=_lint_settings(settings_path, settings_where, settings.get("lint", {}), problems) or LintSettings(),
                    index=CandidateIndex.build(ordered.values()), sources={p.name: raw[p] for p in paths})
 
 
@@ -253,7 +255,54 @@ def _load_settings(path: Path, data: bytes | None, problems: list[Problem]) -> t
         problems.append(_problem(path, positions, ("locale",), f"unknown locale {doc['locale']!r}; "
                                                                "use one Babel knows, such as en_US or ja_JP"))
         ok = False
+    if "lint" in doc and _lint_settings(path, positions, doc["lint"], problems) is None:
+        ok = False
     return (doc if ok else None), positions
+
+
+# ISO 8601 durations as a shop writes a lead time: weeks, days, hours, minutes, seconds (no years or months,
+# whose length depends on the date), e.g. PT4H, P1D, P1DT12H, PT90M.
+_DURATION = re.compile(r"P(?:([0-9]{1,4})W)?(?:([0-9]{1,5})D)?(?:T(?:([0-9]{1,6})H)?(?:([0-9]{1,7})M)?(?:([0-9]{1,9})S)?)?")
+
+
+def parse_duration(text: object) -> timedelta | None:
+    """An ISO 8601 duration of weeks, days, hours, minutes and seconds (`PT4H`, `P1DT12H`), or None."""
+    if not isinstance(text, str):
+        return None
+    match = _DURATION.fullmatch(text)
+    if match is None or not any(match.groups()) or text.endswith("T"):
+        return None
+    weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _lint_settings(path: Path, positions: Positions, doc: dict, problems: list[Problem]) -> LintSettings | None:
+    """`lint:` of _settings.yaml as LintSettings, or None after recording what is wrong with it."""
+    fields: dict[str, Any] = {}
+    ok = True
+    if "max_discount_percent" in doc:
+        value = doc["max_discount_percent"]
+        try:
+            number = Decimal(value) if isinstance(value, int) else parse_decimal(value, "max_discount_percent")
+        except MoneyError as exc:
+            problems.append(_problem(path, positions, ("lint", "max_discount_percent"), str(exc)))
+            ok = False
+        else:
+            if not 0 < number <= 100:
+                problems.append(_problem(path, positions, ("lint", "max_discount_percent"),
+                                         f"max_discount_percent {value!r} is out of range: must be above 0 and at "
+                                         "most 100"))
+                ok = False
+            fields["max_discount_percent"] = number
+    if "activation_lead_time" in doc:
+        lead = parse_duration(doc["activation_lead_time"])
+        if lead is None:
+            problems.append(_problem(path, positions, ("lint", "activation_lead_time"),
+                                     f"{shorten(doc['activation_lead_time'])} is not an ISO 8601 duration of days, "
+                                     "hours, minutes or seconds; write e.g. PT4H (4 hours) or P1D (1 day)"))
+            ok = False
+        fields["activation_lead_time"] = lead
+    return LintSettings(**fields) if ok else None
 
 
 def known_locale(name: str) -> bool:

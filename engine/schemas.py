@@ -370,7 +370,7 @@ class _Unsupported(Exception):
 
 
 _ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "$defs", "$comment", "default", "examples",
-                          "x-line-breaks"})
+                          "x-line-breaks", "markdownDescription"})
 # Keywords that apply subschemas to the value itself; each becomes one check beside the node's own.
 _APPLICATORS = frozenset({"$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else"})
 # Keywords that constrain only values of one JSON type: a value of another type passes them.
