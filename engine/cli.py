@@ -117,29 +117,14 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true",
                           help="print {valid, directory, file, promotions, active, version, problems} as JSON (for CI)")
 
-    run = commands.add_parser("evaluate", help="evaluate a cart against the rules and show the trace")
-    run.add_argument("--rules", default="rules", help="rule directory (default: rules)")
-    run.add_argument("--cart", required=True, help="cart JSON file")
-    run.add_argument("--account", help="account JSON file (default: account.json beside the cart)")
-    run.add_argument("--code", action="extend", nargs="+", default=[], help="entered promo codes (one or more)")
-    run.add_argument("--now", help="ISO 8601 time with offset (default: the current time)")
-    run.add_argument("--usage", help="usage JSON file: {promotion id: {total_uses, customer_uses, budget_spent}}")
-    run.add_argument("--preview", action="extend", nargs="+", default=[],
-                     help="treat these draft or paused promotions as active")
+    run = _cart_options(commands.add_parser("evaluate", help="evaluate a cart against the rules and show the trace"))
     run.add_argument("--json", action="store_true", help="print the trace as JSON")
     run.add_argument("--compact", action="store_true",
                      help="with --json: the compact view a checkout page needs instead of the full trace")
 
-    why = commands.add_parser("explain", help="why one promotion applies or not to a cart: every check, in order")
-    why.add_argument("--rules", default="rules", help="rule directory (default: rules)")
-    why.add_argument("--cart", required=True, help="cart JSON file")
-    why.add_argument("--account", help="account JSON file (default: account.json beside the cart)")
+    why = _cart_options(commands.add_parser("explain", help="why one promotion applies or not to a cart: every "
+                                                            "check, in order"))
     why.add_argument("--promotion", required=True, help="the promotion's id (its file name without .yaml)")
-    why.add_argument("--code", action="extend", nargs="+", default=[], help="entered promo codes (one or more)")
-    why.add_argument("--now", help="ISO 8601 time with offset (default: the current time)")
-    why.add_argument("--usage", help="usage JSON file: {promotion id: {total_uses, customer_uses, budget_spent}}")
-    why.add_argument("--preview", action="extend", nargs="+", default=[],
-                     help="treat these draft or paused promotions as active")
     why.add_argument("--json", action="store_true", help="print the explanation as JSON")
 
     back = commands.add_parser("refund", help="what a return or cancellation gives back, and to which tender")
@@ -154,6 +139,19 @@ def _parser() -> argparse.ArgumentParser:
     service_cli.add_commands(commands)
     lint_cli.add_commands(commands)
     return parser
+
+
+def _cart_options(command: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of a command that evaluates one cart (evaluate, explain)."""
+    command.add_argument("--rules", default="rules", help="rule directory (default: rules)")
+    command.add_argument("--cart", required=True, help="cart JSON file")
+    command.add_argument("--account", help="account JSON file (default: account.json beside the cart)")
+    command.add_argument("--code", action="extend", nargs="+", default=[], help="entered promo codes (one or more)")
+    command.add_argument("--now", help="ISO 8601 time with offset (default: the current time)")
+    command.add_argument("--usage", help="usage JSON file: {promotion id: {total_uses, customer_uses, budget_spent}}")
+    command.add_argument("--preview", action="extend", nargs="+", default=[],
+                         help="treat these draft or paused promotions as active")
+    return command
 
 
 def _validate(target: str, as_json: bool, console: Console) -> int:
