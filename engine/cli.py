@@ -25,6 +25,7 @@ from rich.console import Console
 from .errors import PromoError
 from .evaluate import evaluate
 from .inputs import read_json
+from . import new_cli
 from .ledger import cli as ledger_cli
 from .refund import refund
 from .render import clean_lines, clean_text, render_refund, render_trace
@@ -83,6 +84,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return ledger_cli.run(args)
         if args.command in ("serve", "keys"):
             return service_cli.run(args)
+        if args.command == "new":
+            return new_cli.run(args)
         return _evaluate(args, console)
     except Refused as exc:
         print(clean_lines(str(exc)), file=sys.stderr)
@@ -122,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ledger_cli.add_commands(commands)
     service_cli.add_commands(commands)
+    new_cli.add_commands(commands)
     return parser
 
 
