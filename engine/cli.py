@@ -29,6 +29,7 @@ from .errors import PromoError, RuleFileError
 from .evaluate import evaluate
 from .inputs import read_json
 from . import lint_cli
+from . import new_cli
 from .ledger import cli as ledger_cli
 from .refund import refund
 from .render import clean_lines, clean_text, problem_report, render_explanation, render_refund, render_trace
@@ -92,6 +93,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _explain(args, console)
         if args.command == "lint":
             return lint_cli.run(args)
+        if args.command == "new":
+            return new_cli.run(args)
         return _evaluate(args, console)
     except Refused as exc:
         print(clean_lines(str(exc)), file=sys.stderr)
@@ -138,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     ledger_cli.add_commands(commands)
     service_cli.add_commands(commands)
     lint_cli.add_commands(commands)
+    new_cli.add_commands(commands)
     return parser
 
 

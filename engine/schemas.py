@@ -369,8 +369,8 @@ class _Unsupported(Exception):
     """The schema uses a keyword the quick check does not implement: always use the full check."""
 
 
-_ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "$defs", "$comment", "default", "examples",
-                          "x-line-breaks", "markdownDescription"})
+_ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "markdownDescription", "$defs", "$comment",
+                          "default", "examples", "x-line-breaks"})
 # Keywords that apply subschemas to the value itself; each becomes one check beside the node's own.
 _APPLICATORS = frozenset({"$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else"})
 # Keywords that constrain only values of one JSON type: a value of another type passes them.

@@ -77,6 +77,9 @@ def test_the_installed_promo_validates_and_evaluates(installed):
     trace = json.loads(out)
     assert trace["ruleset_version"].startswith("sha256:")
     assert "welcome-first-order-jp" in {a["promotion"] for a in trace["applied"]}
+    run([promo, "new", "tiered", "from-the-wheel", "--rules", "rules"], work, env)   # templates are in the wheel
+    assert "status: draft" in (work / "rules" / "from-the-wheel.yaml").read_text("utf-8")
+    run([promo, "validate", "rules"], work, env)
 
 
 def test_the_installed_service_serves_its_schemas_and_japanese(installed):
