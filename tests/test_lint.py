@@ -193,7 +193,8 @@ def test_the_worst_case_threshold_comes_from_the_settings(tmp_path):
 def test_a_bad_lint_setting_is_a_rule_file_error_with_its_line(tmp_path, capsys):
     d = ruleset_dir(tmp_path, rule("a", PERCENT), settings="lint: {activation_lead_time: four hours}\n")
     code, out, err = run(capsys, "lint", str(d))
-    assert code == 1 and "_settings.yaml:5:" in err and "$.lint.activation_lead_time" in err
+    line = (d / "_settings.yaml").read_text().splitlines().index("lint: {activation_lead_time: four hours}") + 1
+    assert code == 1 and f"_settings.yaml:{line}:" in err and "$.lint.activation_lead_time" in err
 
 
 # --- dead rules -------------------------------------------------------------------------------------
