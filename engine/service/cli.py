@@ -44,11 +44,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                             "counts of every worker (prometheus_client's multiprocess mode, in a private "
                             "directory removed at exit)")
     serve.add_argument("--timeout", type=_timeout, default=10.0, help="seconds a request may take (default: 10)")
-    serve.add_argument("--examples", metavar="DIR",
+    examples = serve.add_mutually_exclusive_group()
+    examples.add_argument("--examples", metavar="DIR",
                        help="example cases for the preview page (/preview): one sub-directory each with cart.json, "
                             "account.json and case.json (default: examples/ beside the rules directory, when "
                             "there is one)")
-    serve.add_argument("--no-examples", action="store_true", help="offer the preview page no example cases")
+    examples.add_argument("--no-examples", action="store_true", help="offer the preview page no example cases")
 
     keys = commands.add_parser("keys", help="API keys for promo serve")
     verbs = keys.add_subparsers(dest="keys_command", required=True)
