@@ -12,7 +12,6 @@ report it`.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import re
@@ -36,7 +35,7 @@ from .render import clean_lines, clean_text, problem_report, render_explanation,
 from .ruleset import load_ruleset
 from .service import cli as service_cli
 from .text import shorten
-from .whynot import explain_promotion
+from .whynot import explain_promotion, similar_ids
 
 # Kept under their old names: callers that rendered through the CLI module keep working.
 render = render_trace
@@ -227,9 +226,7 @@ def _explain(args: argparse.Namespace, console: Console) -> int:
     now, cart, account, usage = _cart_inputs(args)
     ruleset = load_ruleset(args.rules)
     if args.promotion not in ruleset.promotions:
-        ids = sorted(ruleset.promotions)
-        close = [i for i in ids if args.promotion and i.startswith(args.promotion)][:3] or \
-            difflib.get_close_matches(args.promotion, ids, n=3)
+        close = similar_ids(ruleset, args.promotion)
         raise Refused(f"promo: --promotion {clean_text(shorten(args.promotion))}: no promotion with that id in "
                       f"{clean_text(args.rules)}" + (f"; did you mean {', '.join(close)}?" if close else
                                                      "; the ids are the rule files' names without .yaml"))

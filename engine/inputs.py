@@ -36,12 +36,12 @@ MAX_JSON_BYTES = 4 * 1024 * 1024   # a full 1,000-line cart is about 250 KiB; it
 MAX_COUNT = 10 ** 15               # usage counts: what the ledger's BIGINT columns hold, with room
 
 
-def read_json(path: str | Path) -> Any:
+def read_json(path: str | Path, follow_links: bool = True) -> Any:
     """Decode a JSON file strictly (see `decode_json`): at most MAX_JSON_BYTES, checked before reading
-    and again while reading."""
+    and again while reading. Without `follow_links` a symbolic link is refused, never followed."""
     name = str(path)
     try:
-        data = read_capped(Path(path), MAX_JSON_BYTES)
+        data = read_capped(Path(path), MAX_JSON_BYTES, follow_links=follow_links)
     except OSError as exc:
         raise _refused(name, f"cannot read: {exc.strerror or 'not a regular file'}") from None
     if data is None:

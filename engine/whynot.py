@@ -16,6 +16,7 @@ Pure, like evaluate(): no clock, no files.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
@@ -123,6 +124,12 @@ def explain_promotion(ruleset: RuleSet, cart: Mapping[str, Any], account: Mappin
     measured_on = "the cart as earlier promotions left it" if ran else "the cart before any discount"
     return Explanation(p.id, p.name, applies, reason, text, amount, ctx.currency, tuple(steps), hints, fixes,
                        measured_on)
+
+
+def similar_ids(ruleset: RuleSet, wanted: str) -> list[str]:
+    """Up to three ids close to `wanted`, for "did you mean": those it begins, else the closest spellings."""
+    ids = sorted(ruleset.promotions)
+    return [i for i in ids if wanted and i.startswith(wanted)][:3] or difflib.get_close_matches(wanted, ids, n=3)
 
 
 # --- the steps -----------------------------------------------------------------------------------

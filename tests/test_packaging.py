@@ -106,6 +106,8 @@ def test_the_installed_service_serves_its_schemas_and_japanese(installed):
         checked = httpx.post(f"{url}/v1/codes/check", json={"code": "NO-SUCH-CODE"},
                              headers={"Authorization": f"Bearer {key}", "Accept-Language": "ja"})
         assert checked.json() == {"usable": False, "message": "このコードはご利用いただけません。"}
+        page = httpx.get(f"{url}/preview")   # package data: engine/service/preview.html
+        assert page.status_code == 200 and "<title>promo-engine preview</title>" in page.text
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope as AsgiScope, Send
 
 from ..errors import PromoError, RuleFileError
 from ..ledger import LedgerError
-from . import bodies, handlers, openapi
+from . import bodies, handlers, openapi, page
 from .customer import locale_for
 from .keys import Scope
 from .metrics import MEDIA_TYPE as METRICS_MEDIA_TYPE, Metrics
@@ -47,7 +47,7 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 class Endpoint:
     method: str
     path: str
-    handler: handlers.Handler | None     # None: served by the application itself (metrics, openapi)
+    handler: handlers.Handler | None     # None: served by the application itself (metrics, openapi, preview)
     scope: Scope | None                  # None: no key needed
     summary: str
     request: str | None = None           # a name in bodies.REQUESTS
@@ -83,6 +83,17 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/v1/admin/reload", handlers.reload_rules, Scope.ADMIN,
              "Load the rules directory again; a rule set with problems is refused and the old one keeps "
              "serving.", "EmptyRequest", False, {200: "Reload"}),
+    Endpoint("POST", "/v1/admin/preview", handlers.preview_cart, Scope.ADMIN,
+             "The preview page's evaluation: the full trace at the given instant, draft and paused promotions "
+             "in `preview` treated as active.", "PreviewRequest", responses={200: "trace"}),
+    Endpoint("POST", "/v1/admin/explain", handlers.explain, Scope.ADMIN,
+             "Why one promotion applies or not to this cart: every check evaluate() makes for it, in order "
+             "(`promo explain --json`); an unknown id is 404.", "ExplainRequest", responses={200: "Explanation"}),
+    Endpoint("GET", "/v1/admin/examples", handlers.examples, Scope.ADMIN,
+             "The example cases the service was started with (`promo serve --examples DIR`).",
+             responses={200: "Examples"}),
+    Endpoint("GET", "/preview", None, None, "The preview page for marketers (HTML). It holds no data: it asks for "
+             "an admin key and calls the admin endpoints.", responses={200: "html"}),
     Endpoint("GET", "/healthz", handlers.healthz, None, "The process is up.", responses={200: "Health"}),
     Endpoint("GET", "/readyz", handlers.readyz, None, "Rules loaded and the ledger reachable.",
              responses={200: "Health", 503: "Health"}),
@@ -128,6 +139,9 @@ async def _answer(e: Endpoint, request: Request, service: Service, metrics: Metr
         return Response(metrics.text(), media_type=METRICS_MEDIA_TYPE)
     if e.path == "/openapi.json":
         return JSONResponse(document)
+    if e.path == "/preview":
+        html, headers = page.page()
+        return Response(html, media_type=page.MEDIA_TYPE, headers=headers)
     try:
         with anyio.fail_after(service.settings.timeout_seconds):
             body = {}

@@ -25,6 +25,7 @@ from ..evaluate import MAX_PREVIEW
 from ..inputs import MAX_CODE_LENGTH, MAX_CODES, MAX_JSON_BYTES, decode_json
 from ..ledger.ledger import MAX_TTL
 from ..text import shorten
+from ..whynot import STAGES
 from .problems import ServiceError
 
 MAX_BODY_BYTES = MAX_JSON_BYTES + 64 * 1024   # a cart and an account at their limit, and the envelope
@@ -44,6 +45,8 @@ def _text(max_length: int, min_length: int = 1) -> dict[str, Any]:
 ID = _text(128)
 CODES = {"type": "array", "maxItems": MAX_CODES, "items": _text(MAX_CODE_LENGTH, 0)}
 INSTANT = {"type": "string", "maxLength": 40, "description": "ISO 8601 with a UTC offset"}
+PREVIEW = {"type": "array", "maxItems": MAX_PREVIEW, "items": _text(64),
+           "description": "treat these draft or paused promotions as active"}
 
 # Request bodies, by name.
 REQUESTS: dict[str, dict[str, Any]] = {
@@ -52,8 +55,7 @@ REQUESTS: dict[str, dict[str, Any]] = {
         "properties": {
             "cart": project("cart"), "account": project("account"), "codes": CODES,
             "now": dict(INSTANT, description="admin keys only: evaluate at this instant instead of the server's clock"),
-            "preview": {"type": "array", "maxItems": MAX_PREVIEW, "items": _text(64),
-                        "description": "admin keys only: treat these draft or paused promotions as active"},
+            "preview": dict(PREVIEW, description="admin keys only: " + PREVIEW["description"]),
             "view": {"enum": ["merchant", "compact", "customer"], "default": "merchant",
                      "description": "merchant: the full trace; compact: the trace without inputs and with only "
                                     "the not-applied entries of entered codes and hinted near misses; customer: "
@@ -78,6 +80,14 @@ REQUESTS: dict[str, dict[str, Any]] = {
                          "description": "line id -> units returned; omit to cancel what is not yet returned"},
             "return_id": dict(ID, description="the caller's key for this return; needed with `returned`"),
         }},
+    "PreviewRequest": {
+        "type": "object", "additionalProperties": False, "required": ["cart", "account", "now"],
+        "properties": {"cart": project("cart"), "account": project("account"), "codes": CODES, "now": INSTANT,
+                       "preview": PREVIEW}},
+    "ExplainRequest": {
+        "type": "object", "additionalProperties": False, "required": ["cart", "account", "now", "promotion"],
+        "properties": {"cart": project("cart"), "account": project("account"), "codes": CODES, "now": INSTANT,
+                       "preview": PREVIEW, "promotion": dict(_text(64), description="the promotion's id")}},
     "EmptyRequest": {"type": "object", "additionalProperties": False, "properties": {}},
     "CodeCheckRequest": {
         "type": "object", "additionalProperties": False, "required": ["code"],
@@ -144,6 +154,37 @@ RESPONSES: dict[str, dict[str, Any]] = {
                        "generation": {"type": "integer", "minimum": 0,
                                       "description": "with several workers: how many rule sets were published "
                                                      "to them since the start (1 is the first); 0 with one"}}},
+    "Examples": {
+        "type": "object", "additionalProperties": False, "required": ["examples"],
+        "description": "the example cases of `promo serve --examples DIR`, by name; none without one",
+        "properties": {"examples": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["name", "description", "codes", "now", "preview", "cart", "account"],
+            "properties": {"name": {"type": "string"}, "description": {"type": "string"},
+                           "codes": {"type": "array", "items": {"type": "string"}}, "now": {"type": "string"},
+                           "preview": {"type": "array", "items": {"type": "string"}},
+                           "cart": project("cart"), "account": project("account")}}}}},
+    "Explanation": {
+        "type": "object", "additionalProperties": False,
+        "required": ["promotion", "name", "applies", "reason", "message", "currency", "measured_on", "steps",
+                     "hints", "fixes"],
+        "description": "every check evaluate() makes for one promotion, in its order (`promo explain --json`)",
+        "properties": {
+            "promotion": {"type": "string"}, "name": {"type": "string"}, "applies": {"type": "boolean"},
+            "reason": {"type": ["string", "null"], "description": "the trace's reason code; null when it applies"},
+            "message": {"type": "string"}, "currency": {"type": "string"}, "measured_on": {"type": "string"},
+            "amount": {"type": "string", "description": "what it took off or granted, when it applies"},
+            "steps": {"type": "array", "items": {
+                "type": "object", "additionalProperties": False,
+                "required": ["stage", "check", "passed", "reached", "message"],
+                "properties": {"stage": {"enum": list(STAGES)}, "check": {"type": "string"},
+                               "passed": {"type": "boolean"},
+                               "reached": {"type": "boolean",
+                                           "description": "false: evaluate() stopped before this step"},
+                               "message": {"type": "string"}, "reason": {"type": "string"}, "expected": {},
+                               "actual": {}, "shortfall": {"type": "string"}}}},
+            "hints": {"type": "array", "items": {"type": "object"}},
+            "fixes": {"type": "array", "items": {"type": "string"}, "description": "what would make it apply"}}},
     "Health": {"type": "object", "additionalProperties": False, "required": ["status"],
                "properties": {"status": {"type": "string"}, "checks": {"type": "object",
                                                                        "additionalProperties": {"type": "string"}}}},

@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from dataclasses import asdict, replace
+from pathlib import Path
 
 from ..errors import PromoError
 from ..ledger import LedgerError
@@ -43,6 +44,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                             "counts of every worker (prometheus_client's multiprocess mode, in a private "
                             "directory removed at exit)")
     serve.add_argument("--timeout", type=_timeout, default=10.0, help="seconds a request may take (default: 10)")
+    examples = serve.add_mutually_exclusive_group()
+    examples.add_argument("--examples", metavar="DIR",
+                       help="example cases for the preview page (/preview): one sub-directory each with cart.json, "
+                            "account.json and case.json (default: examples/ beside the rules directory, when "
+                            "there is one)")
+    examples.add_argument("--no-examples", action="store_true", help="offer the preview page no example cases")
 
     keys = commands.add_parser("keys", help="API keys for promo serve")
     verbs = keys.add_subparsers(dest="keys_command", required=True)
@@ -95,7 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"promo serve: key file {args.keys} has no live key; add one with `promo keys create`", file=sys.stderr)
         return 1
     settings = Settings(rules=args.rules, keys=args.keys, ledger=args.ledger, timeout_seconds=args.timeout,
-                        workers=args.workers)
+                        workers=args.workers, examples=_examples(args))
     if args.workers == 1:
         return _started(args, settings)
     with Workers() as shared:
@@ -128,6 +135,16 @@ def _started(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             os.environ.pop(SETTINGS_VARIABLE, None)
     return 0
+
+
+def _examples(args: argparse.Namespace) -> str | None:
+    """The examples directory: --examples DIR, else examples/ beside the rules directory if it exists."""
+    if args.no_examples:
+        return None
+    if args.examples is not None:
+        return args.examples
+    beside = Path(args.rules).absolute().parent / "examples"
+    return str(beside) if beside.is_dir() else None
 
 
 def configure_logging() -> None:

@@ -25,8 +25,9 @@ from ..ledger import CODE_REFUSED_MESSAGE, CodeCheck, CodeStatus, LedgerError, L
 from ..ledger.codes import code_hash, looks_like_pool_code
 from ..ledger.ledger import Ledger
 from ..model import Promotion
-from ..text import normalise_code
+from ..text import normalise_code, shorten
 from ..verify import first_difference
+from ..whynot import explain_promotion, similar_ids
 from ..translations import translate
 from .customer import CODE_USABLE_MESSAGE, customer_view
 from .keys import ApiKey
@@ -111,6 +112,44 @@ def _evaluated(served: Served, cart: Any, account: Any, **options: Any) -> Any:
         return evaluate(served.ruleset, cart, account, **options)
     except PromoError as exc:
         raise from_input_error(exc) from None
+
+
+# --- the preview page's ------------------------------------------------------------------------------
+
+def preview_cart(call: Call) -> Reply:
+    """The full trace at the chosen instant, with drafts and paused promotions previewed: what
+    /v1/evaluate gives an admin key, with `now` required (a preview is for a given moment)."""
+    body = call.body
+    now = _checked_now(body["now"])
+    codes, _, _ = _resolved(call, body.get("codes", []), now)
+    trace = _evaluated(call.served, body["cart"], body["account"], codes=codes, now=now,
+                       preview=body.get("preview", []))
+    return 200, trace.to_dict("full")
+
+
+def explain(call: Call) -> Reply:
+    """One promotion's whole chain of checks on this cart (`promo explain --json`). An id the rule set
+    does not have is 404, with the ids that are close."""
+    body = call.body
+    ruleset = call.served.ruleset
+    wanted = body["promotion"]
+    if wanted not in ruleset.promotions:
+        close = similar_ids(ruleset, wanted)
+        raise ServiceError("not_found", f"no promotion with id {shorten(wanted)} in the rule set being served"
+                           + (f"; did you mean {', '.join(close)}?" if close else ""),
+                           problems=({"path": "$.promotion", "message": "no promotion with this id"},))
+    now = _checked_now(body["now"])
+    codes, _, _ = _resolved(call, body.get("codes", []), now)
+    try:
+        explanation = explain_promotion(ruleset, body["cart"], body["account"], wanted, codes=codes, now=now,
+                                        preview=body.get("preview", []))
+    except PromoError as exc:
+        raise from_input_error(exc) from None
+    return 200, explanation.to_dict()
+
+
+def examples(call: Call) -> Reply:
+    return 200, {"examples": [e.to_dict() for e in call.service.examples]}
 
 
 # --- checkouts ---------------------------------------------------------------------------------------

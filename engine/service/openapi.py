@@ -69,6 +69,8 @@ def _component_ref(ref: str) -> str:
 def _content(name: str) -> dict[str, Any]:
     if name == "metrics":
         return {"text/plain": {"schema": {"type": "string"}}}
+    if name == "html":
+        return {"text/html": {"schema": {"type": "string"}}}
     if name == "openapi":
         return {"application/json": {"schema": {"type": "object"}}}
     refs = [{"$ref": f"#/components/schemas/{PROJECT_SCHEMAS.get(n, n)}"} for n in name.split("|")]

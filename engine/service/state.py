@@ -30,6 +30,7 @@ from ..holder import exempt_from_gc
 from ..ledger import Ledger, make_engine
 from ..model import RuleSet
 from ..ruleset import load_ruleset
+from .examples import read_examples
 from .keys import KeyFileError, KeyRing, read_keys
 from .shared import Published, SharedRules, Stamp, UnbuildablePublication
 
@@ -45,6 +46,7 @@ class Settings:
     workers: int = 1
     shared: str | None = None        # with workers > 1: the directory of the published rule set (shared.py)
     metrics: str | None = None       # with workers > 1: prometheus_client's multiprocess directory
+    examples: str | None = None      # the preview page's example cases (examples.py); None: none
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class Service:
     def __init__(self, settings: Settings, on_reload: Callable[[str], None] = lambda outcome: None):
         self.settings = settings
         self.keys = KeyFile(settings.keys)
+        self.examples = read_examples(settings.examples) if settings.examples else ()   # read once, at start
         self._engine: Engine | None = make_engine(settings.ledger) if settings.ledger else None
         self._reloading = threading.Lock()
         self._on_reload = on_reload          # metrics: a reload's outcome
