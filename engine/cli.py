@@ -15,18 +15,17 @@ import argparse
 import json
 import os
 import re
-import stat
 import sys
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from rich.console import Console
 
+from .cli_support import Refused, read_input
+from .cli_support import now_option as _now
 from .errors import PromoError, RuleFileError
 from .evaluate import evaluate
-from .inputs import read_json
 from . import lint_cli
 from . import new_cli
 from .ledger import cli as ledger_cli
@@ -40,16 +39,7 @@ from .whynot import explain_promotion, similar_ids
 # Kept under their old names: callers that rendered through the CLI module keep working.
 render = render_trace
 
-NOW_EXAMPLE = "2026-11-21T10:00:00+09:00"
 _QUANTITY = re.compile(r"[0-9]{1,9}")
-
-
-class Refused(Exception):
-    """A command refused its input: `message` is what to fix, printed as is; `code` the exit code."""
-
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
 
 
 class _Parser(argparse.ArgumentParser):
@@ -275,55 +265,6 @@ def _refund(args: argparse.Namespace, console: Console) -> int:
     else:
         render_refund(result, console, ruleset.locale)
     return 0
-
-
-def read_input(path: str | Path, what: str) -> Any:
-    """A JSON input file, decoded, or `Refused` naming the option and the file: missing, not a regular
-    file (a directory, a FIFO that would block forever, a device), unreadable, too large, empty, not
-    UTF-8, nested too deeply. Decoding itself (strict JSON) is `read_json`'s."""
-    p = Path(path)
-    shown = f"{what} {clean_text(p)}"
-    try:
-        info = p.stat()
-    except OSError as exc:
-        raise Refused(f"promo: {shown}: cannot read: {exc.strerror or type(exc).__name__}") from None
-    except ValueError:   # an embedded NUL in the path
-        raise Refused(f"promo: {shown}: not a usable file name") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise Refused(f"promo: {shown}: is a directory; give a JSON file")
-    if not stat.S_ISREG(info.st_mode):
-        raise Refused(f"promo: {shown}: is not a regular file; give a JSON file")
-    if info.st_size == 0:
-        raise Refused(f"promo: {shown}: is empty; give a JSON file")
-    try:
-        return read_json(p)   # size, encoding, duplicate keys, digits and depth: bounded before and while reading
-    except PromoError as exc:
-        first = exc.problems[0] if exc.problems else None
-        where = f" (line {first.line})" if first is not None and first.line else ""
-        raise Refused(f"promo: {shown}{where}: {clean_text(first.message if first else str(exc))}") from None
-
-
-def _now(text: str | None) -> str:
-    """--now, checked here so that every command refuses it the same way: an ISO 8601 time with a UTC
-    offset, far enough from the ends of the calendar that local times and day counts stay in it.
-    Without --now, the current time."""
-    if text is None:
-        return datetime.now(timezone.utc).isoformat(timespec="seconds")
-    shown = clean_text(repr(text))
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise Refused(f"promo: --now {shown} is not an ISO 8601 date and time; e.g. {NOW_EXAMPLE}") from None
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise Refused(f"promo: --now {shown} has no UTC offset; e.g. {NOW_EXAMPLE}")
-    try:
-        utc = when.astimezone(timezone.utc)
-        ok = 1900 <= utc.year <= 9000
-    except OverflowError:
-        ok = False
-    if not ok:
-        raise Refused(f"promo: --now {shown} is out of range; give a time between the years 1900 and 9000")
-    return text
 
 
 def _silence_stdout() -> None:

@@ -29,7 +29,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .conditions import OPERATORS, AllOf, AnyOf, Leaf, Node
+from .conditions import OPERATORS, AnyOf, Leaf, Node
 from .errors import PromoError
 from .evaluate import evaluate
 from .index import required_nodes

@@ -15,10 +15,11 @@ import io
 import json
 import stat
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .cli_support import Refused, now_option
 from .errors import PromoError
 from .inputs import decode_json
 from .lint import CHECKS, Catalogue, Report, lint
@@ -30,15 +31,6 @@ from .yamlsafe import read_capped
 MAX_CATALOGUE_BYTES = 8 * 1024 * 1024   # some 200,000 names
 MAX_CATALOGUE_NAMES = 200_000
 CATALOGUE_KINDS = {"category": "categories", "brand": "brands", "sku": "skus"}   # CSV kind -> JSON key
-NOW_EXAMPLE = "2026-11-21T10:00:00+09:00"
-
-
-class _Refused(Exception):
-    """One line for stderr; exit `code`."""
-
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -56,13 +48,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.json and args.format == "sarif":
-            raise _Refused("promo: --json and --format sarif are two forms of the report; give one of them", 2)
+            raise Refused("promo: --json and --format sarif are two forms of the report; give one of them", 2)
         now = _now(args.now)
         catalogue = read_catalogue(args.catalog) if args.catalog else None
         if not Path(args.directory).is_dir():
-            raise _Refused(f"promo: rule directory {clean_text(args.directory)} not found")
+            raise Refused(f"promo: rule directory {clean_text(args.directory)} not found")
         report = lint(load_ruleset(args.directory), now, catalogue)
-    except _Refused as exc:
+    except Refused as exc:
         print(clean_lines(str(exc)), file=sys.stderr)
         return exc.code
     if args.json:
@@ -95,55 +87,41 @@ def render_report(report: Report, directory: str) -> str:
 
 
 def _now(text: str | None) -> datetime:
-    if text is None:
-        return datetime.now(timezone.utc).replace(microsecond=0)
-    shown = clean_text(shorten(text, 60))
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise _Refused(f"promo: --now {shown} is not an ISO 8601 date and time; e.g. {NOW_EXAMPLE}") from None
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise _Refused(f"promo: --now {shown} has no UTC offset; e.g. {NOW_EXAMPLE}")
-    try:
-        in_range = 1970 <= when.astimezone(timezone.utc).year < 2200
-    except OverflowError:
-        in_range = False
-    if not in_range:
-        raise _Refused(f"promo: --now {shown} is out of range; give a time from 1970 up to 2200")
-    return when
+    """--now as every command reads it (engine/cli_support.py), as an aware datetime."""
+    return datetime.fromisoformat(now_option(text).replace("Z", "+00:00"))
 
 
 def read_catalogue(path: str) -> Catalogue:
-    """The catalogue's names from a JSON or CSV file, or `_Refused` naming the file and what to fix."""
+    """The catalogue's names from a JSON or CSV file, or `Refused` naming the file and what to fix."""
     p = Path(path)
     shown = f"--catalog {clean_text(p)}"
     try:
         info = p.stat()
     except (OSError, ValueError) as exc:
-        raise _Refused(f"promo: {shown}: cannot read: {getattr(exc, 'strerror', None) or 'not a usable file name'}") \
+        raise Refused(f"promo: {shown}: cannot read: {getattr(exc, 'strerror', None) or 'not a usable file name'}") \
             from None
     if stat.S_ISDIR(info.st_mode):
-        raise _Refused(f"promo: {shown}: is a directory; give a JSON or CSV file")
+        raise Refused(f"promo: {shown}: is a directory; give a JSON or CSV file")
     if not stat.S_ISREG(info.st_mode):
-        raise _Refused(f"promo: {shown}: is not a regular file; give a JSON or CSV file")
+        raise Refused(f"promo: {shown}: is not a regular file; give a JSON or CSV file")
     suffix = p.suffix.lower()
     if suffix not in (".json", ".csv"):
-        raise _Refused(f"promo: {shown}: give a .json file ({{\"categories\": [...], \"brands\": [...], "
+        raise Refused(f"promo: {shown}: give a .json file ({{\"categories\": [...], \"brands\": [...], "
                        f"\"skus\": [...]}}) or a .csv file with the header kind,name")
     if info.st_size == 0:
-        raise _Refused(f"promo: {shown}: is empty; give the catalogue's names")
+        raise Refused(f"promo: {shown}: is empty; give the catalogue's names")
     try:
         data = read_capped(p, MAX_CATALOGUE_BYTES)
     except OSError as exc:
-        raise _Refused(f"promo: {shown}: cannot read: {exc.strerror or 'not a regular file'}") from None
+        raise Refused(f"promo: {shown}: cannot read: {exc.strerror or 'not a regular file'}") from None
     if data is None:
-        raise _Refused(f"promo: {shown}: is larger than {MAX_CATALOGUE_BYTES // (1024 * 1024)} MiB")
+        raise Refused(f"promo: {shown}: is larger than {MAX_CATALOGUE_BYTES // (1024 * 1024)} MiB")
     names = _from_json(data, shown) if suffix == ".json" else _from_csv(data, shown)
     total = sum(len(v) for v in names.values())
     if total == 0:
-        raise _Refused(f"promo: {shown}: names no category, brand or SKU")
+        raise Refused(f"promo: {shown}: names no category, brand or SKU")
     if total > MAX_CATALOGUE_NAMES:
-        raise _Refused(f"promo: {shown}: has {total} names; at most {MAX_CATALOGUE_NAMES} are read")
+        raise Refused(f"promo: {shown}: has {total} names; at most {MAX_CATALOGUE_NAMES} are read")
     return Catalogue(**{k: frozenset(v) for k, v in names.items()})
 
 
@@ -152,16 +130,16 @@ def _from_json(data: bytes, shown: str) -> dict[str, list[str]]:
         doc = decode_json(data, shown)
     except PromoError as exc:
         first = exc.problems[0] if exc.problems else None
-        raise _Refused(f"promo: {shown}: {clean_text(first.message if first else str(exc))}") from None
+        raise Refused(f"promo: {shown}: {clean_text(first.message if first else str(exc))}") from None
     keys = set(CATALOGUE_KINDS.values())
     if not isinstance(doc, dict) or not set(doc) <= keys:
-        raise _Refused(f"promo: {shown}: must be one JSON object with only the keys categories, brands and skus, "
+        raise Refused(f"promo: {shown}: must be one JSON object with only the keys categories, brands and skus, "
                        f"each a list of names")
     out: dict[str, list[str]] = {}
     for key in sorted(keys):
         values = doc.get(key, [])
         if not isinstance(values, list):
-            raise _Refused(f"promo: {shown}: {key} must be a list of names")
+            raise Refused(f"promo: {shown}: {key} must be a list of names")
         for value in values:
             _check_name(value, f"{key}", shown)
         out[key] = values
@@ -172,24 +150,24 @@ def _from_csv(data: bytes, shown: str) -> dict[str, list[str]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise _Refused(f"promo: {shown}: is not UTF-8 text") from None
+        raise Refused(f"promo: {shown}: is not UTF-8 text") from None
     rows = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(rows, None)
         if header is None or [h.strip() for h in header] != ["kind", "name"]:
-            raise _Refused(f"promo: {shown}: the first line must be the header kind,name; got "
+            raise Refused(f"promo: {shown}: the first line must be the header kind,name; got "
                            f"{clean_text(shorten(','.join(header or [])))}")
         out: dict[str, list[str]] = {key: [] for key in CATALOGUE_KINDS.values()}
         for number, row in enumerate(rows, start=2):
             if not row:
                 continue
             if len(row) != 2 or row[0].strip() not in CATALOGUE_KINDS:
-                raise _Refused(f"promo: {shown} (line {number}): each line is kind,name with kind one of category, "
+                raise Refused(f"promo: {shown} (line {number}): each line is kind,name with kind one of category, "
                                f"brand, sku; got {clean_text(shorten(','.join(row)))}")
             _check_name(row[1].strip(), f"line {number}", shown)
             out[CATALOGUE_KINDS[row[0].strip()]].append(row[1].strip())
     except csv.Error as exc:
-        raise _Refused(f"promo: {shown}: not valid CSV ({clean_text(shorten(str(exc)))})") from None
+        raise Refused(f"promo: {shown}: not valid CSV ({clean_text(shorten(str(exc)))})") from None
     return out
 
 
@@ -198,4 +176,4 @@ def _check_name(value: Any, where: str, shown: str) -> None:
     if problem is None and not value:
         problem = "must not be empty"
     if problem is not None:
-        raise _Refused(f"promo: {shown}: {where}: a name {clean_text(problem)}")
+        raise Refused(f"promo: {shown}: {where}: a name {clean_text(problem)}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from babel import Locale, UnknownLocaleError
 from babel.numbers import get_territory_currencies
 
+from .cli_support import Refused
 from .benefits import KINDS
 from .render import clean_lines, clean_text
 from .ruleset import SETTINGS_FILE
@@ -28,10 +29,6 @@ from .yamlsafe import MAX_FILE_BYTES, load, read_capped
 
 DEFAULT_CURRENCY, DEFAULT_REGION = "JPY", "JP"   # a directory without settings: the bundled shop's home
 ID_RULE = "1 to 64 characters: lower-case letters a-z, digits 0-9, '-' and '_', starting with a letter or digit"
-
-
-class _Refused(Exception):
-    """One line for stderr; exit 1."""
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -45,7 +42,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         path = _write(args.kind, args.id, Path(args.rules), args.force)
-    except _Refused as exc:
+    except Refused as exc:
         print(clean_lines(str(exc)), file=sys.stderr)
         return 1
     print(f"{clean_text(path)}: a draft {args.kind} promotion; edit it, then `promo validate {clean_text(args.rules)}`")
@@ -54,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _write(kind: str, promotion_id: str, rules: Path, force: bool) -> Path:
     if kind not in KINDS:
-        raise _Refused(f"promo new: unknown kind {clean_text(shorten(kind))}; one of: {', '.join(KINDS)}")
+        raise Refused(f"promo new: unknown kind {clean_text(shorten(kind))}; one of: {', '.join(KINDS)}")
     if re.fullmatch(schema("promotion")["properties"]["id"]["pattern"], promotion_id) is None:
-        raise _Refused(f"promo new: {clean_text(shorten(promotion_id))} is not a promotion id: use {ID_RULE}")
+        raise Refused(f"promo new: {clean_text(shorten(promotion_id))} is not a promotion id: use {ID_RULE}")
     try:
         is_dir = rules.is_dir()
         exists = os.path.lexists(rules)
@@ -64,24 +61,24 @@ def _write(kind: str, promotion_id: str, rules: Path, force: bool) -> Path:
         is_dir = exists = False
     if not is_dir:
         why = "is not a directory" if exists else "does not exist"
-        raise _Refused(f"promo new: --rules {clean_text(rules)} {why}; give the rule directory")
+        raise Refused(f"promo new: --rules {clean_text(rules)} {why}; give the rule directory")
     path = rules / f"{promotion_id}.yaml"
     other = rules / f"{promotion_id}.yml"
     if os.path.lexists(other):   # two files of one id never load
-        raise _Refused(f"promo new: {clean_text(other)} already exists with that id; edit it or choose another id")
+        raise Refused(f"promo new: {clean_text(other)} already exists with that id; edit it or choose another id")
     if os.path.lexists(path) and not force:
-        raise _Refused(f"promo new: {clean_text(path)} already exists; edit it, choose another id, or give --force")
+        raise Refused(f"promo new: {clean_text(path)} already exists; edit it, choose another id, or give --force")
     if os.path.lexists(path) and not path.is_file():
-        raise _Refused(f"promo new: {clean_text(path)} is not a regular file; it is left as it is")
+        raise Refused(f"promo new: {clean_text(path)} is not a regular file; it is left as it is")
     currency, region, found = _shop(rules)
     text = render(kind, promotion_id, currency, region, date.today(), from_settings=found)
     try:
         with open(path, "w" if force else "x", encoding="utf-8") as out:
             out.write(text)
     except FileExistsError:
-        raise _Refused(f"promo new: {clean_text(path)} already exists; edit it, choose another id, or give --force") from None
+        raise Refused(f"promo new: {clean_text(path)} already exists; edit it, choose another id, or give --force") from None
     except OSError as exc:
-        raise _Refused(f"promo new: cannot write {clean_text(path)}: {exc.strerror or type(exc).__name__}") from None
+        raise Refused(f"promo new: cannot write {clean_text(path)}: {exc.strerror or type(exc).__name__}") from None
     return path
 
 

@@ -15,7 +15,7 @@ import re
 import stat
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+import pathlib
 from typing import Any
 
 import yaml
@@ -204,7 +204,7 @@ class _Refused(Exception):
         self.mark = mark
 
 
-def read_capped(path: Path, limit: int, follow_links: bool = True) -> bytes | None:
+def read_capped(path: pathlib.Path, limit: int, follow_links: bool = True) -> bytes | None:
     """The bytes of the regular file `path`, or None if it holds more than `limit` bytes. The size is
     checked before reading (stat), and at most limit + 1 bytes are read, so a file that grows in the
     meantime is caught too. Without `follow_links` a symbolic link is refused (OSError), never

@@ -23,7 +23,6 @@ from .invariants import check_invariants
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_golden_case(case: Path) -> None:
     trace = run_case(case)
-    full = trace.to_dict()
     errors = [e.message for e in validator("trace").iter_errors(json.loads(trace.to_json()))]
     assert not errors, errors
     check_invariants(trace)

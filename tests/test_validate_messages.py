@@ -103,3 +103,9 @@ def test_validate_shows_the_line_and_a_caret_under_the_column(tmp_path, capsys):
     at = next(i for i, line in enumerate(err) if "x.yaml:11:13:" in line)
     assert err[at + 1] == '    11 |     amount: "500.5"'
     assert err[at + 2] == "       |             ^"
+
+
+def test_an_id_that_is_not_allowed_says_which_characters_are(tmp_path):
+    problems = _problems(tmp_path, {"Bad_3!.yaml": GOOD.format(id="Bad_3!")})
+    [message] = [p.message for p in problems if p.path == "$.id"]
+    assert "lower-case letters, digits, - and _" in message and "starting with a letter or digit" in message
