@@ -9,7 +9,8 @@ a summary holds counts per currency, per promotion and per reason pair, and at m
 A promotion's discount in a cart is the sum of its applied amounts; balance it grants for later
 orders is counted apart, as `granted`. A promotion's outcome in a cart is "applied", the reason it
 was not applied, "out_of_scope" (counted in the trace's out_of_scope, not listed) or "absent" (not in
-that rule set).
+that rule set). A cart touches a promotion when its outcome there differs; a promotion that is in one
+rule set only and does not apply in the other's trace does not touch it.
 """
 from __future__ import annotations
 
@@ -90,7 +91,9 @@ def compare_traces(entry: CorpusEntry, base: RuleSet, head: RuleSet, before: Tra
     changed = []
     for pid in sorted(set(old) | set(new)):
         a, b = old.get(pid, Outcome(ABSENT)), new.get(pid, Outcome(ABSENT))
-        if a != b:
+        # A promotion missing from one rule set that does not apply in the other did nothing to the cart.
+        idle = (a.status == ABSENT and b.status != APPLIED) or (b.status == ABSENT and a.status != APPLIED)
+        if a != b and not idle:
             changed.append((pid, a, b))
     return CartDiff(line=entry.line, id=entry.id, currency=before.currency, before=before.totals.discount,
                     after=after.totals.discount, promotions=tuple(changed))
