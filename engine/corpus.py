@@ -17,7 +17,7 @@ from typing import IO, Any, Iterator, Mapping
 
 from .errors import PromoError
 from .inputs import decode_json
-from .text import shorten, text_problem
+from .text import text_problem
 
 MAX_LINE_BYTES = 1024 * 1024        # a 1,000-line cart is about 250 KiB
 KEYS = ("cart", "account", "codes", "now", "id")
@@ -117,7 +117,7 @@ def parse_line(raw: bytes, source: str, number: int) -> CorpusEntry | CorpusErro
         return error("$", f"must be a JSON object {{\"cart\", \"account\", \"now\", ...}}; got {_kind(doc)}")
     unknown = sorted(set(doc) - set(KEYS))
     if unknown:
-        return error(f"$.{shorten(unknown[0], 40)}", f"unknown key; a line has only {', '.join(KEYS)}")
+        return error(f"$.{_key(unknown[0])}", f"unknown key; a line has only {', '.join(KEYS)}")
     for key in REQUIRED:
         if key not in doc:
             return error(f"$.{key}", "missing; every line gives cart, account and now")
@@ -138,6 +138,12 @@ def parse_line(raw: bytes, source: str, number: int) -> CorpusEntry | CorpusErro
             return error("$.id", problem)
     return CorpusEntry(line=number, id=entry_id, cart=doc["cart"], account=doc["account"], codes=tuple(codes),
                        now=doc["now"])
+
+
+def _key(key: str) -> str:
+    """An unknown key as it is shown in a path: cleaned of control characters, at most 40 characters."""
+    text = "".join(c if c.isprintable() else "?" for c in key)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _kind(value: Any) -> str:
