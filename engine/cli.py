@@ -1,6 +1,7 @@
 """The `promo` command: `promo validate [DIR]`, `promo evaluate ...`, `promo explain ...`, `promo refund ...`, the ledger's
 `promo ledger init|show` and `promo codes generate` (engine/ledger/cli.py), and the service's
-`promo serve` and `promo keys` (engine/service/cli.py). Arguments, files, the clock
+`promo serve` and `promo keys` (engine/service/cli.py), and backtesting's `promo carts generate|from-traces`
+(engine/corpus_cli.py) and `promo diff` (engine/backtest_cli.py). Arguments, files, the clock
 (read only when --now is not given) and exit codes live here; what is shown lives in engine/render.py.
 
 Exit codes: 0 success; 1 an input was rejected (a rule set, cart, account, usage or trace file, --now, a
@@ -26,6 +27,8 @@ from .cli_support import Refused, read_input
 from .cli_support import now_option as _now
 from .errors import PromoError, RuleFileError
 from .evaluate import evaluate
+from . import backtest_cli
+from . import corpus_cli
 from . import lint_cli
 from . import new_cli
 from .ledger import cli as ledger_cli
@@ -84,6 +87,10 @@ def _main(argv: Sequence[str] | None) -> int:
             return lint_cli.run(args)
         if args.command == "new":
             return new_cli.run(args)
+        if args.command == "carts":
+            return corpus_cli.run(args)
+        if args.command == "diff":
+            return backtest_cli.run(args)
         return _evaluate(args, console)
     except Refused as exc:
         print(clean_lines(str(exc)), file=sys.stderr)
@@ -131,6 +138,8 @@ def _parser() -> argparse.ArgumentParser:
     service_cli.add_commands(commands)
     lint_cli.add_commands(commands)
     new_cli.add_commands(commands)
+    corpus_cli.add_commands(commands)
+    backtest_cli.add_commands(commands)
     return parser
 
 
