@@ -22,10 +22,9 @@ class Refused(Exception):
         self.code = code
 
 
-def read_input(path: str | Path, what: str) -> Any:
-    """A JSON input file, decoded, or `Refused` naming the option and the file: missing, not a regular
-    file (a directory, a FIFO that would block forever, a device), unreadable, too large, empty, not
-    UTF-8, nested too deeply. Decoding itself (strict JSON) is `read_json`'s."""
+def input_file(path: str | Path, what: str, give: str = "a JSON file", empty: str | None = None) -> Path:
+    """An input file named by option `what`, or `Refused` saying what it is instead: missing, not a
+    usable name, a directory, not a regular file (a FIFO that would block forever, a device), empty."""
     p = Path(path)
     shown = f"{what} {clean_text(p)}"
     try:
@@ -35,11 +34,19 @@ def read_input(path: str | Path, what: str) -> Any:
     except ValueError:   # an embedded NUL in the path
         raise Refused(f"promo: {shown}: not a usable file name") from None
     if stat.S_ISDIR(info.st_mode):
-        raise Refused(f"promo: {shown}: is a directory; give a JSON file")
+        raise Refused(f"promo: {shown}: is a directory; give {give}")
     if not stat.S_ISREG(info.st_mode):
-        raise Refused(f"promo: {shown}: is not a regular file; give a JSON file")
+        raise Refused(f"promo: {shown}: is not a regular file; give {give}")
     if info.st_size == 0:
-        raise Refused(f"promo: {shown}: is empty; give a JSON file")
+        raise Refused(f"promo: {shown}: is empty; give {empty or give}")
+    return p
+
+
+def read_input(path: str | Path, what: str) -> Any:
+    """A JSON input file, decoded, or `Refused` naming the option and the file (`input_file`), too
+    large, not UTF-8, nested too deeply. Decoding itself (strict JSON) is `read_json`'s."""
+    p = input_file(path, what)
+    shown = f"{what} {clean_text(p)}"
     try:
         return read_json(p)   # size, encoding, duplicate keys, digits and depth: bounded before and while reading
     except PromoError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import stat
 import sys
 import tempfile
 from datetime import datetime
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .cartgen import MAX_COUNT, generate
-from .cli_support import Refused, now_option, read_input
+from .cli_support import Refused, input_file, now_option, read_input
 from .corpus import entry_line
 from .render import clean_lines, clean_text
 from .ruleset import load_ruleset
@@ -156,17 +155,5 @@ def write_corpus(path: str, entries: Iterable[dict[str, Any]], force: bool) -> i
 
 def check_corpus(path: str) -> None:
     """--carts: a regular, non-empty file, or `Refused` saying which it is not."""
-    p = Path(path)
-    shown = f"--carts {clean_text(p)}"
-    try:
-        info = p.stat()
-    except OSError as exc:
-        raise Refused(f"promo: {shown}: cannot read: {exc.strerror or type(exc).__name__}") from None
-    except ValueError:
-        raise Refused(f"promo: {shown}: not a usable file name") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise Refused(f"promo: {shown}: is a directory; give a corpus file (JSON Lines)")
-    if not stat.S_ISREG(info.st_mode):
-        raise Refused(f"promo: {shown}: is not a regular file; give a corpus file (JSON Lines)")
-    if info.st_size == 0:
-        raise Refused(f"promo: {shown}: is empty; give a corpus with one cart a line (promo carts generate)")
+    input_file(path, "--carts", "a corpus file (JSON Lines)",
+               empty="a corpus with one cart a line (promo carts generate)")
