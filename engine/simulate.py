@@ -246,12 +246,14 @@ class Simulation:
         for pid in earned:
             p, t = self.ruleset.promotions[pid], self._tally[pid]
             t.uses += 1
-            t.spent += sum((a.amount for a in trace.applied if a.promotion == pid), Decimal(0)) + \
-                sum((g.amount for g in trace.grants if g.promotion == pid), Decimal(0))
-            key = (pid, customer)
-            self._customer[key] = self._customer.get(key, 0) + 1
-            if p.limits.uses_per_customer is not None and self._customer[key] == p.limits.uses_per_customer:
-                t.at_limit += 1
+            if p.limits.budget is not None:   # the ledger keeps budget counts only where there is a budget
+                t.spent += sum((a.amount for a in trace.applied if a.promotion == pid), Decimal(0)) + \
+                    sum((g.amount for g in trace.grants if g.promotion == pid), Decimal(0))
+            if p.limits.uses_per_customer is not None:   # per-customer counts only where there is such a limit
+                key = (pid, customer)
+                self._customer[key] = self._customer.get(key, 0) + 1
+                if self._customer[key] == p.limits.uses_per_customer:
+                    t.at_limit += 1
             if p.code_pool and presented.get(pid):
                 code = min(presented[pid], key=code_hash)   # reserve() takes the first unused one by hash
                 self._redeemed.add(code)
