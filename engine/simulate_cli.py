@@ -139,7 +139,8 @@ def render_simulation(result: SimulationResult) -> str:
         ran_out = f"{e['limit']} on {e['day']} at {clean_text(e['cart'])}" if e else "-"
         f = p["first_refused"]
         if f and (not e or (f["limit"], f["line"]) != (e["limit"], e["line"])):
-            ran_out += f"; first refused ({f['limit']}) on {f['day']} at {clean_text(f['cart'])}"
+            refused = f"first refused ({f['limit']}) on {f['day']} at {clean_text(f['cart'])}"
+            ran_out = refused if ran_out == "-" else f"{ran_out}; {refused}"
         out.append(f"  {clean_text(pid):<34} {p['uses']:>7}  {money:<28} {ran_out}")
     out += ["", "Cost per day (discount; granted apart):"]
     for d in data["per_day"]:
