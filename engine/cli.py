@@ -1,7 +1,8 @@
 """The `promo` command: `promo validate [DIR]`, `promo evaluate ...`, `promo explain ...`, `promo refund ...`, the ledger's
 `promo ledger init|show` and `promo codes generate` (engine/ledger/cli.py), and the service's
 `promo serve` and `promo keys` (engine/service/cli.py), and backtesting's `promo carts generate|from-traces`
-(engine/corpus_cli.py) and `promo diff` (engine/backtest_cli.py). Arguments, files, the clock
+(engine/corpus_cli.py) and `promo diff` (engine/backtest_cli.py), and `promo simulate`
+(engine/simulate_cli.py). Arguments, files, the clock
 (read only when --now is not given) and exit codes live here; what is shown lives in engine/render.py.
 
 Exit codes: 0 success; 1 an input was rejected (a rule set, cart, account, usage or trace file, --now, a
@@ -31,6 +32,7 @@ from . import backtest_cli
 from . import corpus_cli
 from . import lint_cli
 from . import new_cli
+from . import simulate_cli
 from .ledger import cli as ledger_cli
 from .refund import refund
 from .render import clean_lines, clean_text, problem_report, render_explanation, render_refund, render_trace
@@ -91,6 +93,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return corpus_cli.run(args)
         if args.command == "diff":
             return backtest_cli.run(args)
+        if args.command == "simulate":
+            return simulate_cli.run(args)
         return _evaluate(args, console)
     except Refused as exc:
         print(clean_lines(str(exc)), file=sys.stderr)
@@ -140,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     new_cli.add_commands(commands)
     corpus_cli.add_commands(commands)
     backtest_cli.add_commands(commands)
+    simulate_cli.add_commands(commands)
     return parser
 
 

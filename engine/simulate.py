@@ -1,0 +1,367 @@
+"""Budget burn-down: replaying a cart corpus as traffic over days, with the ledger's limits (`promo simulate`).
+
+`Simulation(ruleset, per_day=N)` takes corpus entries one at a time (`step`): the entry's `now` is
+moved onto its simulated day (the k-th N carts are day k, counted from `start` or the first cart's
+date; the time of day and the UTC offset are kept), it is evaluated with `usage=` the counts so far,
+and what it applied is counted exactly as `Ledger.reserve` followed by `commit` would record it:
+
+- one use of each applied promotion, in all and for the customer (the account's id), however many
+  benefits it gave;
+- its amount, discounts and grant together (`earned_by_promotion`), against its budget; whether an
+  amount the budget cannot cover is capped or refused is evaluate()'s to decide (`budget_overrun`),
+  exactly as at checkout, since the trace is priced with these counts;
+- a `code_pool` promotion's single-use code: the entered codes listed in `pool_codes` (the files
+  `promo codes generate` wrote) are resolved as `Ledger.resolve_codes` does: an unused one becomes
+  its promotion's token, a used one is dropped; a promotion's pool token typed as it is (`POOL:ID`)
+  is dropped too, as the ledger would refuse it (`code_not_presented`). An applied pool promotion uses
+  one presented code, the one `reserve` would take (by hash order).
+
+Nothing is stored: the counts live in the Simulation, and `result()` is a frozen `SimulationResult`.
+The run is sequential by nature: each cart's usage depends on every cart before it.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+
+from .corpus import CorpusEntry, CorpusError
+from .errors import InputError
+from .evaluate import evaluate
+from .ledger.codes import canonical, code_hash
+from .ledger.redemption import earned_by_promotion
+from .model import POOL_TOKEN_PREFIX, Promotion, RuleSet, Usage
+from .text import normalise_code
+from .trace import Trace
+
+MAX_ERRORS_KEPT = 5
+# The limits a promotion can exhaust for everyone, in the order a tie on one cart is reported.
+LIMITS = ("total_uses", "budget")
+_LIMIT_REASONS = ("usage_limit_reached", "budget_exhausted", "budget_would_overrun")
+
+
+@dataclass(frozen=True)
+class Moment:
+    """Where in the simulated traffic something happened: the day (ISO date), its index from 0, and the
+    cart (its id, or `line N`) with its corpus line."""
+
+    day: str
+    day_index: int
+    cart: str
+    line: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"day": self.day, "day_index": self.day_index, "cart": self.cart, "line": self.line}
+
+
+@dataclass(frozen=True)
+class LimitEvent:
+    """A limit and the moment it was reached (exhausted) or first refused a cart (refused)."""
+
+    limit: str                  # total_uses | budget | uses_per_customer
+    at: Moment
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"limit": self.limit, **self.at.to_dict()}
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    """One promotion over the whole run. `discount` and `granted` are per currency, sorted by currency.
+    `exhausted` is the first limit that ran out for everyone (the cart whose commit used its last use or
+    the last of its budget: the ledger refuses every later use); `first_refused` the first cart the
+    ledger's counts refused it (a customer's own limit, a budget that could not cover a whole discount
+    with `budget_overrun: refuse`, or an exhausted limit); `customers_at_limit` how many customers
+    reached `uses_per_customer`."""
+
+    uses: int
+    discount: tuple[tuple[str, Decimal], ...]
+    granted: tuple[tuple[str, Decimal], ...]
+    exhausted: LimitEvent | None
+    first_refused: LimitEvent | None
+    refused: int                # carts refused for a limit
+    customers_at_limit: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uses": self.uses, "discount": _money(self.discount), "granted": _money(self.granted),
+                "exhausted": None if self.exhausted is None else self.exhausted.to_dict(),
+                "first_refused": None if self.first_refused is None else self.first_refused.to_dict(),
+                "refused": self.refused, "customers_at_limit": self.customers_at_limit}
+
+
+@dataclass(frozen=True)
+class DayResult:
+    day: str
+    carts: int
+    discount: tuple[tuple[str, Decimal], ...]
+    granted: tuple[tuple[str, Decimal], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"day": self.day, "carts": self.carts, "discount": _money(self.discount),
+                "granted": _money(self.granted)}
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    carts: int
+    skipped: int
+    errors: tuple[str, ...]
+    per_day_carts: int
+    start: str | None
+    by_promotion: tuple[tuple[str, PromotionResult], ...]     # sorted by id
+    per_day: tuple[DayResult, ...]
+
+    @property
+    def days(self) -> int:
+        return len(self.per_day)
+
+    def promotion(self, pid: str) -> PromotionResult:
+        return dict(self.by_promotion)[pid]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"carts": self.carts, "days": self.days, "skipped": self.skipped, "errors": list(self.errors),
+                "per_day_carts": self.per_day_carts, "start": self.start,
+                "by_promotion": {pid: p.to_dict() for pid, p in self.by_promotion},
+                "per_day": [d.to_dict() for d in self.per_day]}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One cart of the simulation: where it fell, the `now` it was priced at, the codes evaluate() saw,
+    and its trace."""
+
+    at: Moment
+    now: str
+    codes: tuple[str, ...]
+    pool_codes: tuple[str, ...]   # the single-use codes it used (what reserve() would be given)
+    trace: Trace
+
+
+@dataclass
+class _Tally:
+    uses: int = 0
+    spent: Decimal = Decimal(0)      # what the budget counts: discounts and grants
+    discount: dict[str, Decimal] = field(default_factory=dict)
+    granted: dict[str, Decimal] = field(default_factory=dict)
+    exhausted: LimitEvent | None = None
+    first_refused: LimitEvent | None = None
+    refused: int = 0
+    at_limit: int = 0
+
+
+class Simulation:
+    """The ledger's counts, kept in memory, fed one corpus entry at a time (`step`)."""
+
+    def __init__(self, ruleset: RuleSet, per_day: int, start: date | None = None,
+                 pool_codes: Mapping[str, str] | None = None, source: str = "corpus"):
+        if per_day < 1:
+            raise ValueError("per_day must be at least 1")
+        self.ruleset, self.per_day, self.source = ruleset, per_day, source
+        self.start = start
+        # canonical single-use code -> its promotion; a code leaves this map when it is redeemed
+        self._pool = {canonical(c): pid for c, pid in (pool_codes or {}).items()}
+        self._redeemed: set[str] = set()
+        self._tally = {pid: _Tally() for pid in ruleset.promotions}
+        self._customer: dict[tuple[str, str], int] = {}
+        self._days: list[list[Any]] = []      # [carts, discount per currency, granted per currency]
+        self.carts = 0
+        self.skipped = 0
+        self._errors: list[str] = []
+        self._limited = tuple(sorted(pid for pid, p in ruleset.promotions.items() if _limited(p)))
+
+    # --- one cart ---------------------------------------------------------------------------------
+
+    def usage(self, customer: str) -> dict[str, Usage]:
+        """The counts evaluate() reads for this customer now, as `Ledger.usage_snapshot` would give them."""
+        return {pid: Usage(self._tally[pid].uses, self._customer.get((pid, customer), 0), self._tally[pid].spent)
+                for pid in self._limited}
+
+    def step(self, entry: CorpusEntry) -> Step:
+        """Price one entry on its simulated day with the counts so far, then count what it applied.
+        Raises CorpusError (naming the line and field) for an entry evaluate() refuses; nothing is
+        counted then."""
+        index = self.carts // self.per_day
+        when = _parse_now(entry, self.source)
+        if self.start is None:
+            self.start = when.date()
+        moved = datetime.combine(self.start + timedelta(days=index), when.timetz())
+        at = Moment((self.start + timedelta(days=index)).isoformat(), index, entry.label, entry.line)
+        customer = entry.account.get("id")
+        customer = customer if isinstance(customer, str) else ""
+        codes, presented = self._resolve(entry.codes)
+        try:
+            trace = evaluate(self.ruleset, entry.cart, entry.account, codes=codes, now=moved.isoformat(),
+                             usage=self.usage(customer))
+        except InputError as exc:
+            first = exc.problems[0]
+            raise CorpusError(self.source, entry.line, _field(first.file, first.path), first.message) from None
+        used_codes = self._count(trace, customer, at, presented)
+        self.carts += 1
+        return Step(at, moved.isoformat(), codes, used_codes, trace)
+
+    def skip(self, error: CorpusError) -> None:
+        """Count a bad line and go on (the first few messages are kept)."""
+        self.skipped += 1
+        if len(self._errors) < MAX_ERRORS_KEPT:
+            self._errors.append(str(error))
+
+    def _resolve(self, entered: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, list[str]]]:
+        """Entered codes as `Ledger.resolve_codes` turns them for evaluate(): a listed single-use code
+        that is still unused becomes its promotion's token; a used one, and a pool token typed as it is,
+        are dropped; anything else passes through (evaluate() reports an unknown code itself)."""
+        out: list[str] = []
+        presented: dict[str, list[str]] = {}
+        for raw in entered:
+            key = canonical(raw)
+            pid = self._pool.get(key)
+            if pid is not None:
+                if key not in self._redeemed and pid in self.ruleset.promotions:
+                    out.append(self.ruleset.promotions[pid].code)
+                    presented.setdefault(pid, []).append(key)
+                continue
+            try:
+                if normalise_code(raw).startswith(POOL_TOKEN_PREFIX):
+                    continue
+            except Exception:   # noqa: BLE001 - a malformed code is evaluate()'s to report, with its field
+                pass
+            out.append(raw)
+        return tuple(dict.fromkeys(out)), presented
+
+    def _count(self, trace: Trace, customer: str, at: Moment, presented: dict[str, list[str]]) -> tuple[str, ...]:
+        day = self._day(at.day_index)
+        day[0] += 1
+        currency = trace.currency
+        earned = earned_by_promotion(trace)
+        used_codes: list[str] = []
+        for a in trace.applied:
+            t = self._tally[a.promotion]
+            t.discount[currency] = t.discount.get(currency, Decimal(0)) + a.amount
+            day[1][currency] = day[1].get(currency, Decimal(0)) + a.amount
+        for g in trace.grants:
+            t = self._tally[g.promotion]
+            t.granted[currency] = t.granted.get(currency, Decimal(0)) + g.amount
+            day[2][currency] = day[2].get(currency, Decimal(0)) + g.amount
+        for pid in earned:
+            p, t = self.ruleset.promotions[pid], self._tally[pid]
+            t.uses += 1
+            if p.limits.budget is not None:   # the ledger keeps budget counts only where there is a budget
+                t.spent += sum((a.amount for a in trace.applied if a.promotion == pid), Decimal(0)) + \
+                    sum((g.amount for g in trace.grants if g.promotion == pid), Decimal(0))
+            if p.limits.uses_per_customer is not None:   # per-customer counts only where there is such a limit
+                key = (pid, customer)
+                self._customer[key] = self._customer.get(key, 0) + 1
+                if self._customer[key] == p.limits.uses_per_customer:
+                    t.at_limit += 1
+            if p.code_pool and presented.get(pid):
+                code = min(presented[pid], key=code_hash)   # reserve() takes the first unused one by hash
+                self._redeemed.add(code)
+                used_codes.append(code)
+            if t.exhausted is None:
+                reached = [name for name in LIMITS if _reached(p, t, name)]
+                if reached:
+                    t.exhausted = LimitEvent(reached[0], at)
+        for n in trace.not_applied:
+            if n.reason.value in _LIMIT_REASONS:
+                t = self._tally[n.promotion]
+                t.refused += 1
+                if t.first_refused is None:
+                    t.first_refused = LimitEvent(self._refusing_limit(n.promotion, n.reason.value), at)
+        return tuple(used_codes)
+
+    def _refusing_limit(self, pid: str, reason: str) -> str:
+        if reason != "usage_limit_reached":
+            return "budget"
+        p = self.ruleset.promotions[pid]
+        return "total_uses" if _reached(p, self._tally[pid], "total_uses") else "uses_per_customer"
+
+    def _day(self, index: int) -> list[Any]:
+        while len(self._days) <= index:
+            self._days.append([0, {}, {}])
+        return self._days[index]
+
+    # --- the report -------------------------------------------------------------------------------
+
+    def result(self) -> SimulationResult:
+        promotions = tuple((pid, PromotionResult(t.uses, _sorted(t.discount), _sorted(t.granted), t.exhausted,
+                                                 t.first_refused, t.refused, t.at_limit))
+                           for pid, t in sorted(self._tally.items()))
+        start = self.start
+        days = tuple(DayResult((start + timedelta(days=i)).isoformat(), d[0], _sorted(d[1]), _sorted(d[2]))
+                     for i, d in enumerate(self._days)) if start is not None else ()
+        return SimulationResult(self.carts, self.skipped, tuple(self._errors), self.per_day,
+                                None if start is None else start.isoformat(), promotions, days)
+
+
+def simulate(ruleset: RuleSet, entries: Iterable[CorpusEntry | CorpusError], per_day: int, *,
+             days: int | None = None, start: date | None = None, seed: int | None = None, on_error: str = "stop",
+             pool_codes: Mapping[str, str] | None = None, source: str = "corpus") -> SimulationResult:
+    """The whole run: entries in corpus order, or shuffled by `seed` (the corpus is then read whole
+    first, and bad lines are met in file order); at most `days` days of `per_day` carts. With
+    on_error="stop" the first bad line is raised as CorpusError; with "skip" it is counted."""
+    if on_error not in ("stop", "skip"):
+        raise ValueError(f"on_error must be stop or skip, not {on_error!r}")
+    sim = Simulation(ruleset, per_day, start=start, pool_codes=pool_codes, source=source)
+    limit = None if days is None else days * per_day
+
+    def bad(error: CorpusError) -> None:
+        if on_error == "stop":
+            raise error
+        sim.skip(error)
+
+    stream: Iterable[CorpusEntry | CorpusError] = entries
+    if seed is not None:
+        good: list[CorpusEntry] = []
+        for item in entries:
+            if isinstance(item, CorpusError):
+                bad(item)
+            else:
+                good.append(item)
+        random.Random(seed).shuffle(good)
+        stream = good
+    for item in stream:
+        if limit is not None and sim.carts >= limit:
+            break
+        if isinstance(item, CorpusError):
+            bad(item)
+            continue
+        try:
+            sim.step(item)
+        except CorpusError as exc:
+            bad(exc)
+    return sim.result()
+
+
+def _limited(p: Promotion) -> bool:
+    lim = p.limits
+    return lim.total_uses is not None or lim.uses_per_customer is not None or lim.budget is not None
+
+
+def _reached(p: Promotion, t: _Tally, limit: str) -> bool:
+    if limit == "total_uses":
+        return p.limits.total_uses is not None and t.uses >= p.limits.total_uses
+    return p.limits.budget is not None and t.spent >= p.limits.budget
+
+
+def _parse_now(entry: CorpusEntry, source: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(entry.now.replace("Z", "+00:00"))
+    except ValueError:
+        raise CorpusError(source, entry.line, "$.now", "must be an ISO 8601 time with a UTC offset") from None
+    if when.utcoffset() is None:
+        raise CorpusError(source, entry.line, "$.now", "has no UTC offset")
+    return when
+
+
+def _field(what: str, path: str) -> str:
+    root = {"cart": "$.cart", "account": "$.account", "codes": "$.codes", "now": "$.now"}.get(what, "$")
+    return root if path in ("$", "") else root + path[1:]
+
+
+def _sorted(amounts: Mapping[str, Decimal]) -> tuple[tuple[str, Decimal], ...]:
+    return tuple(sorted((c, a) for c, a in amounts.items() if a))
+
+
+def _money(amounts: tuple[tuple[str, Decimal], ...]) -> dict[str, str]:
+    return {c: f"{a:f}" for c, a in amounts}
