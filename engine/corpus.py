@@ -68,6 +68,10 @@ class CorpusError(ValueError):
     def _key(self) -> tuple:
         return (self.source, self.line, self.field, self.message)
 
+    def __reduce__(self) -> tuple:
+        """Pickled (sent to or from a Dask worker) with its four parts, not the one-string args."""
+        return (CorpusError, self._key())
+
 
 def read_corpus(path: str | Path) -> Iterator[CorpusEntry | CorpusError]:
     """Every line of the corpus file, in order: a CorpusEntry, or the CorpusError that says why the
