@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine import evaluate, load_ruleset
-from engine.backtest import DiffSummary, diff
+from engine.backtest import HISTOGRAM_EDGES, DiffSummary, bin_range, compare, delta_bin, diff
 from engine.cli import main
 from engine.corpus import CorpusEntry, CorpusError, read_corpus
 
@@ -149,6 +149,29 @@ def test_merging_the_summaries_of_any_split_of_the_corpus_gives_the_one_pass_sum
         a, b, c = summaries[:3]
         assert a.merge(b).merge(c) == a.merge(b.merge(c))
     assert whole.merge(DiffSummary(top_n=5)) == whole
+
+
+def test_the_delta_histogram_counts_every_cart_once_in_fixed_bins_and_merges_associatively(head, corpus) -> None:
+    base, changed = load_ruleset(RULES), load_ruleset(head)
+    entries = list(read_corpus(corpus))
+    carts = [compare(base, changed, e) for e in entries]
+    want = Counter((c.currency, delta_bin(c.delta)) for c in carts)
+    whole = diff(base, changed, entries)
+    assert {(cur, b): n for cur, bins in whole.histogram for b, n in bins} == want
+    assert len({b for _, b in want}) > 2           # the change moves carts into more than one bin
+    a, b, c = (diff(base, changed, entries[i::3]) for i in range(3))
+    assert a.merge(b).merge(c).histogram == a.merge(b.merge(c)).histogram == c.merge(a).merge(b).histogram \
+        == whole.histogram
+    bins = whole.to_dict()["delta_histogram"]
+    assert sum(x["carts"] for v in bins.values() for x in v) == whole.carts
+    assert all(len(v) <= 2 * len(HISTOGRAM_EDGES) + 1 for v in bins.values())
+
+
+@pytest.mark.parametrize("delta, low, high", [("0", "0", "0"), ("1", "1", "2"), ("1.99", "1", "2"), ("-500", "-1000", "-500"),
+                                              ("0.001", "0.001", "0.002"), ("7E15", "5000000000000", None),
+                                              ("-7E15", None, "-5000000000000")])
+def test_a_discount_change_falls_in_the_bin_whose_edges_hold_it(delta, low, high) -> None:
+    assert bin_range(delta_bin(Decimal(delta))) == (low, high)
 
 
 def _corpus_with(tmp_path: Path, corpus: Path, bad: bytes, at: int = 3) -> Path:
