@@ -141,9 +141,15 @@ def _histogram(currency: str, bins: list[Mapping[str, Any]]) -> bytes:
     labels = [_bin_label(b) for b in bins]
     colours = ["#888" if label == "0" else ("#c0392b" if (b["to"] or "").startswith("-") else "#27ae60")
                for label, b in zip(labels, bins)]
-    axes.bar(range(len(bins)), [b["carts"] for b in bins], color=colours)
+    counts = [b["carts"] for b in bins]
+    bars = axes.bar(range(len(bins)), counts, color=colours)
+    axes.bar_label(bars, fontsize=8)
     axes.set_xticks(range(len(bins)), labels, rotation=30, ha="right", fontsize=8)
-    axes.set_ylabel("carts")
+    # Unchanged carts usually outnumber the changed ones a hundred to one: on a log scale both show.
+    logarithmic = bool(counts) and max(counts) > 20 * min(counts)
+    if logarithmic:
+        axes.set_yscale("log")
+    axes.set_ylabel("carts (log scale)" if logarithmic else "carts")
     axes.set_xlabel(f"change in the cart's discount ({currency})")
     return _png(plt, figure)
 

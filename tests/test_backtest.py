@@ -1,9 +1,11 @@
 """Backtesting a rule change (engine/backtest.py) and `promo diff` (engine/backtest_cli.py)."""
 from __future__ import annotations
 
+import io
 import json
 import random
 import shutil
+import sys
 from collections import Counter, defaultdict
 from decimal import Decimal
 from functools import reduce
@@ -249,3 +251,27 @@ def test_a_bad_rule_set_is_printed_as_promo_validate_prints_it(tmp_path: Path, c
     assert main(["diff", "--base", str(RULES), "--head", str(broken), "--carts", str(corpus)]) == 1
     err = capsys.readouterr().err
     assert "toys-200-off-each.yaml:" in err and "Traceback" not in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_progress_bar_is_drawn_on_a_terminal_only_and_changes_nothing(head, corpus, capsys, monkeypatch) -> None:
+    args = ["diff", "--base", str(RULES), "--head", str(head), "--carts", str(corpus), "--json"]
+    assert main(args) == 0
+    plain = capsys.readouterr()
+    assert plain.err == ""                                   # not a terminal: no bar
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(args) == 0
+    assert capsys.readouterr().out == plain.out
+    assert "carts/s" in terminal.getvalue() and "400" in terminal.getvalue()
+
+
+def test_the_bar_counts_the_corpus_lines_when_that_is_cheap(tmp_path) -> None:
+    from engine import backtest_cli
+    (tmp_path / "c.jsonl").write_bytes(b"{}\n\n{}")
+    assert backtest_cli.count_lines(str(tmp_path / "c.jsonl")) == 3
+    assert backtest_cli.count_lines(str(tmp_path / "missing.jsonl")) is None
