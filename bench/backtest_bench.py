@@ -62,11 +62,9 @@ def measure(mode: str, corpus: str, head: str, workers: int, trace: bool) -> dic
         started = time.perf_counter()
         summary = diff(base, changed, read_corpus(corpus))
     else:
-        from distributed import Client
-
-        from engine.backtest_dask import diff_on_cluster, local_cluster
+        from engine.backtest_dask import cluster_client, diff_on_cluster
         started = time.perf_counter()
-        with local_cluster(workers) as cluster, Client(cluster) as client:
+        with cluster_client(workers=workers) as client:
             client.wait_for_workers(workers)
             out["cluster_start_s"] = round(time.perf_counter() - started, 2)
             rss_before = _rss_now()

@@ -110,20 +110,13 @@ def replay(args: argparse.Namespace, base, head, advance: Callable[[int], None] 
 
 @contextmanager
 def _cluster(args: argparse.Namespace) -> Iterator[object]:
-    """A client of the cluster to run on; a local cluster is shut down however the run ends."""
-    from distributed import Client
-    if args.scheduler is not None:
-        try:
-            client = Client(args.scheduler, timeout="10s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise Refused(f"promo diff: --scheduler {clean_text(args.scheduler)}: cannot connect: "
-                          f"{clean_text(exc)}") from None
-        with client:
+    from .backtest_dask import cluster_client
+    from .backtest_dask import SchedulerUnreachable
+    try:
+        with cluster_client(args.workers, args.scheduler) as client:
             yield client
-        return
-    from .backtest_dask import local_cluster
-    with local_cluster(args.workers) as cluster, Client(cluster) as client:
-        yield client
+    except SchedulerUnreachable as exc:
+        raise Refused(f"promo diff: --scheduler {clean_text(exc)}") from None
 
 
 @contextmanager

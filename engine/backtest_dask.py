@@ -16,6 +16,7 @@ and raises the earliest, with its line number, as the in-process run would.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .backtest import DiffSummary, compare
@@ -29,6 +30,35 @@ _KEPT_RULESETS = 4
 
 Line = tuple[int, bytes] | CorpusError
 _built: dict[str, RuleSet] = {}      # per worker process: version -> the rule set built from its files
+
+
+# Dask keeps the last N messages of every connection (and scheduler transitions) for debugging, 1,000 by
+# default: with chunks of corpus lines in those messages, that is hundreds of MiB held by the client (and,
+# for a local cluster, its in-process scheduler). The backtest keeps none, so memory stays flat.
+CLIENT_CONFIG = {"distributed.admin.low-level-log-length": 0}
+
+
+class SchedulerUnreachable(ConnectionError):
+    """--scheduler names no scheduler that answers (within 10 s)."""
+
+
+@contextmanager
+def cluster_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+    """A Dask client for the run: of an existing cluster at `scheduler`, or of a local cluster of
+    `workers` processes started here and shut down however the run ends."""
+    import dask
+    from distributed import Client
+    with dask.config.set(CLIENT_CONFIG):
+        if scheduler is not None:
+            try:
+                client = Client(scheduler, timeout="10s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise SchedulerUnreachable(f"{scheduler}: cannot connect: {exc}") from None
+            with client:
+                yield client
+        else:
+            with local_cluster(workers or 1) as cluster, Client(cluster) as client:
+                yield client
 
 
 def local_cluster(workers: int) -> Any:

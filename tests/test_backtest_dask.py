@@ -11,7 +11,7 @@ distributed = pytest.importorskip("distributed")
 
 from engine import load_ruleset  # noqa: E402
 from engine.backtest import diff  # noqa: E402
-from engine.backtest_dask import diff_on_cluster, local_cluster  # noqa: E402
+from engine.backtest_dask import cluster_client, diff_on_cluster  # noqa: E402
 from engine.cli import main  # noqa: E402
 from engine.corpus import CorpusError, read_lines, read_stream  # noqa: E402
 
@@ -38,7 +38,7 @@ def corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client():
-    with local_cluster(2) as cluster, distributed.Client(cluster) as c:
+    with cluster_client(workers=2) as c:
         yield c
 
 
