@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument("--memory", type=int, nargs="*", default=[100_000, 1_000_000],
                         help="corpus lengths replayed on the cluster for the client's memory")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--modes", nargs="*", default=["process", "cluster"], choices=["process", "cluster"],
+                        help="which throughput runs to make (both by default)")
     parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -135,7 +137,7 @@ def main() -> None:
         corpus = make_corpus(directory, args.carts)
         rows = [client_ceiling(corpus, CHUNK_LINES)]
         _show(rows[-1])
-        for mode in ("process", "cluster"):
+        for mode in args.modes:
             rows.append(_child(mode, corpus, head, args.workers, trace=False))
             _show(rows[-1])
         for count in args.memory:
