@@ -4,7 +4,8 @@
 `DiffSummary` folds CartDiffs into the report `promo diff` prints. A summary is a frozen value, and
 `merge` is associative and order-independent (sums, and a top-N kept by a total order), so that
 partial summaries computed on many workers reduce to the same summary as one pass. Memory stays flat:
-a summary holds counts per currency, per promotion and per reason pair, and at most `top_n` carts.
+a summary holds counts per currency, per promotion and per reason pair, at most `top_n` carts, and a
+histogram of the per-cart discount change over fixed bins (the same for every summary, so that they add).
 
 A promotion's discount in a cart is the sum of its applied amounts; balance it grants for later
 orders is counted apart, as `granted`. A promotion's outcome in a cart is "applied", the reason it
@@ -14,6 +15,7 @@ rule set only and does not apply in the other's trace does not touch it.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
@@ -27,6 +29,10 @@ from .trace import Trace
 APPLIED, OUT_OF_SCOPE, ABSENT = "applied", "out_of_scope", "absent"
 DEFAULT_TOP = 10
 MAX_ERRORS_KEPT = 5          # a skipping run keeps the first few messages, by line number
+# The histogram's bin edges for the size of a cart's discount change, in currency units: 1-2-5 steps
+# from 0.0001 (finer than any currency's minor unit) to 5 trillion. Fixed, not fitted to the data, so
+# that histograms of parts of the corpus add up to the histogram of the whole.
+HISTOGRAM_EDGES = tuple(Decimal(m).scaleb(e) for e in range(-4, 13) for m in (1, 2, 5))
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,8 @@ class DiffSummary:
     promotions: tuple[tuple[str, PromotionChange], ...] = ()
     reasons: tuple[tuple[tuple[str, str, str], int], ...] = ()      # (promotion, before, after) -> carts
     top: tuple[CartDiff, ...] = ()
+    # currency -> ((bin, carts), ...): the per-cart discount change, bins as `delta_bin` numbers them
+    histogram: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
 
     def add(self, cart: CartDiff) -> "DiffSummary":
         return self.merge(self.of(cart))
@@ -173,7 +181,8 @@ class DiffSummary:
         return DiffSummary(top_n=self.top_n, carts=1, changed=1 if cart.before != cart.after else 0,
                            discount_before=((cur, cart.before),), discount_after=((cur, cart.after),),
                            promotions=tuple(promotions), reasons=tuple(reasons),
-                           top=(cart,) if moved and self.top_n else ())
+                           top=(cart,) if moved and self.top_n else (),
+                           histogram=((cur, ((delta_bin(cart.delta), 1),)),))
 
     def merge(self, other: "DiffSummary") -> "DiffSummary":
         if other.top_n != self.top_n:
@@ -187,12 +196,17 @@ class DiffSummary:
         errors = tuple(sorted(set(self.errors) | set(other.errors), key=lambda e: (e.line, e.source, e.field,
                                                                                     e.message))[:MAX_ERRORS_KEPT])
         top = tuple(sorted(self.top + other.top, key=CartDiff.rank)[:self.top_n])
+        histogram = {currency: dict(bins) for currency, bins in self.histogram}
+        for currency, bins in other.histogram:
+            mine = histogram.setdefault(currency, {})
+            for b, count in bins:
+                mine[b] = mine.get(b, 0) + count
         return replace(self, carts=self.carts + other.carts, changed=self.changed + other.changed,
                        skipped=self.skipped + other.skipped, errors=errors,
                        discount_before=_sum(self.discount_before, other.discount_before),
                        discount_after=_sum(self.discount_after, other.discount_after),
                        promotions=tuple(sorted(promotions.items())), reasons=tuple(sorted(reasons.items())),
-                       top=top)
+                       top=top, histogram=tuple((c, tuple(sorted(bins.items()))) for c, bins in sorted(histogram.items())))
 
     def delta(self) -> tuple[tuple[str, Decimal], ...]:
         before, after = dict(self.discount_before), dict(self.discount_after)
@@ -215,7 +229,29 @@ class DiffSummary:
                 "discount_delta": _map(self.delta()), "by_promotion": by_promotion,
                 "reasons_changed": [{"promotion": p, "before": a, "after": b, "carts": n}
                                     for (p, a, b), n in self.reasons],
-                "top": [c.to_dict() for c in self.top]}
+                "top": [c.to_dict() for c in self.top],
+                "delta_histogram": {currency: [dict(zip(("from", "to"), bin_range(b)), carts=n) for b, n in bins]
+                                    for currency, bins in self.histogram}}
+
+
+def delta_bin(delta: Decimal) -> int:
+    """The histogram bin of a discount change: 0 for no change; i > 0 for a rise of at least
+    HISTOGRAM_EDGES[i-1] and less than HISTOGRAM_EDGES[i] (the last bin has no upper edge); -i for the
+    same fall."""
+    if delta == 0:
+        return 0
+    i = max(bisect_right(HISTOGRAM_EDGES, abs(delta)), 1)
+    return i if delta > 0 else -i
+
+
+def bin_range(b: int) -> tuple[str | None, str | None]:
+    """A bin's edges as amount strings (`from` inclusive for rises, `to` inclusive for falls); None
+    where the outermost bins are open."""
+    if b == 0:
+        return "0", "0"
+    i = abs(b)
+    low, high = _s(HISTOGRAM_EDGES[i - 1]), _s(HISTOGRAM_EDGES[i]) if i < len(HISTOGRAM_EDGES) else None
+    return (low, high) if b > 0 else (None if high is None else "-" + high, "-" + low)
 
 
 def rule_changes(base: RuleSet, head: RuleSet) -> dict[str, str]:

@@ -1,7 +1,9 @@
-"""`promo diff --base DIR --head DIR --carts FILE [--json] [--on-error stop|skip] [--top N]`: which carts
-a rule change touches, and by how much. Both rule sets are loaded here, the corpus is streamed here
-(engine/corpus.py), and the report is printed here; the comparison and the summary are
-engine/backtest.py's.
+"""`promo diff --base DIR --head DIR --carts FILE [--json] [--on-error stop|skip] [--top N]
+[--workers N | --scheduler ADDRESS] [--report FILE.html]`: which carts a rule change touches, and by how
+much. Both rule sets are loaded here, the corpus is streamed here (engine/corpus.py), the progress bar
+is drawn here (on a terminal only), and the report is printed here; the comparison and the summary are
+engine/backtest.py's, the run on a Dask cluster engine/backtest_dask.py's and the HTML report
+engine/backtest_report.py's.
 
 Exit codes: 0 when the corpus was replayed (changed or not); 1 for bad input (a rule directory that is
 missing or does not load, printed as `promo validate` prints it; a missing, empty or unreadable corpus;
@@ -11,17 +13,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from .backtest import DEFAULT_TOP, DiffSummary, diff, rule_changes
 from .cli_support import Refused
-from .corpus import ON_ERROR, CorpusError, read_corpus
+from .corpus import ON_ERROR, CorpusError, read_corpus, read_lines
 from .corpus_cli import check_corpus
 from .render import clean_lines, clean_text
 from .ruleset import load_ruleset
 
 MAX_TOP = 1000
+MAX_WORKERS = 256
+COUNT_LINES_UP_TO = 512 * 1024 * 1024   # counting a corpus's lines for the progress bar's total reads it at
+                                        # about 1 GB/s; past this size the bar shows the rate only
+T = TypeVar("T")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -36,6 +45,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                    help="a bad corpus line: stop (default, exit 1) or skip it, count it and go on")
     d.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"how many of the most changed carts to list "
                                                                 f"(default {DEFAULT_TOP}, at most {MAX_TOP})")
+    where = d.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="replay on a local Dask cluster of N worker processes")
+    where.add_argument("--scheduler", help="replay on an existing Dask cluster (tcp://host:8786); its workers "
+                                           "need promo-engine installed")
+    d.add_argument("--report", help="also write the summary, with charts, as one self-contained HTML file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,11 +59,15 @@ def run(args: argparse.Namespace) -> int:
         for option, directory in (("--base", args.base), ("--head", args.head)):
             if not Path(directory).is_dir():
                 raise Refused(f"promo diff: {option} {clean_text(directory)}: rule directory not found")
+        if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+            raise Refused(f"promo diff: --workers {args.workers}: give 1 to {MAX_WORKERS}", 2)
+        if args.report is not None:
+            check_report(args.report)
         check_corpus(args.carts)
         base, head = load_ruleset(args.base), load_ruleset(args.head)
         try:
-            summary = diff(base, head, read_corpus(args.carts), on_error=args.on_error, top_n=args.top,
-                           source=args.carts)
+            with progress_bar(args.carts) as advance:
+                summary = replay(args, base, head, advance)
         except CorpusError as exc:
             raise Refused(f"promo diff: {clean_text(exc)} (--on-error skip counts bad lines and goes on)") from None
         except OSError as exc:
@@ -60,11 +78,101 @@ def run(args: argparse.Namespace) -> int:
         print(clean_lines(str(exc)), file=sys.stderr)
         return exc.code
     kinds = rule_changes(base, head)
+    if args.report is not None:
+        from .backtest_report import write_report
+        try:
+            write_report(args.report, summary, kinds, args.base, args.head)
+        except OSError as exc:
+            print(f"promo diff: --report {clean_text(args.report)}: cannot write: {exc.strerror}", file=sys.stderr)
+            return 1
     if args.json:
         sys.stdout.write(json.dumps(summary.to_dict(kinds), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(render_summary(summary, kinds, args.base, args.head))
     return 0
+
+
+def replay(args: argparse.Namespace, base, head, advance: Callable[[int], None] | None) -> DiffSummary:
+    """The corpus replayed in this process, or on the Dask cluster --workers / --scheduler names."""
+    if args.workers is None and args.scheduler is None:
+        entries = read_corpus(args.carts)
+        return diff(base, head, entries if advance is None else _counted(entries, advance), on_error=args.on_error,
+                    top_n=args.top, source=args.carts)
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise Refused("promo diff: --workers and --scheduler need Dask: pip install 'dask[distributed]'") from None
+    from .backtest_dask import diff_on_cluster
+    with open(args.carts, "rb") as stream, _cluster(args) as client:
+        return diff_on_cluster(client, base, head, read_lines(stream, args.carts), on_error=args.on_error,
+                               top_n=args.top, source=args.carts, advance=advance)
+
+
+@contextmanager
+def _cluster(args: argparse.Namespace) -> Iterator[object]:
+    from .backtest_dask import cluster_client
+    from .backtest_dask import SchedulerUnreachable
+    try:
+        with cluster_client(args.workers, args.scheduler) as client:
+            yield client
+    except SchedulerUnreachable as exc:
+        raise Refused(f"promo diff: --scheduler {clean_text(exc)}") from None
+
+
+@contextmanager
+def progress_bar(corpus: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on standard error while the corpus is replayed, when that is a terminal (never in
+    pipes, files or CI logs): lines a second, and the time left when the corpus's length is known."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, \
+        TimeElapsedColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:,.0f} carts/s" if task.speed else "… carts/s")
+
+    total = count_lines(corpus)
+    columns = [TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), Rate(), TimeElapsedColumn()]
+    if total is not None:
+        columns.append(TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("replay", total=total)
+        yield lambda lines: bar.advance(task, lines)
+
+
+def count_lines(path: str) -> int | None:
+    """The corpus's line count (blank lines too: an upper bound on its carts), or None when the file is
+    too large to count quickly."""
+    try:
+        if os.path.getsize(path) > COUNT_LINES_UP_TO:
+            return None
+        count, last = 0, b"\n"
+        with open(path, "rb") as stream:
+            while block := stream.read(1 << 20):
+                count += block.count(b"\n")
+                last = block[-1:]
+        return count + (last != b"\n")
+    except OSError:
+        return None
+
+
+def check_report(path: str) -> None:
+    """--report: a file name in a directory that exists (an existing report is replaced)."""
+    p = Path(path)
+    if p.is_dir():
+        raise Refused(f"promo diff: --report {clean_text(p)} is a directory; give a file to write")
+    if not (p.parent if str(p.parent) else Path(".")).is_dir():
+        raise Refused(f"promo diff: --report {clean_text(p)}: its directory does not exist")
+
+
+def _counted(items: Iterable[T], advance: Callable[[int], None]) -> Iterator[T]:
+    for item in items:
+        advance(1)
+        yield item
 
 
 def render_summary(summary: DiffSummary, kinds: dict[str, str], base: str, head: str) -> str:

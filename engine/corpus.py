@@ -68,6 +68,10 @@ class CorpusError(ValueError):
     def _key(self) -> tuple:
         return (self.source, self.line, self.field, self.message)
 
+    def __reduce__(self) -> tuple:
+        """Pickled (sent to or from a Dask worker) with its four parts, not the one-string args."""
+        return (CorpusError, self._key())
+
 
 def read_corpus(path: str | Path) -> Iterator[CorpusEntry | CorpusError]:
     """Every line of the corpus file, in order: a CorpusEntry, or the CorpusError that says why the
@@ -77,6 +81,15 @@ def read_corpus(path: str | Path) -> Iterator[CorpusEntry | CorpusError]:
 
 
 def read_stream(stream: IO[bytes], source: str) -> Iterator[CorpusEntry | CorpusError]:
+    for item in read_lines(stream, source):
+        yield item if isinstance(item, CorpusError) else parse_line(item[1], source, item[0])
+
+
+def read_lines(stream: IO[bytes], source: str) -> Iterator[tuple[int, bytes] | CorpusError]:
+    """The corpus split into lines, not yet decoded: (line number, bytes) for each line that is not
+    blank, or the CorpusError of an over-long one. `promo diff --workers` reads this on the client and
+    leaves the decoding (parse_line) to the workers, so that lines keep their numbers wherever they are
+    decoded."""
     number = 0
     while True:
         raw = stream.readline(MAX_LINE_BYTES + 1)
@@ -90,7 +103,7 @@ def read_stream(stream: IO[bytes], source: str) -> Iterator[CorpusEntry | Corpus
             continue
         if not raw.strip():
             continue
-        yield parse_line(raw, source, number)
+        yield number, raw
 
 
 def _skip_rest(stream: IO[bytes]) -> int:

@@ -1,9 +1,11 @@
 """Backtesting a rule change (engine/backtest.py) and `promo diff` (engine/backtest_cli.py)."""
 from __future__ import annotations
 
+import io
 import json
 import random
 import shutil
+import sys
 from collections import Counter, defaultdict
 from decimal import Decimal
 from functools import reduce
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine import evaluate, load_ruleset
-from engine.backtest import DiffSummary, diff
+from engine.backtest import HISTOGRAM_EDGES, DiffSummary, bin_range, compare, delta_bin, diff
 from engine.cli import main
 from engine.corpus import CorpusEntry, CorpusError, read_corpus
 
@@ -151,6 +153,29 @@ def test_merging_the_summaries_of_any_split_of_the_corpus_gives_the_one_pass_sum
     assert whole.merge(DiffSummary(top_n=5)) == whole
 
 
+def test_the_delta_histogram_counts_every_cart_once_in_fixed_bins_and_merges_associatively(head, corpus) -> None:
+    base, changed = load_ruleset(RULES), load_ruleset(head)
+    entries = list(read_corpus(corpus))
+    carts = [compare(base, changed, e) for e in entries]
+    want = Counter((c.currency, delta_bin(c.delta)) for c in carts)
+    whole = diff(base, changed, entries)
+    assert {(cur, b): n for cur, bins in whole.histogram for b, n in bins} == want
+    assert len({b for _, b in want}) > 2           # the change moves carts into more than one bin
+    a, b, c = (diff(base, changed, entries[i::3]) for i in range(3))
+    assert a.merge(b).merge(c).histogram == a.merge(b.merge(c)).histogram == c.merge(a).merge(b).histogram \
+        == whole.histogram
+    bins = whole.to_dict()["delta_histogram"]
+    assert sum(x["carts"] for v in bins.values() for x in v) == whole.carts
+    assert all(len(v) <= 2 * len(HISTOGRAM_EDGES) + 1 for v in bins.values())
+
+
+@pytest.mark.parametrize("delta, low, high", [("0", "0", "0"), ("1", "1", "2"), ("1.99", "1", "2"), ("-500", "-1000", "-500"),
+                                              ("0.001", "0.001", "0.002"), ("7E15", "5000000000000", None),
+                                              ("-7E15", None, "-5000000000000")])
+def test_a_discount_change_falls_in_the_bin_whose_edges_hold_it(delta, low, high) -> None:
+    assert bin_range(delta_bin(Decimal(delta))) == (low, high)
+
+
 def _corpus_with(tmp_path: Path, corpus: Path, bad: bytes, at: int = 3) -> Path:
     lines = corpus.read_bytes().splitlines(keepends=True)[:10]
     lines.insert(at - 1, bad)
@@ -226,3 +251,27 @@ def test_a_bad_rule_set_is_printed_as_promo_validate_prints_it(tmp_path: Path, c
     assert main(["diff", "--base", str(RULES), "--head", str(broken), "--carts", str(corpus)]) == 1
     err = capsys.readouterr().err
     assert "toys-200-off-each.yaml:" in err and "Traceback" not in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_progress_bar_is_drawn_on_a_terminal_only_and_changes_nothing(head, corpus, capsys, monkeypatch) -> None:
+    args = ["diff", "--base", str(RULES), "--head", str(head), "--carts", str(corpus), "--json"]
+    assert main(args) == 0
+    plain = capsys.readouterr()
+    assert plain.err == ""                                   # not a terminal: no bar
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(args) == 0
+    assert capsys.readouterr().out == plain.out
+    assert "carts/s" in terminal.getvalue() and "400" in terminal.getvalue()
+
+
+def test_the_bar_counts_the_corpus_lines_when_that_is_cheap(tmp_path) -> None:
+    from engine import backtest_cli
+    (tmp_path / "c.jsonl").write_bytes(b"{}\n\n{}")
+    assert backtest_cli.count_lines(str(tmp_path / "c.jsonl")) == 3
+    assert backtest_cli.count_lines(str(tmp_path / "missing.jsonl")) is None

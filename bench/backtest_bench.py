@@ -1,0 +1,158 @@
+"""How fast `promo diff` replays a corpus, and how much memory the client keeps while it does: carts a
+second in one process and on a local Dask cluster, the client's peak RSS (and, on the cluster, where
+the client evaluates nothing, its tracemalloc peak) for corpora of growing length, and the ceiling the
+client itself sets (reading lines and pickling chunks, with no evaluation at all).
+
+    make bench-backtest
+    .venv/bin/python bench/backtest_bench.py --carts 100000 --memory 100000 1000000 --workers 2
+
+The corpora are generated to temporary files (`promo carts generate`'s generator, written line by line,
+never held in memory) against the bundled rules; the head raises the books promotion's minimum from
+3,000 to 3,500. Each measurement runs in a fresh process, so that peak RSS is that run's own. Not a test:
+the figures depend on the machine, and on a 2-core machine the client shares its cores with the workers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RULES = ROOT / "rules"
+
+
+def make_head(directory: Path) -> Path:
+    head = directory / "head"
+    shutil.copytree(RULES, head)
+    books = head / "books-500-off-over-3000.yaml"
+    books.write_text(books.read_text().replace('value: "3000"', 'value: "3500"'))
+    return head
+
+
+def make_corpus(directory: Path, count: int) -> Path:
+    from engine.cartgen import generate
+    from engine.corpus_cli import write_corpus
+    from engine.ruleset import load_ruleset
+    out = directory / f"carts-{count}.jsonl"
+    if not out.exists():
+        write_corpus(str(out), generate(load_ruleset(RULES), count, 3, None), force=False)
+    return out
+
+
+def measure(mode: str, corpus: str, head: str, workers: int, trace: bool) -> dict:
+    """One replay in this process (run as a child of the benchmark): its time and memory."""
+    import tracemalloc
+
+    from engine.backtest import diff
+    from engine.corpus import read_corpus, read_lines
+    from engine.ruleset import load_ruleset
+    base, changed = load_ruleset(RULES), load_ruleset(head)
+    out: dict = {"mode": mode, "workers": workers if mode == "cluster" else 0}
+    if mode == "process":
+        rss_before = _rss_now()
+        started = time.perf_counter()
+        summary = diff(base, changed, read_corpus(corpus))
+    else:
+        from engine.backtest_dask import cluster_client, diff_on_cluster
+        started = time.perf_counter()
+        with cluster_client(workers=workers) as client:
+            client.wait_for_workers(workers)
+            out["cluster_start_s"] = round(time.perf_counter() - started, 2)
+            rss_before = _rss_now()
+            if trace:
+                tracemalloc.start()
+            started = time.perf_counter()
+            with open(corpus, "rb") as stream:
+                summary = diff_on_cluster(client, base, changed, read_lines(stream, corpus), top_n=10, source=corpus)
+            elapsed = time.perf_counter() - started
+            if trace:
+                out["tracemalloc_peak_mib"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+                tracemalloc.stop()
+    if mode == "process":
+        elapsed = time.perf_counter() - started
+    out.update(carts=summary.carts, changed=summary.changed, seconds=round(elapsed, 1),
+               carts_per_s=round(summary.carts / elapsed), rss_before_mib=round(rss_before / 2**20, 1),
+               peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    return out
+
+
+def client_ceiling(corpus: Path, chunk_lines: int) -> dict:
+    """What the client alone can feed: lines read, chunked and pickled (what shipping a chunk costs on
+    this side) a second, with no evaluation and no network."""
+    from engine.backtest_dask import _chunks
+    from engine.corpus import read_lines
+    started = time.perf_counter()
+    lines = shipped = 0
+    with open(corpus, "rb") as stream:
+        for chunk in _chunks(read_lines(stream, str(corpus)), chunk_lines):
+            shipped += len(pickle.dumps(chunk, protocol=5))
+            lines += len(chunk)
+    elapsed = time.perf_counter() - started
+    return {"mode": "client ceiling", "carts": lines, "seconds": round(elapsed, 2),
+            "carts_per_s": round(lines / elapsed), "mib_shipped": round(shipped / 2**20, 1)}
+
+
+def _rss_now() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _child(mode: str, corpus: Path, head: Path, workers: int, trace: bool) -> dict:
+    command = [sys.executable, __file__, "--measure", mode, str(corpus), str(head), str(workers)] + \
+              (["--trace"] if trace else [])
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--carts", type=int, default=100_000, help="the throughput corpus")
+    parser.add_argument("--memory", type=int, nargs="*", default=[100_000, 1_000_000],
+                        help="corpus lengths replayed on the cluster for the client's memory")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--modes", nargs="*", default=["process", "cluster"], choices=["process", "cluster"],
+                        help="which throughput runs to make (both by default)")
+    parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        mode, corpus, head, workers = args.measure
+        print(json.dumps(measure(mode, corpus, head, int(workers), args.trace)))
+        return
+    from engine.backtest_dask import CHUNK_LINES
+    print(f"promo diff benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, chunks of {CHUNK_LINES} "
+          f"lines", flush=True)
+    with tempfile.TemporaryDirectory(prefix="promo-backtest-bench-") as tmp:
+        directory = Path(tmp)
+        head = make_head(directory)
+        corpus = make_corpus(directory, args.carts)
+        rows = [client_ceiling(corpus, CHUNK_LINES)]
+        _show(rows[-1])
+        for mode in args.modes:
+            rows.append(_child(mode, corpus, head, args.workers, trace=False))
+            _show(rows[-1])
+        for count in args.memory:
+            rows.append(_child("cluster", make_corpus(directory, count), head, args.workers, trace=True))
+            _show(rows[-1])
+    print(json.dumps(rows))
+
+
+def _show(row: dict) -> None:
+    extra = "".join(f", {k} {row[k]}" for k in ("cluster_start_s", "rss_before_mib", "peak_rss_mib",
+                                                 "tracemalloc_peak_mib", "mib_shipped") if k in row)
+    where = f"cluster of {row['workers']}" if row.get("workers") else row["mode"]
+    print(f"  {where:<16} {row['carts']:>9,} carts  {row['seconds']:>7} s  {row['carts_per_s']:>7,} carts/s{extra}",
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
