@@ -273,6 +273,16 @@ def diff(base: RuleSet, head: RuleSet, entries: Iterable[CorpusEntry | CorpusErr
          top_n: int = DEFAULT_TOP, source: str = "corpus") -> DiffSummary:
     """Replays the corpus in one pass. With on_error "stop" the first bad line raises its CorpusError;
     with "skip" it is counted (and the first few kept) and the run goes on."""
+    summary, stopped = summarise(base, head, entries, on_error=on_error, top_n=top_n, source=source)
+    if stopped is not None:
+        raise stopped
+    return summary
+
+
+def summarise(base: RuleSet, head: RuleSet, entries: Iterable[CorpusEntry | CorpusError], *, on_error: str,
+              top_n: int, source: str) -> tuple[DiffSummary, CorpusError | None]:
+    """The summary of some carts (a whole corpus, or a worker's chunk), and with on_error "stop" the first
+    bad line, where it stopped (the summary then covers the lines before it)."""
     summary = DiffSummary(top_n=top_n)
     for item in entries:
         if isinstance(item, CorpusEntry):
@@ -282,9 +292,9 @@ def diff(base: RuleSet, head: RuleSet, entries: Iterable[CorpusEntry | CorpusErr
             except CorpusError as exc:
                 item = exc
         if on_error == "stop":
-            raise item
+            return summary, item
         summary = summary.skip(item)
-    return summary
+    return summary, None
 
 
 def _one(currency: str, amount: Decimal) -> tuple[tuple[str, Decimal], ...]:

@@ -19,8 +19,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from .backtest import DiffSummary, compare
-from .corpus import CorpusEntry, CorpusError, parse_line
+from .backtest import DiffSummary, summarise
+from .corpus import CorpusError, parse_line
 from .model import RuleSet
 from .ruleset import build_ruleset
 
@@ -129,20 +129,8 @@ def summarise_chunk(base_files: Mapping[str, bytes], head_files: Mapping[str, by
     """Runs on a worker: one chunk's summary, and with on_error "stop" the chunk's first bad line (the
     summary then covers the lines before it)."""
     base, head = _ruleset(base_files, base_version), _ruleset(head_files, head_version)
-    summary = DiffSummary(top_n=top_n)
-    for item in chunk:
-        if not isinstance(item, CorpusError):
-            item = parse_line(item[1], source, item[0])
-        if isinstance(item, CorpusEntry):
-            try:
-                summary = summary.add(compare(base, head, item, source))
-                continue
-            except CorpusError as exc:
-                item = exc
-        if on_error == "stop":
-            return summary, item
-        summary = summary.skip(item)
-    return summary, None
+    entries = (item if isinstance(item, CorpusError) else parse_line(item[1], source, item[0]) for item in chunk)
+    return summarise(base, head, entries, on_error=on_error, top_n=top_n, source=source)
 
 
 def _ruleset(files: Mapping[str, bytes], version: str) -> RuleSet:
