@@ -74,7 +74,9 @@ def diff_on_cluster(client: Any, base: RuleSet, head: RuleSet, lines: Iterable[L
     is told how many lines each finished chunk held (the progress bar)."""
     from distributed import as_completed
 
-    base_files, head_files = client.scatter([dict(base.sources), dict(head.sources)], broadcast=True)
+    # hash=False: each run its own keys. Content-hashed keys are shared with an earlier run on the same
+    # client, whose release of them can reach the scheduler after this run's scatter ("lost dependencies").
+    base_files, head_files = client.scatter([dict(base.sources), dict(head.sources)], broadcast=True, hash=False)
     threads = max(sum(client.nthreads().values()), 1)
     chunks = enumerate(_chunks(lines, chunk_lines))
     pending: dict[Any, tuple[int, int]] = {}      # future -> (chunk number, lines in it)
