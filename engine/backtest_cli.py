@@ -21,8 +21,8 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 from .backtest import DEFAULT_TOP, DiffSummary, diff, rule_changes
 from .cli_support import Refused
-from .corpus import ON_ERROR, CorpusError, read_corpus, read_lines
-from .corpus_cli import check_corpus
+from .corpus import ON_ERROR, read_corpus, read_lines
+from .corpus_cli import check_corpus, corpus_refusals
 from .render import clean_lines, clean_text
 from .ruleset import load_ruleset
 
@@ -65,13 +65,8 @@ def run(args: argparse.Namespace) -> int:
             check_report(args.report)
         check_corpus(args.carts)
         base, head = load_ruleset(args.base), load_ruleset(args.head)
-        try:
-            with progress_bar(args.carts) as advance:
-                summary = replay(args, base, head, advance)
-        except CorpusError as exc:
-            raise Refused(f"promo diff: {clean_text(exc)} (--on-error skip counts bad lines and goes on)") from None
-        except OSError as exc:
-            raise Refused(f"promo diff: --carts {clean_text(args.carts)}: cannot read: {exc.strerror}") from None
+        with corpus_refusals("diff", args.carts), progress_bar(args.carts) as advance:
+            summary = replay(args, base, head, advance)
         if summary.carts == 0 and summary.skipped == 0:
             raise Refused(f"promo diff: --carts {clean_text(args.carts)} has no carts (only blank lines)")
     except Refused as exc:

@@ -13,13 +13,14 @@ import argparse
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .cartgen import MAX_COUNT, generate
 from .cli_support import Refused, input_file, now_option, read_input
-from .corpus import entry_line
+from .corpus import CorpusError, entry_line
 from .render import clean_lines, clean_text
 from .ruleset import load_ruleset
 
@@ -151,6 +152,18 @@ def write_corpus(path: str, entries: Iterable[dict[str, Any]], force: bool) -> i
             os.unlink(temporary)
         raise
     return count
+
+
+@contextmanager
+def corpus_refusals(command: str, path: str) -> Iterator[None]:
+    """A replay's corpus problems as the command's one-line refusal: a bad line (on-error stop), or a
+    file that cannot be read."""
+    try:
+        yield
+    except CorpusError as exc:
+        raise Refused(f"promo {command}: {clean_text(exc)} (--on-error skip counts bad lines and goes on)") from None
+    except OSError as exc:
+        raise Refused(f"promo {command}: --carts {clean_text(path)}: cannot read: {exc.strerror}") from None
 
 
 def check_corpus(path: str) -> None:

@@ -16,8 +16,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 from .cli_support import Refused
-from .corpus import ON_ERROR, CorpusError, read_corpus
-from .corpus_cli import check_corpus
+from .corpus import ON_ERROR, read_corpus
+from .corpus_cli import check_corpus, corpus_refusals
 from .render import clean_lines, clean_text
 from .ruleset import load_ruleset
 from .simulate import SimulationResult, simulate
@@ -58,14 +58,9 @@ def run(args: argparse.Namespace) -> int:
         check_corpus(args.carts)
         ruleset = load_ruleset(args.rules)
         pool = _pool_codes(args.pool_codes, ruleset)
-        try:
+        with corpus_refusals("simulate", args.carts):
             result = simulate(ruleset, read_corpus(args.carts), args.per_day, days=args.days, start=start,
                               seed=args.seed, on_error=args.on_error, pool_codes=pool, source=args.carts)
-        except CorpusError as exc:
-            raise Refused(f"promo simulate: {clean_text(exc)} (--on-error skip counts bad lines and goes on)") \
-                from None
-        except OSError as exc:
-            raise Refused(f"promo simulate: --carts {clean_text(args.carts)}: cannot read: {exc.strerror}") from None
         if result.carts == 0 and result.skipped == 0:
             raise Refused(f"promo simulate: --carts {clean_text(args.carts)} has no carts (only blank lines)")
     except Refused as exc:
