@@ -98,20 +98,22 @@ def replay(args: argparse.Namespace, base, head, advance: Callable[[int], None] 
     except ImportError:
         raise Refused("promo diff: --workers and --scheduler need Dask: pip install 'dask[distributed]'") from None
     from .backtest_dask import diff_on_cluster
-    with open(args.carts, "rb") as stream, _cluster(args) as client:
+    with open(args.carts, "rb") as stream, cluster(args) as client:
         return diff_on_cluster(client, base, head, read_lines(stream, args.carts), on_error=args.on_error,
                                top_n=args.top, source=args.carts, advance=advance)
 
 
 @contextmanager
-def _cluster(args: argparse.Namespace) -> Iterator[object]:
+def cluster(args: argparse.Namespace, command: str = "diff") -> Iterator[object]:
+    """The Dask client of --workers N (a local cluster) or --scheduler ADDRESS; an address that does not
+    answer is refused in one line."""
     from .backtest_dask import cluster_client
     from .backtest_dask import SchedulerUnreachable
     try:
         with cluster_client(args.workers, args.scheduler) as client:
             yield client
     except SchedulerUnreachable as exc:
-        raise Refused(f"promo diff: --scheduler {clean_text(exc)}") from None
+        raise Refused(f"promo {command}: --scheduler {clean_text(exc)}") from None
 
 
 @contextmanager

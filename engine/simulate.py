@@ -25,9 +25,9 @@ import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from .corpus import CorpusEntry, CorpusError
+from .corpus import ON_ERROR, CorpusEntry, CorpusError
 from .errors import InputError
 from .evaluate import evaluate
 from .ledger.codes import canonical, code_hash
@@ -275,6 +275,19 @@ class Simulation:
         self.carts += 1
         return used_codes
 
+    def refuse(self, error: CorpusError, on_error: str) -> None:
+        """A bad line: raised with on_error "stop", counted with "skip"."""
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be stop or skip, not {on_error!r}")
+        if on_error == "stop":
+            raise error
+        self.skip(error)
+
+    def refuser(self, on_error: str) -> Callable[[CorpusError], None]:
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be stop or skip, not {on_error!r}")
+        return lambda error: self.refuse(error, on_error)
+
     def skip(self, error: CorpusError) -> None:
         """Count a bad line and go on (the first few messages are kept)."""
         self.skipped += 1
@@ -368,41 +381,43 @@ class Simulation:
 
 def simulate(ruleset: RuleSet, entries: Iterable[CorpusEntry | CorpusError], per_day: int, *,
              days: int | None = None, start: date | None = None, seed: int | None = None, on_error: str = "stop",
-             pool_codes: Mapping[str, str] | None = None, source: str = "corpus") -> SimulationResult:
+             pool_codes: Mapping[str, str] | None = None, source: str = "corpus",
+             advance: Callable[[int], None] | None = None) -> SimulationResult:
     """The whole run: entries in corpus order, or shuffled by `seed` (the corpus is then read whole
     first, and bad lines are met in file order); at most `days` days of `per_day` carts. With
-    on_error="stop" the first bad line is raised as CorpusError; with "skip" it is counted."""
-    if on_error not in ("stop", "skip"):
-        raise ValueError(f"on_error must be stop or skip, not {on_error!r}")
+    on_error="stop" the first bad line is raised as CorpusError; with "skip" it is counted. `advance`
+    is told of each entry met (the progress bar)."""
     sim = Simulation(ruleset, per_day, start=start, pool_codes=pool_codes, source=source)
     limit = None if days is None else days * per_day
-
-    def bad(error: CorpusError) -> None:
-        if on_error == "stop":
-            raise error
-        sim.skip(error)
-
-    stream: Iterable[CorpusEntry | CorpusError] = entries
-    if seed is not None:
-        good: list[CorpusEntry] = []
-        for item in entries:
-            if isinstance(item, CorpusError):
-                bad(item)
-            else:
-                good.append(item)
-        random.Random(seed).shuffle(good)
-        stream = good
-    for item in stream:
+    for item in traffic(entries, seed, sim.refuser(on_error)):
         if limit is not None and sim.carts >= limit:
             break
+        if advance is not None:
+            advance(1)
         if isinstance(item, CorpusError):
-            bad(item)
+            sim.refuse(item, on_error)
             continue
         try:
             sim.step(item)
         except CorpusError as exc:
-            bad(exc)
+            sim.refuse(exc, on_error)
     return sim.result()
+
+
+def traffic(entries: Iterable[CorpusEntry | CorpusError], seed: int | None,
+            bad: Callable[[CorpusError], None]) -> Iterable[CorpusEntry | CorpusError]:
+    """The entries in the order the simulation meets them: as they come, or, with a seed, read whole
+    (bad lines handed to `bad` in file order) and shuffled by it."""
+    if seed is None:
+        return entries
+    good: list[CorpusEntry] = []
+    for item in entries:
+        if isinstance(item, CorpusError):
+            bad(item)
+        else:
+            good.append(item)
+    random.Random(seed).shuffle(good)
+    return good
 
 
 def price_error(exc: InputError, source: str, line: int) -> CorpusError:

@@ -1,7 +1,9 @@
 """`promo simulate --rules DIR --carts FILE --per-day N [--days D] [--start ISO] [--seed S] [--json]
-[--on-error stop|skip] [--pool-codes ID=FILE ...]`: a corpus replayed as N carts a day with the ledger's
-limits, and when each budget and usage limit runs out. The rule set, the corpus and the pool-code files
-are read here, and the report is printed here; the simulation is engine/simulate.py's.
+[--on-error stop|skip] [--pool-codes ID=FILE ...] [--workers N | --scheduler ADDRESS]`: a corpus replayed
+as N carts a day with the ledger's limits, and when each budget and usage limit runs out. The rule set,
+the corpus and the pool-code files are read here, the progress bar drawn here (on a terminal only), and
+the report is printed here; the simulation is engine/simulate.py's, its run on a Dask cluster
+engine/simulate_dask.py's.
 
 Exit codes: 0 when the corpus was replayed; 1 for bad input (a rule directory that is missing or does
 not load; a missing, empty or unreadable corpus or pool-code file; a corpus with no carts; --per-day 0,
@@ -14,17 +16,21 @@ import json
 import sys
 from datetime import date, datetime
 from pathlib import Path
+from typing import Callable
 
+from .backtest_cli import cluster, progress_bar
 from .cli_support import Refused
 from .corpus import ON_ERROR, read_corpus
 from .corpus_cli import check_corpus, corpus_refusals
 from .render import clean_lines, clean_text
 from .ruleset import load_ruleset
 from .simulate import SimulationResult, simulate
+from .simulate_dask import ClusterStats
 
 MAX_PER_DAY = 100_000_000
 MAX_DAYS = 100_000
 MAX_POOL_FILE_BYTES = 64 * 1024 * 1024
+MAX_WORKERS = 256
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -44,10 +50,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("--on-error", choices=ON_ERROR, default="stop",
                    help="a bad corpus line: stop (default, exit 1) or skip it, count it and go on")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="price the carts on a local Dask cluster of N worker processes "
+                                                   "(the same result as in one process)")
+    where.add_argument("--scheduler", help="price the carts on an existing Dask cluster (tcp://host:8786); its "
+                                           "workers need promo-engine installed")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+            raise Refused(f"promo simulate: --workers {args.workers}: give 1 to {MAX_WORKERS}", 2)
         if not 1 <= args.per_day <= MAX_PER_DAY:
             raise Refused(f"promo simulate: --per-day {args.per_day}: give 1 to {MAX_PER_DAY} carts a day")
         if args.days is not None and not 1 <= args.days <= MAX_DAYS:
@@ -58,9 +71,8 @@ def run(args: argparse.Namespace) -> int:
         check_corpus(args.carts)
         ruleset = load_ruleset(args.rules)
         pool = _pool_codes(args.pool_codes, ruleset)
-        with corpus_refusals("simulate", args.carts):
-            result = simulate(ruleset, read_corpus(args.carts), args.per_day, days=args.days, start=start,
-                              seed=args.seed, on_error=args.on_error, pool_codes=pool, source=args.carts)
+        with corpus_refusals("simulate", args.carts), progress_bar(args.carts) as advance:
+            result, stats = replay(args, ruleset, start, pool, advance)
         if result.carts == 0 and result.skipped == 0:
             raise Refused(f"promo simulate: --carts {clean_text(args.carts)} has no carts (only blank lines)")
     except Refused as exc:
@@ -69,8 +81,25 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     else:
-        sys.stdout.write(render_simulation(result))
+        sys.stdout.write(render_simulation(result, stats))
     return 0
+
+
+def replay(args: argparse.Namespace, ruleset, start: date | None, pool: dict[str, str],
+           advance: Callable[[int], None] | None) -> tuple[SimulationResult, ClusterStats | None]:
+    """The simulation in this process, or priced on the Dask cluster --workers / --scheduler names."""
+    options = dict(days=args.days, start=start, seed=args.seed, on_error=args.on_error, pool_codes=pool,
+                   source=args.carts, advance=advance)
+    if args.workers is None and args.scheduler is None:
+        return simulate(ruleset, read_corpus(args.carts), args.per_day, **options), None
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise Refused("promo simulate: --workers and --scheduler need Dask: pip install 'dask[distributed]'") \
+            from None
+    from .simulate_dask import simulate_on_cluster
+    with cluster(args, "simulate") as client:
+        return simulate_on_cluster(client, ruleset, read_corpus(args.carts), args.per_day, **options)
 
 
 def _start(text: str | None) -> date | None:
@@ -118,11 +147,14 @@ def _pool_codes(options: list[str], ruleset) -> dict[str, str]:
     return out
 
 
-def render_simulation(result: SimulationResult) -> str:
+def render_simulation(result: SimulationResult, stats: ClusterStats | None = None) -> str:
     """The result for a terminal: per promotion, then the cost per day."""
     data = result.to_dict()
     out = [f"{data['carts']} carts over {data['days']} days ({data['per_day_carts']} a day from "
            f"{data['start']})" + (f", {data['skipped']} skipped" if data["skipped"] else "")]
+    if stats is not None:
+        out.append(f"  priced on the cluster: {stats.priced} carts, {stats.repriced} of them priced again here "
+                   "because a limit's counts had changed under them")
     for message in data["errors"]:
         out.append(f"  skipped: {clean_text(message)}")
     out += ["", f"  {'promotion':<34} {'uses':>7}  {'discount':<28} exhausted"]
