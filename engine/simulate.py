@@ -166,7 +166,7 @@ class Outcome:
     """What the simulation counts of one priced cart, taken from its trace: discounts and grants per
     promotion (in the trace's order), the promotions it used (`earned_by_promotion`'s order), those the
     counts refused and why. `counts_read` are the limited promotions whose counts could have changed the
-    trace (every one it lists, unless refused before the usage gates), and `cost` what the cart costs
+    trace (every one it lists, a grant too, unless refused before the usage gates), and `cost` what the cart costs
     before any discount, lines and shipping: no promotion takes more off it than that (nothing goes below
     zero). Small and picklable: a Dask worker sends it back instead of the trace."""
 
@@ -180,7 +180,7 @@ class Outcome:
 
     @classmethod
     def of(cls, trace: Trace) -> "Outcome":
-        listed = [(a.promotion, None) for a in trace.applied] + \
+        listed = [(a.promotion, None) for a in trace.applied] + [(g.promotion, None) for g in trace.grants] + \
                  [(n.promotion, n.reason.value) for n in trace.not_applied]
         cart = trace.inputs.cart
         cost = sum((line.subtotal for line in cart.lines), Decimal(0)) + \

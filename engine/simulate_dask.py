@@ -24,6 +24,7 @@ The rule set travels once, as its files' bytes, as for `promo diff`; a worker bu
 """
 from __future__ import annotations
 
+import pickle
 from collections import deque
 from dataclasses import dataclass
 from datetime import date
@@ -94,9 +95,11 @@ def simulate_on_cluster(client: Any, ruleset: RuleSet, entries: Iterable[CorpusE
             ahead += 1
         if not slots:
             return False
-        future = client.submit(price_chunk, files, ruleset.version,
-                               [(p.entry.line, p.entry.cart, p.entry.account, p.codes, p.now, p.usage)
-                                for p in carts], source, pure=False) if carts else None
+        # One pickled bytes object: Dask walks every list, dict and tuple it is given looking for futures,
+        # which on nested carts cost the client more than pickling them.
+        chunk = pickle.dumps([(p.entry.line, p.entry.cart, p.entry.account, p.codes, p.now, p.usage) for p in carts],
+                             protocol=pickle.HIGHEST_PROTOCOL)
+        future = client.submit(price_chunk, files, ruleset.version, chunk, source, pure=False) if carts else None
         window.append((future, slots))
         return True
 
@@ -143,12 +146,12 @@ def simulate_on_cluster(client: Any, ruleset: RuleSet, entries: Iterable[CorpusE
     return sim.result(), ClusterStats(priced, repriced)
 
 
-def price_chunk(files: Mapping[str, bytes], version: str, carts: list[tuple], source: str) -> list[Outcome | CorpusError]:
-    """Runs on a worker: each cart priced with the counts it was sent with, as its Outcome, or the
-    CorpusError of an input evaluate() refuses."""
+def price_chunk(files: Mapping[str, bytes], version: str, chunk: bytes, source: str) -> list[Outcome | CorpusError]:
+    """Runs on a worker: each cart of the chunk (pickled by the client) priced with the counts it was sent
+    with, as its Outcome, or the CorpusError of an input evaluate() refuses."""
     ruleset = _ruleset(files, version)
     out: list[Outcome | CorpusError] = []
-    for line, cart, account, codes, now, usage in carts:
+    for line, cart, account, codes, now, usage in pickle.loads(chunk):
         try:
             out.append(Outcome.of(evaluate(ruleset, cart, account, codes=codes, now=now, usage=usage)))
         except InputError as exc:

@@ -87,6 +87,10 @@ def test_same_verdicts_is_never_wrong_about_a_cart(ruleset):
     limited = {pid: p for pid, p in ruleset.promotions.items() if p.limits.total_uses or p.limits.uses_per_customer
                or p.limits.budget}
     entries = _corpus(POOL, count=40)
+    for i in range(0, len(entries), 3):   # a gift-card charge: a grant (the bundled gift-card-charge-bonus)
+        gift = {"id": "G1", "sku": "GIFT", "category": "gift-cards", "seller": "first_party",
+                "product_type": "physical", "unit_price": "5000", "quantity": 1}
+        entries[i] = replace(entries[i], cart=dict(entries[i].cart, lines=[*entries[i].cart["lines"], gift]))
 
     def counts() -> dict[str, Usage]:
         out = {}
@@ -99,7 +103,7 @@ def test_same_verdicts_is_never_wrong_about_a_cart(ruleset):
             out[pid] = Usage(uses, mine, max(spent, Decimal(0)))
         return out
 
-    kept = differed = 0
+    kept = differed = granted = 0
     for entry in entries:
         for _ in range(12):
             s, t = counts(), counts()
@@ -112,7 +116,8 @@ def test_same_verdicts_is_never_wrong_about_a_cart(ruleset):
                 kept += 1
                 assert priced[0] == priced[1], entry.label
             differed += priced[0] != priced[1]
-    assert kept > 40 and differed > 40
+            granted += bool(priced[0].grants)
+    assert kept > 40 and differed > 40 and granted > 10
 
 
 def test_the_command_prints_the_in_process_json_on_a_local_cluster_and_an_existing_one(client, tmp_path, capsys):
