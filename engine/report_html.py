@@ -33,7 +33,8 @@ def page(title: str, body: Iterable[str]) -> str:
 
 
 def write_page(path: str, html: str) -> None:
-    """Writes the page beside `path` and renames it into place (a reader never sees half a page)."""
+    """Writes the page beside `path` and renames it into place (a reader never sees half a page), readable
+    as any new file is (the umask's mode, not the temporary file's 0600): a report is there to be shared."""
     data = html.encode("utf-8")
     target = Path(path)
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
@@ -41,6 +42,9 @@ def write_page(path: str, html: str) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
+            mask = os.umask(0o022)
+            os.umask(mask)
+            os.fchmod(out.fileno(), 0o666 & ~mask)
         os.replace(temporary, target)
     except BaseException:
         if os.path.lexists(temporary):

@@ -1,11 +1,13 @@
 """`promo simulate --rules DIR --carts FILE --per-day N [--days D] [--start ISO] [--seed S] [--json]
-[--on-error stop|skip] [--pool-codes ID=FILE ...]`: a corpus replayed as N carts a day with the ledger's
-limits, and when each budget and usage limit runs out. The rule set, the corpus and the pool-code files
-are read here, and the report is printed here; the simulation is engine/simulate.py's.
+[--on-error stop|skip] [--pool-codes ID=FILE ...] [--report FILE.html]`: a corpus replayed as N carts a day
+with the ledger's limits, and when each budget and usage limit runs out. The rule set, the corpus and the
+pool-code files are read here, and the report is printed here; the simulation is engine/simulate.py's, the
+HTML report (--report) engine/simulate_report.py's.
 
 Exit codes: 0 when the corpus was replayed; 1 for bad input (a rule directory that is missing or does
 not load; a missing, empty or unreadable corpus or pool-code file; a corpus with no carts; --per-day 0,
---days 0, a bad --start or --seed; with --on-error stop, the first bad line); 2 for usage.
+--days 0, a bad --start or --seed; a --report that is a directory, in a missing directory or cannot be
+written; with --on-error stop, the first bad line); 2 for usage.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import sys
 from datetime import date, datetime
 from pathlib import Path
 
+from .backtest_cli import check_report
 from .cli_support import Refused
 from .corpus import ON_ERROR, read_corpus
 from .corpus_cli import check_corpus, corpus_refusals
@@ -44,6 +47,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("--on-error", choices=ON_ERROR, default="stop",
                    help="a bad corpus line: stop (default, exit 1) or skip it, count it and go on")
+    s.add_argument("--report", metavar="FILE.html",
+                   help="also write the result, with the cost per day and each budget's burn-down as charts, as "
+                        "one self-contained HTML file (an existing file is replaced)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +61,14 @@ def run(args: argparse.Namespace) -> int:
         start = _start(args.start)
         if not Path(args.rules).is_dir():
             raise Refused(f"promo simulate: --rules {clean_text(args.rules)}: rule directory not found")
+        if args.report is not None:
+            try:
+                check_report(args.report)    # promo diff's check, its message said for this command
+            except Refused as exc:
+                raise Refused(str(exc).replace("promo diff:", "promo simulate:", 1), exc.code) from None
+            except OSError as exc:          # a name the system refuses to look up (too long, say)
+                raise Refused(f"promo simulate: --report {clean_text(args.report)}: cannot write: "
+                              f"{exc.strerror or type(exc).__name__}") from None
         check_corpus(args.carts)
         ruleset = load_ruleset(args.rules)
         pool = _pool_codes(args.pool_codes, ruleset)
@@ -66,6 +80,16 @@ def run(args: argparse.Namespace) -> int:
     except Refused as exc:
         print(clean_lines(str(exc)), file=sys.stderr)
         return exc.code
+    if args.report is not None:
+        from .simulate_report import write_report   # matplotlib is loaded only for a report
+        run = {"rules": args.rules, "carts": args.carts, "per_day": args.per_day, "days": args.days,
+               "start": args.start, "seed": args.seed, "on_error": args.on_error, "pool_codes": args.pool_codes}
+        try:
+            write_report(args.report, result, ruleset, run)
+        except OSError as exc:
+            print(f"promo simulate: --report {clean_text(args.report)}: cannot write: "
+                  f"{exc.strerror or type(exc).__name__}", file=sys.stderr)
+            return 1
     if args.json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     else:
