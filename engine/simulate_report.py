@@ -11,6 +11,7 @@ in the tables is the exact decimal text, floats are only the heights of bars and
 from __future__ import annotations
 
 import math
+import textwrap
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
@@ -192,7 +193,7 @@ def _panel(data: Mapping[str, Any], p: Promotion, limit: str) -> str:
         what, unit = f"{p.limits.total_uses} uses", "uses"
         shown = f"{left[-1] if left else full} left"
     end = left[-1] if left else full
-    share = f" ({end / full:.0%})" if full else ""
+    share = f" ({_share(end, full)})" if full else ""
     grouped = (f"budget {_unit(p, full, True)}, left {_unit(p, end, True)}{share}" if limit == "budget" else
                f"{full:,f} uses, {end:,f} left{share}")
     ran_out, when = None, "never ran out"
@@ -230,7 +231,10 @@ def burn_down_chart(title: str, days: Sequence[str], full: float, left: Sequence
     axes.yaxis.set_major_formatter(_number_formatter())
     axes.set_ylabel(unit or "left", fontsize=8)
     axes.tick_params(labelsize=8)
-    axes.set_title(_plain(title) + ("\n" + _plain(subtitle) if subtitle else ""), fontsize=9, loc="left")
+    # Above the whole figure, from its left edge (a title over the axes alone would run off the right
+    # edge past wide tick labels), wrapped to the panel's width.
+    heading = "\n".join([_plain(title), *textwrap.wrap(_plain(subtitle), 72)])
+    fig.suptitle(heading, x=0.02, ha="left", fontsize=9)
     return png(plt, fig)
 
 
@@ -256,18 +260,26 @@ def cost_chart(currency: str, days: Sequence[str], discount: Sequence[float], gr
 
 def _day_ticks(axes, days: Sequence[str]) -> None:
     """At most MAX_TICKS day labels, each under its day; month and day only when the run is in one year
-    (whole dates are slanted, so that ten of them fit under a small panel)."""
+    (whole dates are slanted, and fewer, so that they fit under a small panel)."""
     if not days:
         axes.set_xticks([])
         return
-    step = max(1, math.ceil(len(days) / MAX_TICKS))
     one_year = days[0][:4] == days[-1][:4]
+    step = max(1, math.ceil(len(days) / (MAX_TICKS if one_year else MAX_TICKS * 2 // 3)))
     picked = range(0, len(days), step)
     axes.set_xticks([k + 0.5 for k in picked],
                     [days[k][5:] if one_year else days[k] for k in picked],
                     rotation=0 if one_year else 30, ha="center" if one_year else "right", rotation_mode="anchor")
     if one_year:
         axes.set_xlabel(f"day ({days[0][:4]})", fontsize=8)
+
+
+def _share(part: Decimal, whole: Decimal) -> str:
+    """What is left as a whole percentage, rounded down, so that 100% means none of it went and 0% all of it."""
+    percent = part * 100 / whole
+    if 0 < percent < 1:
+        return "under 1%"
+    return f"{math.floor(percent)}%"
 
 
 def _number_formatter():
