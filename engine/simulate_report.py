@@ -39,7 +39,8 @@ def render_report(result: SimulationResult, ruleset: RuleSet, run: Mapping[str, 
     span = f", {days[0]} to {days[-1]}" if days else ""
     out = [f"<h1>Budget burn-down: {e(run['rules'])}</h1>",
            f"<p>{data['carts']} carts replayed as {data['per_day_carts']} a day over <strong>{data['days']}</strong> "
-           f"days{e(span)}" + (f"; {data['skipped']} lines skipped" if data["skipped"] else "") + ".</p>"]
+           f"days{e(span)}" + (f"; {data['skipped']} line{'' if data['skipped'] == 1 else 's'} skipped"
+                               if data["skipped"] else "") + ".</p>"]
     for message in data["errors"]:
         out.append(f'<p class="note">Skipped: {e(message)}</p>')
 
@@ -47,7 +48,8 @@ def render_report(result: SimulationResult, ruleset: RuleSet, run: Mapping[str, 
     pools = ", ".join(run.get("pool_codes") or ()) or "none"
     for label, value in (("Rules", run["rules"]), ("Corpus", run["carts"]), ("Carts a day", run["per_day"]),
                          ("Days", "until the corpus was used up" if run.get("days") is None else run["days"]),
-                         ("Start", run.get("start") or f"the first cart's date ({data['start']})"),
+                         ("Start", run.get("start") or "the first cart's date" + (f" ({data['start']})"
+                                                                                   if data["start"] else "")),
                          ("Seed", "none: corpus order" if run.get("seed") is None else run["seed"]),
                          ("Bad lines", run.get("on_error", "stop")), ("Single-use codes", pools)):
         out.append(f"<tr><th>{e(label)}</th><td>{e(str(value))}</td></tr>")
@@ -103,6 +105,9 @@ def render_report(result: SimulationResult, ruleset: RuleSet, run: Mapping[str, 
     # at a glance; the exact figures are in the caption and the table above.
     budgeted = [pid for pid in data["by_promotion"] if ruleset.promotions[pid].limits.budget is not None]
     out.append("<h2>Budget burn-down</h2>")
+    if not days:
+        out.append('<p class="note">No cart was replayed, so no day to chart.</p>')
+        return page(f"Budget burn-down: {run['rules']}", out)
     if budgeted:
         out.append('<p class="note">One panel per promotion with a budget: the line is the budget left at the end '
                    "of each day, starting from the full budget; the shaded day is the day a limit ran out (after "
