@@ -157,13 +157,17 @@ def count_lines(path: str) -> int | None:
         return None
 
 
-def check_report(path: str) -> None:
+def check_report(path: str, command: str = "diff") -> None:
     """--report: a file name in a directory that exists (an existing report is replaced)."""
     p = Path(path)
-    if p.is_dir():
-        raise Refused(f"promo diff: --report {clean_text(p)} is a directory; give a file to write")
-    if not (p.parent if str(p.parent) else Path(".")).is_dir():
-        raise Refused(f"promo diff: --report {clean_text(p)}: its directory does not exist")
+    try:
+        if p.is_dir():
+            raise Refused(f"promo {command}: --report {clean_text(p)} is a directory; give a file to write")
+        if not (p.parent if str(p.parent) else Path(".")).is_dir():
+            raise Refused(f"promo {command}: --report {clean_text(p)}: its directory does not exist")
+    except OSError as exc:          # a name the system refuses to look up (too long, say)
+        raise Refused(f"promo {command}: --report {clean_text(p)}: cannot write: "
+                      f"{exc.strerror or type(exc).__name__}") from None
 
 
 def _counted(items: Iterable[T], advance: Callable[[int], None]) -> Iterator[T]:

@@ -92,15 +92,34 @@ class PromotionResult:
 
 
 @dataclass(frozen=True)
+class DayPromotion:
+    """One promotion on one day it applied: its uses, discount and granted that day (per currency, sorted),
+    and where its limits stood at the end of the day: `budget_spent`, what its budget has counted so far
+    (discounts and grants), and `uses_so_far`, its uses so far; each None when it has no such limit."""
+
+    uses: int
+    discount: tuple[tuple[str, Decimal], ...]
+    granted: tuple[tuple[str, Decimal], ...]
+    budget_spent: Decimal | None
+    uses_so_far: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uses": self.uses, "discount": _money(self.discount), "granted": _money(self.granted),
+                "budget_spent": None if self.budget_spent is None else f"{self.budget_spent:f}",
+                "uses_so_far": self.uses_so_far}
+
+
+@dataclass(frozen=True)
 class DayResult:
     day: str
     carts: int
     discount: tuple[tuple[str, Decimal], ...]
     granted: tuple[tuple[str, Decimal], ...]
+    by_promotion: tuple[tuple[str, DayPromotion], ...] = ()    # the promotions that applied that day, by id
 
     def to_dict(self) -> dict[str, Any]:
         return {"day": self.day, "carts": self.carts, "discount": _money(self.discount),
-                "granted": _money(self.granted)}
+                "granted": _money(self.granted), "by_promotion": {pid: p.to_dict() for pid, p in self.by_promotion}}
 
 
 @dataclass(frozen=True)
@@ -208,6 +227,15 @@ class _Tally:
     at_limit: int = 0
 
 
+@dataclass
+class _DayTally:
+    uses: int = 0
+    discount: dict[str, Decimal] = field(default_factory=dict)
+    granted: dict[str, Decimal] = field(default_factory=dict)
+    budget_spent: Decimal | None = None     # at the end of the day (the last cart of the day sets it)
+    uses_so_far: int | None = None
+
+
 class Simulation:
     """The ledger's counts, kept in memory, fed one corpus entry at a time (`step`)."""
 
@@ -222,7 +250,8 @@ class Simulation:
         self._redeemed: set[str] = set()
         self._tally = {pid: _Tally() for pid in ruleset.promotions}
         self._customer: dict[tuple[str, str], int] = {}
-        self._days: list[list[Any]] = []      # [carts, discount per currency, granted per currency]
+        # per day: [carts, discount per currency, granted per currency, {promotion: _DayTally}]
+        self._days: list[list[Any]] = []
         self.carts = 0
         self.skipped = 0
         self._errors: list[str] = []
@@ -322,19 +351,26 @@ class Simulation:
         day[0] += 1
         currency = outcome.currency
         used_codes: list[str] = []
+        on_day = day[3]
         for pid, amount in outcome.applied:
-            t = self._tally[pid]
+            t, d = self._tally[pid], on_day.setdefault(pid, _DayTally())
             t.discount[currency] = t.discount.get(currency, Decimal(0)) + amount
+            d.discount[currency] = d.discount.get(currency, Decimal(0)) + amount
             day[1][currency] = day[1].get(currency, Decimal(0)) + amount
         for pid, amount in outcome.grants:
-            t = self._tally[pid]
+            t, d = self._tally[pid], on_day.setdefault(pid, _DayTally())
             t.granted[currency] = t.granted.get(currency, Decimal(0)) + amount
+            d.granted[currency] = d.granted.get(currency, Decimal(0)) + amount
             day[2][currency] = day[2].get(currency, Decimal(0)) + amount
         for pid in outcome.earned:
-            p, t = self.ruleset.promotions[pid], self._tally[pid]
+            p, t, d = self.ruleset.promotions[pid], self._tally[pid], on_day.setdefault(pid, _DayTally())
             t.uses += 1
+            d.uses += 1
             if p.limits.budget is not None:   # the ledger keeps budget counts only where there is a budget
                 t.spent += outcome.charged(pid)
+                d.budget_spent = t.spent
+            if p.limits.total_uses is not None:
+                d.uses_so_far = t.uses
             if p.limits.uses_per_customer is not None:   # per-customer counts only where there is such a limit
                 key = (pid, customer)
                 self._customer[key] = self._customer.get(key, 0) + 1
@@ -363,7 +399,7 @@ class Simulation:
 
     def _day(self, index: int) -> list[Any]:
         while len(self._days) <= index:
-            self._days.append([0, {}, {}])
+            self._days.append([0, {}, {}, {}])
         return self._days[index]
 
     # --- the report -------------------------------------------------------------------------------
@@ -373,7 +409,10 @@ class Simulation:
                                                  t.first_refused, t.refused, t.at_limit))
                            for pid, t in sorted(self._tally.items()))
         start = self.start
-        days = tuple(DayResult((start + timedelta(days=i)).isoformat(), d[0], _sorted(d[1]), _sorted(d[2]))
+        days = tuple(DayResult((start + timedelta(days=i)).isoformat(), d[0], _sorted(d[1]), _sorted(d[2]),
+                               tuple((pid, DayPromotion(t.uses, _sorted(t.discount), _sorted(t.granted),
+                                                        t.budget_spent, t.uses_so_far))
+                                     for pid, t in sorted(d[3].items())))
                      for i, d in enumerate(self._days)) if start is not None else ()
         return SimulationResult(self.carts, self.skipped, tuple(self._errors), self.per_day,
                                 None if start is None else start.isoformat(), promotions, days)

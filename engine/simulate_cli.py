@@ -1,13 +1,14 @@
 """`promo simulate --rules DIR --carts FILE --per-day N [--days D] [--start ISO] [--seed S] [--json]
-[--on-error stop|skip] [--pool-codes ID=FILE ...] [--workers N | --scheduler ADDRESS]`: a corpus replayed
-as N carts a day with the ledger's limits, and when each budget and usage limit runs out. The rule set,
-the corpus and the pool-code files are read here, the progress bar drawn here (on a terminal only), and
-the report is printed here; the simulation is engine/simulate.py's, its run on a Dask cluster
-engine/simulate_dask.py's.
+[--on-error stop|skip] [--pool-codes ID=FILE ...] [--workers N | --scheduler ADDRESS] [--report FILE.html]`:
+a corpus replayed as N carts a day with the ledger's limits, and when each budget and usage limit runs out.
+The rule set, the corpus and the pool-code files are read here, the progress bar drawn here (on a terminal
+only), and the report is printed here; the simulation is engine/simulate.py's, its run on a Dask cluster
+engine/simulate_dask.py's, the HTML report (--report) engine/simulate_report.py's.
 
 Exit codes: 0 when the corpus was replayed; 1 for bad input (a rule directory that is missing or does
 not load; a missing, empty or unreadable corpus or pool-code file; a corpus with no carts; --per-day 0,
---days 0, a bad --start or --seed; with --on-error stop, the first bad line); 2 for usage.
+--days 0, a bad --start or --seed; a --report that is a directory, in a missing directory or cannot be
+written; with --on-error stop, the first bad line); 2 for usage.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Callable
 
-from .backtest_cli import cluster, progress_bar
+from .backtest_cli import check_report, cluster, progress_bar
 from .cli_support import Refused
 from .corpus import ON_ERROR, read_corpus
 from .corpus_cli import check_corpus, corpus_refusals
@@ -55,6 +56,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                                    "(the same result as in one process)")
     where.add_argument("--scheduler", help="price the carts on an existing Dask cluster (tcp://host:8786); its "
                                            "workers need promo-engine installed")
+    s.add_argument("--report", metavar="FILE.html",
+                   help="also write the result, with the cost per day and each budget's burn-down as charts, as "
+                        "one self-contained HTML file (an existing file is replaced)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         start = _start(args.start)
         if not Path(args.rules).is_dir():
             raise Refused(f"promo simulate: --rules {clean_text(args.rules)}: rule directory not found")
+        if args.report is not None:
+            check_report(args.report, "simulate")
         check_corpus(args.carts)
         ruleset = load_ruleset(args.rules)
         pool = _pool_codes(args.pool_codes, ruleset)
@@ -78,6 +84,16 @@ def run(args: argparse.Namespace) -> int:
     except Refused as exc:
         print(clean_lines(str(exc)), file=sys.stderr)
         return exc.code
+    if args.report is not None:
+        from .simulate_report import write_report   # matplotlib is loaded only for a report
+        how = {"rules": args.rules, "carts": args.carts, "per_day": args.per_day, "days": args.days,
+               "start": args.start, "seed": args.seed, "on_error": args.on_error, "pool_codes": args.pool_codes}
+        try:
+            write_report(args.report, result, ruleset, how)
+        except OSError as exc:
+            print(f"promo simulate: --report {clean_text(args.report)}: cannot write: "
+                  f"{exc.strerror or type(exc).__name__}", file=sys.stderr)
+            return 1
     if args.json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     else:
