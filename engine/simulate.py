@@ -21,7 +21,9 @@ The run is sequential by nature: each cart's usage depends on every cart before 
 """
 from __future__ import annotations
 
+import hashlib
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -73,8 +75,11 @@ class PromotionResult:
     `exhausted` is the first limit that ran out for everyone (the cart whose commit used its last use or
     the last of its budget: the ledger refuses every later use); `first_refused` the first cart the
     ledger's counts refused it (a customer's own limit, a budget that could not cover a whole discount
-    with `budget_overrun: refuse`, or an exhausted limit); `customers_at_limit` how many customers
-    reached `uses_per_customer`."""
+    with `budget_overrun: refuse`, or an exhausted limit); `customers_at_limit` how many customers are at
+    `uses_per_customer` at the end. `uses` are the ledger's count: the orders that used it, less those
+    cancelled that gave their use back (`return_usage_on_cancel`; `uses_returned`). `cancelled` orders
+    that used it were cancelled, giving back `discount_back` and `granted_back` (and their budget);
+    `discount` and `granted` are what was given at checkout."""
 
     uses: int
     discount: tuple[tuple[str, Decimal], ...]
@@ -83,43 +88,60 @@ class PromotionResult:
     first_refused: LimitEvent | None
     refused: int                # carts refused for a limit
     customers_at_limit: int
+    cancelled: int = 0
+    uses_returned: int = 0
+    discount_back: tuple[tuple[str, Decimal], ...] = ()
+    granted_back: tuple[tuple[str, Decimal], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"uses": self.uses, "discount": _money(self.discount), "granted": _money(self.granted),
                 "exhausted": None if self.exhausted is None else self.exhausted.to_dict(),
                 "first_refused": None if self.first_refused is None else self.first_refused.to_dict(),
-                "refused": self.refused, "customers_at_limit": self.customers_at_limit}
+                "refused": self.refused, "customers_at_limit": self.customers_at_limit,
+                "cancelled": self.cancelled, "uses_returned": self.uses_returned,
+                "discount_back": _money(self.discount_back), "granted_back": _money(self.granted_back)}
 
 
 @dataclass(frozen=True)
 class DayPromotion:
-    """One promotion on one day it applied: its uses, discount and granted that day (per currency, sorted),
-    and where its limits stood at the end of the day: `budget_spent`, what its budget has counted so far
-    (discounts and grants), and `uses_so_far`, its uses so far; each None when it has no such limit."""
+    """One promotion on one day it applied or had an order cancelled: its uses, discount and granted that
+    day (per currency, sorted), its orders cancelled that day, and where its limits stood at the end of
+    the day: `budget_spent`, what its budget has counted so far (discounts and grants, less what
+    cancellations gave back), and `uses_so_far`, its uses so far; each None when it has no such limit."""
 
     uses: int
     discount: tuple[tuple[str, Decimal], ...]
     granted: tuple[tuple[str, Decimal], ...]
     budget_spent: Decimal | None
     uses_so_far: int | None
+    cancelled: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"uses": self.uses, "discount": _money(self.discount), "granted": _money(self.granted),
                 "budget_spent": None if self.budget_spent is None else f"{self.budget_spent:f}",
-                "uses_so_far": self.uses_so_far}
+                "uses_so_far": self.uses_so_far, "cancelled": self.cancelled}
 
 
 @dataclass(frozen=True)
 class DayResult:
+    """One simulated day: its carts (abandoned checkouts among them), what its orders were given, and the
+    orders cancelled that day with what they gave back."""
+
     day: str
     carts: int
     discount: tuple[tuple[str, Decimal], ...]
     granted: tuple[tuple[str, Decimal], ...]
     by_promotion: tuple[tuple[str, DayPromotion], ...] = ()    # the promotions that applied that day, by id
+    abandoned: int = 0
+    cancelled: int = 0
+    discount_back: tuple[tuple[str, Decimal], ...] = ()
+    granted_back: tuple[tuple[str, Decimal], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"day": self.day, "carts": self.carts, "discount": _money(self.discount),
-                "granted": _money(self.granted), "by_promotion": {pid: p.to_dict() for pid, p in self.by_promotion}}
+                "granted": _money(self.granted), "by_promotion": {pid: p.to_dict() for pid, p in self.by_promotion},
+                "abandoned": self.abandoned, "cancelled": self.cancelled,
+                "discount_back": _money(self.discount_back), "granted_back": _money(self.granted_back)}
 
 
 @dataclass(frozen=True)
@@ -131,6 +153,9 @@ class SimulationResult:
     start: str | None
     by_promotion: tuple[tuple[str, PromotionResult], ...]     # sorted by id
     per_day: tuple[DayResult, ...]
+    abandoned: int = 0          # checkouts priced and never placed: nothing counted
+    cancelled: int = 0          # orders cancelled within the simulated days
+    cancellations_after: int = 0   # orders to be cancelled after the last simulated day: not given back
 
     @property
     def days(self) -> int:
@@ -143,7 +168,8 @@ class SimulationResult:
         return {"carts": self.carts, "days": self.days, "skipped": self.skipped, "errors": list(self.errors),
                 "per_day_carts": self.per_day_carts, "start": self.start,
                 "by_promotion": {pid: p.to_dict() for pid, p in self.by_promotion},
-                "per_day": [d.to_dict() for d in self.per_day]}
+                "per_day": [d.to_dict() for d in self.per_day], "abandoned": self.abandoned,
+                "cancelled": self.cancelled, "cancellations_after": self.cancellations_after}
 
 
 @dataclass(frozen=True)
@@ -215,6 +241,65 @@ class Outcome:
             sum((a for p, a in self.grants if p == pid), Decimal(0))
 
 
+@dataclass(frozen=True)
+class Churn:
+    """Checkouts that are never placed and orders cancelled later, drawn per corpus line (its number and
+    id, with the seed: the same cart is abandoned or cancelled in every run, in any order, on any
+    machine). An abandoned checkout is priced, then released, as `Ledger.release` does: it counts for
+    nothing but the day's traffic. A cancelled order is cancelled whole `cancel_after` days later, before
+    that day's first cart, as `Ledger.cancel` does: its budget goes back, and its uses (in all and the
+    customer's) and single-use code too where the promotion says `return_usage_on_cancel`. Rates are exact
+    decimals from 0 to 1."""
+
+    abandon_rate: Decimal = Decimal(0)
+    cancel_rate: Decimal = Decimal(0)
+    cancel_after: int = 7
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("abandon_rate", "cancel_rate"):
+            rate = getattr(self, name)
+            if not isinstance(rate, Decimal) or not rate.is_finite() or not 0 <= rate <= 1:
+                raise ValueError(f"{name} must be a Decimal from 0 to 1")
+        if not isinstance(self.cancel_after, int) or self.cancel_after < 1:
+            raise ValueError("cancel_after must be at least 1 day")
+
+    def abandons(self, entry: CorpusEntry) -> bool:
+        return self._draw("abandon", entry, self.abandon_rate)
+
+    def cancels(self, entry: CorpusEntry) -> bool:
+        return self._draw("cancel", entry, self.cancel_rate)
+
+    def _draw(self, what: str, entry: CorpusEntry, rate: Decimal) -> bool:
+        if not rate:
+            return False
+        digest = hashlib.sha256(f"{what}\0{self.seed}\0{entry.line}\0{entry.id or ''}".encode()).digest()
+        return Decimal(int.from_bytes(digest[:8], "big")) < rate * (1 << 64)
+
+
+@dataclass(frozen=True)
+class _Order:
+    """A committed order to be cancelled on day `due`: what each promotion it used gave it."""
+
+    due: int
+    customer: str
+    currency: str
+    outcome: "Outcome"
+    codes: tuple[str, ...]      # the single-use codes it redeemed
+
+
+@dataclass
+class _Day:
+    carts: int = 0
+    abandoned: int = 0
+    cancelled: int = 0
+    discount: dict[str, Decimal] = field(default_factory=dict)
+    granted: dict[str, Decimal] = field(default_factory=dict)
+    discount_back: dict[str, Decimal] = field(default_factory=dict)
+    granted_back: dict[str, Decimal] = field(default_factory=dict)
+    promotions: dict[str, "_DayTally"] = field(default_factory=dict)
+
+
 @dataclass
 class _Tally:
     uses: int = 0
@@ -225,6 +310,10 @@ class _Tally:
     first_refused: LimitEvent | None = None
     refused: int = 0
     at_limit: int = 0
+    cancelled: int = 0
+    uses_returned: int = 0
+    discount_back: dict[str, Decimal] = field(default_factory=dict)
+    granted_back: dict[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass
@@ -234,13 +323,14 @@ class _DayTally:
     granted: dict[str, Decimal] = field(default_factory=dict)
     budget_spent: Decimal | None = None     # at the end of the day (the last cart of the day sets it)
     uses_so_far: int | None = None
+    cancelled: int = 0
 
 
 class Simulation:
     """The ledger's counts, kept in memory, fed one corpus entry at a time (`step`)."""
 
     def __init__(self, ruleset: RuleSet, per_day: int, start: date | None = None,
-                 pool_codes: Mapping[str, str] | None = None, source: str = "corpus"):
+                 pool_codes: Mapping[str, str] | None = None, source: str = "corpus", churn: Churn | None = None):
         if per_day < 1:
             raise ValueError("per_day must be at least 1")
         self.ruleset, self.per_day, self.source = ruleset, per_day, source
@@ -250,8 +340,10 @@ class Simulation:
         self._redeemed: set[str] = set()
         self._tally = {pid: _Tally() for pid in ruleset.promotions}
         self._customer: dict[tuple[str, str], int] = {}
-        # per day: [carts, discount per currency, granted per currency, {promotion: _DayTally}]
-        self._days: list[list[Any]] = []
+        self._days: list[_Day] = []
+        self.churn = churn or Churn()
+        self._to_cancel: deque[_Order] = deque()     # in commit order, so in order of their day
+        self.abandoned = self.cancelled = 0
         self.carts = 0
         self.skipped = 0
         self._errors: list[str] = []
@@ -279,6 +371,8 @@ class Simulation:
         ledger resolves them and the counts so far. Raises CorpusError for a `now` that is not a time."""
         index = (self.carts + ahead) // self.per_day
         when = _parse_now(entry, self.source)
+        if ahead == 0:       # every cart before it is counted: the cancellations due by its day can be made
+            self.settle(index)
         if self.start is None:
             self.start = when.date()
         day = self.start + timedelta(days=index)
@@ -300,9 +394,58 @@ class Simulation:
 
     def commit(self, priced: "Priced", outcome: "Outcome") -> tuple[str, ...]:
         """Count what the cart applied, as reserve() and commit() would; returns the single-use codes it used."""
+        entry = priced.entry
+        if self.churn.abandons(entry):
+            day = self._day(priced.at.day_index)
+            day.carts += 1
+            day.abandoned += 1
+            self.abandoned += 1
+            self.carts += 1
+            return ()
         used_codes = self._count(outcome, priced.customer, priced.at, dict(priced.presented))
         self.carts += 1
+        if outcome.earned and self.churn.cancels(entry):
+            self._to_cancel.append(_Order(priced.at.day_index + self.churn.cancel_after, priced.customer,
+                                          outcome.currency, outcome, used_codes))
         return used_codes
+
+    def settle(self, day_index: int) -> None:
+        """Make the cancellations due by this day, as `Ledger.cancel` of the whole order would: each
+        promotion it used gets its budget back, and its uses and code where it returns usage on cancel."""
+        while self._to_cancel and self._to_cancel[0].due <= day_index:
+            order = self._to_cancel.popleft()
+            day, currency, outcome = self._day(day_index), order.currency, order.outcome
+            day.cancelled += 1
+            self.cancelled += 1
+            for pid, amount in outcome.applied:
+                _add(self._tally[pid].discount_back, currency, amount)
+                _add(day.discount_back, currency, amount)
+            for pid, amount in outcome.grants:
+                _add(self._tally[pid].granted_back, currency, amount)
+                _add(day.granted_back, currency, amount)
+            codes = set(order.codes)
+            for pid in outcome.earned:
+                p, t = self.ruleset.promotions[pid], self._tally[pid]
+                d = day.promotions.setdefault(pid, _DayTally())
+                t.cancelled += 1
+                d.cancelled += 1
+                if p.limits.budget is not None:     # spent budget always goes back
+                    t.spent -= outcome.charged(pid)
+                    d.budget_spent = t.spent
+                if not p.limits.return_usage_on_cancel:
+                    continue
+                t.uses -= 1
+                t.uses_returned += 1
+                if p.limits.total_uses is not None:
+                    d.uses_so_far = t.uses
+                if p.limits.uses_per_customer is not None:
+                    key = (pid, order.customer)
+                    if self._customer[key] == p.limits.uses_per_customer:
+                        t.at_limit -= 1
+                    self._customer[key] -= 1
+                if p.code_pool:
+                    for code in [c for c in codes if self._pool.get(c) == pid]:
+                        self._redeemed.discard(code)
 
     def refuse(self, error: CorpusError, on_error: str) -> None:
         """A bad line: raised with on_error "stop", counted with "skip"."""
@@ -348,20 +491,20 @@ class Simulation:
     def _count(self, outcome: "Outcome", customer: str, at: Moment,
                presented: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
         day = self._day(at.day_index)
-        day[0] += 1
+        day.carts += 1
         currency = outcome.currency
         used_codes: list[str] = []
-        on_day = day[3]
+        on_day = day.promotions
         for pid, amount in outcome.applied:
             t, d = self._tally[pid], on_day.setdefault(pid, _DayTally())
             t.discount[currency] = t.discount.get(currency, Decimal(0)) + amount
             d.discount[currency] = d.discount.get(currency, Decimal(0)) + amount
-            day[1][currency] = day[1].get(currency, Decimal(0)) + amount
+            _add(day.discount, currency, amount)
         for pid, amount in outcome.grants:
             t, d = self._tally[pid], on_day.setdefault(pid, _DayTally())
             t.granted[currency] = t.granted.get(currency, Decimal(0)) + amount
             d.granted[currency] = d.granted.get(currency, Decimal(0)) + amount
-            day[2][currency] = day[2].get(currency, Decimal(0)) + amount
+            _add(day.granted, currency, amount)
         for pid in outcome.earned:
             p, t, d = self.ruleset.promotions[pid], self._tally[pid], on_day.setdefault(pid, _DayTally())
             t.uses += 1
@@ -397,36 +540,40 @@ class Simulation:
         p = self.ruleset.promotions[pid]
         return "total_uses" if _reached(p, self._tally[pid], "total_uses") else "uses_per_customer"
 
-    def _day(self, index: int) -> list[Any]:
+    def _day(self, index: int) -> _Day:
         while len(self._days) <= index:
-            self._days.append([0, {}, {}, {}])
+            self._days.append(_Day())
         return self._days[index]
 
     # --- the report -------------------------------------------------------------------------------
 
     def result(self) -> SimulationResult:
         promotions = tuple((pid, PromotionResult(t.uses, _sorted(t.discount), _sorted(t.granted), t.exhausted,
-                                                 t.first_refused, t.refused, t.at_limit))
+                                                 t.first_refused, t.refused, t.at_limit, t.cancelled, t.uses_returned,
+                                                 _sorted(t.discount_back), _sorted(t.granted_back)))
                            for pid, t in sorted(self._tally.items()))
         start = self.start
-        days = tuple(DayResult((start + timedelta(days=i)).isoformat(), d[0], _sorted(d[1]), _sorted(d[2]),
+        days = tuple(DayResult((start + timedelta(days=i)).isoformat(), d.carts, _sorted(d.discount),
+                               _sorted(d.granted),
                                tuple((pid, DayPromotion(t.uses, _sorted(t.discount), _sorted(t.granted),
-                                                        t.budget_spent, t.uses_so_far))
-                                     for pid, t in sorted(d[3].items())))
+                                                        t.budget_spent, t.uses_so_far, t.cancelled))
+                                     for pid, t in sorted(d.promotions.items())),
+                               d.abandoned, d.cancelled, _sorted(d.discount_back), _sorted(d.granted_back))
                      for i, d in enumerate(self._days)) if start is not None else ()
         return SimulationResult(self.carts, self.skipped, tuple(self._errors), self.per_day,
-                                None if start is None else start.isoformat(), promotions, days)
+                                None if start is None else start.isoformat(), promotions, days, self.abandoned,
+                                self.cancelled, len(self._to_cancel))
 
 
 def simulate(ruleset: RuleSet, entries: Iterable[CorpusEntry | CorpusError], per_day: int, *,
              days: int | None = None, start: date | None = None, seed: int | None = None, on_error: str = "stop",
              pool_codes: Mapping[str, str] | None = None, source: str = "corpus",
-             advance: Callable[[int], None] | None = None) -> SimulationResult:
+             advance: Callable[[int], None] | None = None, churn: Churn | None = None) -> SimulationResult:
     """The whole run: entries in corpus order, or shuffled by `seed` (the corpus is then read whole
     first, and bad lines are met in file order); at most `days` days of `per_day` carts. With
     on_error="stop" the first bad line is raised as CorpusError; with "skip" it is counted. `advance`
-    is told of each entry met (the progress bar)."""
-    sim = Simulation(ruleset, per_day, start=start, pool_codes=pool_codes, source=source)
+    is told of each entry met (the progress bar). `churn`: abandoned checkouts and cancelled orders."""
+    sim = Simulation(ruleset, per_day, start=start, pool_codes=pool_codes, source=source, churn=churn)
     limit = None if days is None else days * per_day
     for item in traffic(entries, seed, sim.refuser(on_error)):
         if limit is not None and sim.carts >= limit:
@@ -489,6 +636,10 @@ def _parse_now(entry: CorpusEntry, source: str) -> datetime:
 def _field(what: str, path: str) -> str:
     root = {"cart": "$.cart", "account": "$.account", "codes": "$.codes", "now": "$.now"}.get(what, "$")
     return root if path in ("$", "") else root + path[1:]
+
+
+def _add(amounts: dict[str, Decimal], currency: str, amount: Decimal) -> None:
+    amounts[currency] = amounts.get(currency, Decimal(0)) + amount
 
 
 def _sorted(amounts: Mapping[str, Decimal]) -> tuple[tuple[str, Decimal], ...]:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +27,7 @@ from .corpus import ON_ERROR, read_corpus
 from .corpus_cli import check_corpus, corpus_refusals
 from .render import clean_lines, clean_text
 from .ruleset import load_ruleset
-from .simulate import SimulationResult, simulate
+from .simulate import Churn, SimulationResult, simulate
 from .simulate_dask import ClusterStats
 
 MAX_PER_DAY = 100_000_000
@@ -51,6 +53,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("--on-error", choices=ON_ERROR, default="stop",
                    help="a bad corpus line: stop (default, exit 1) or skip it, count it and go on")
+    s.add_argument("--abandon-rate", metavar="R", help="the share of checkouts never placed (priced, then released: "
+                                                       "nothing counted), e.g. 0.2; drawn per corpus line and --seed")
+    s.add_argument("--cancel-rate", metavar="R", help="the share of orders cancelled --cancel-after days later, "
+                                                      "giving back their budget (and uses and codes where the promotion "
+                                                      "returns usage on cancel), e.g. 0.05")
+    s.add_argument("--cancel-after", type=int, default=7, metavar="D",
+                   help="days from an order to its cancellation (default 7)")
     where = s.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, help="price the carts on a local Dask cluster of N worker processes "
                                                    "(the same result as in one process)")
@@ -70,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if args.days is not None and not 1 <= args.days <= MAX_DAYS:
             raise Refused(f"promo simulate: --days {args.days}: give 1 to {MAX_DAYS}")
         start = _start(args.start)
+        churn = _churn(args)
         if not Path(args.rules).is_dir():
             raise Refused(f"promo simulate: --rules {clean_text(args.rules)}: rule directory not found")
         if args.report is not None:
@@ -78,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         ruleset = load_ruleset(args.rules)
         pool = _pool_codes(args.pool_codes, ruleset)
         with corpus_refusals("simulate", args.carts), progress_bar(args.carts) as advance:
-            result, stats = replay(args, ruleset, start, pool, advance)
+            result, stats = replay(args, ruleset, start, pool, churn, advance)
         if result.carts == 0 and result.skipped == 0:
             raise Refused(f"promo simulate: --carts {clean_text(args.carts)} has no carts (only blank lines)")
     except Refused as exc:
@@ -87,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     if args.report is not None:
         from .simulate_report import write_report   # matplotlib is loaded only for a report
         how = {"rules": args.rules, "carts": args.carts, "per_day": args.per_day, "days": args.days,
-               "start": args.start, "seed": args.seed, "on_error": args.on_error, "pool_codes": args.pool_codes}
+               "start": args.start, "seed": args.seed, "on_error": args.on_error, "pool_codes": args.pool_codes,
+               "abandon_rate": args.abandon_rate, "cancel_rate": args.cancel_rate, "cancel_after": args.cancel_after}
         try:
             write_report(args.report, result, ruleset, how)
         except OSError as exc:
@@ -101,11 +112,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def replay(args: argparse.Namespace, ruleset, start: date | None, pool: dict[str, str],
+def replay(args: argparse.Namespace, ruleset, start: date | None, pool: dict[str, str], churn: Churn,
            advance: Callable[[int], None] | None) -> tuple[SimulationResult, ClusterStats | None]:
     """The simulation in this process, or priced on the Dask cluster --workers / --scheduler names."""
     options = dict(days=args.days, start=start, seed=args.seed, on_error=args.on_error, pool_codes=pool,
-                   source=args.carts, advance=advance)
+                   source=args.carts, advance=advance, churn=churn)
     if args.workers is None and args.scheduler is None:
         return simulate(ruleset, read_corpus(args.carts), args.per_day, **options), None
     try:
@@ -116,6 +127,24 @@ def replay(args: argparse.Namespace, ruleset, start: date | None, pool: dict[str
     from .simulate_dask import simulate_on_cluster
     with cluster(args, "simulate") as client:
         return simulate_on_cluster(client, ruleset, read_corpus(args.carts), args.per_day, **options)
+
+
+RATE = re.compile(r"0(\.[0-9]{1,6})?|1(\.0{1,6})?|\.[0-9]{1,6}")
+
+
+def _churn(args: argparse.Namespace) -> Churn:
+    """--abandon-rate, --cancel-rate (exact decimals from 0 to 1, at most six places) and --cancel-after."""
+    rates = {}
+    for option, value in (("--abandon-rate", args.abandon_rate), ("--cancel-rate", args.cancel_rate)):
+        if value is None:
+            rates[option] = Decimal(0)
+        elif not RATE.fullmatch(value):
+            raise Refused(f"promo simulate: {option} {clean_text(repr(value))}: give a decimal from 0 to 1, e.g. 0.05")
+        else:
+            rates[option] = Decimal(value)
+    if not 1 <= args.cancel_after <= MAX_DAYS:
+        raise Refused(f"promo simulate: --cancel-after {args.cancel_after}: give 1 to {MAX_DAYS} days")
+    return Churn(rates["--abandon-rate"], rates["--cancel-rate"], args.cancel_after, args.seed or 0)
 
 
 def _start(text: str | None) -> date | None:
@@ -168,6 +197,10 @@ def render_simulation(result: SimulationResult, stats: ClusterStats | None = Non
     data = result.to_dict()
     out = [f"{data['carts']} carts over {data['days']} days ({data['per_day_carts']} a day from "
            f"{data['start']})" + (f", {data['skipped']} skipped" if data["skipped"] else "")]
+    if data["abandoned"] or data["cancelled"] or data["cancellations_after"]:
+        out.append(f"  {data['abandoned']} checkouts abandoned, {data['cancelled']} orders cancelled"
+                   + (f" ({data['cancellations_after']} more due after the last day)" if data["cancellations_after"]
+                      else ""))
     if stats is not None:
         out.append(f"  priced on the cluster: {stats.priced} carts, {stats.repriced} of them priced again here "
                    "because a limit's counts had changed under them")

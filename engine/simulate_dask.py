@@ -36,7 +36,7 @@ from .corpus import CorpusEntry, CorpusError
 from .errors import InputError
 from .evaluate import evaluate
 from .model import Promotion, RuleSet, Stage, Usage
-from .simulate import Outcome, Priced, Simulation, SimulationResult, price_error, traffic
+from .simulate import Churn, Outcome, Priced, Simulation, SimulationResult, price_error, traffic
 
 CHUNK_CARTS = 200            # about a quarter of a second of one worker's time
 IN_FLIGHT_PER_THREAD = 2     # enough to keep a worker busy; more would price more carts on stale counts
@@ -55,9 +55,10 @@ def simulate_on_cluster(client: Any, ruleset: RuleSet, entries: Iterable[CorpusE
                         *, days: int | None = None, start: date | None = None, seed: int | None = None,
                         on_error: str = "stop", pool_codes: Mapping[str, str] | None = None,
                         source: str = "corpus", chunk_carts: int = CHUNK_CARTS,
-                        advance: Callable[[int], None] | None = None) -> tuple[SimulationResult, ClusterStats]:
+                        advance: Callable[[int], None] | None = None,
+                        churn: Churn | None = None) -> tuple[SimulationResult, ClusterStats]:
     """`simulate()`'s result for the same arguments, priced on the client's cluster."""
-    sim = Simulation(ruleset, per_day, start=start, pool_codes=pool_codes, source=source)
+    sim = Simulation(ruleset, per_day, start=start, pool_codes=pool_codes, source=source, churn=churn)
     limit = None if days is None else days * per_day
     stream: Iterator[CorpusEntry | CorpusError] = iter(traffic(entries, seed, sim.refuser(on_error)))
     # In a list: a dict given to scatter() is scattered value by value under its own keys (the file names,

@@ -51,15 +51,21 @@ def render_report(result: SimulationResult, ruleset: RuleSet, run: Mapping[str, 
                          ("Start", run.get("start") or "the first cart's date" + (f" ({data['start']})"
                                                                                    if data["start"] else "")),
                          ("Seed", "none: corpus order" if run.get("seed") is None else run["seed"]),
-                         ("Bad lines", run.get("on_error", "stop")), ("Single-use codes", pools)):
+                         ("Bad lines", run.get("on_error", "stop")), ("Single-use codes", pools),
+                         ("Abandoned checkouts", run.get("abandon_rate") or "none"),
+                         ("Cancelled orders", f"{run['cancel_rate']}, {run.get('cancel_after')} days after the order"
+                          if run.get("cancel_rate") else "none")):
         out.append(f"<tr><th>{e(label)}</th><td>{e(str(value))}</td></tr>")
     out.append("</tbody></table>")
 
     out.append('<h2>Summary</h2><table id="summary"><thead><tr><th class="n">Carts</th><th class="n">Days</th>'
-               '<th class="n">Carts a day</th><th class="n">Skipped</th><th>First day</th><th>Last day</th></tr>'
+               '<th class="n">Carts a day</th><th class="n">Skipped</th><th>First day</th><th>Last day</th><th class="n">Abandoned</th><th class="n">Cancelled</th>'
+               '<th class="n">Cancellations after the last day</th></tr>'
                f'</thead><tbody><tr><td class="n">{data["carts"]}</td><td class="n">{data["days"]}</td>'
                f'<td class="n">{data["per_day_carts"]}</td><td class="n">{data["skipped"]}</td>'
-               f'<td>{e(days[0] if days else "-")}</td><td>{e(days[-1] if days else "-")}</td></tr></tbody></table>')
+               f'<td>{e(days[0] if days else "-")}</td><td>{e(days[-1] if days else "-")}</td>'
+               f'<td class="n">{data["abandoned"]}</td><td class="n">{data["cancelled"]}</td>'
+               f'<td class="n">{data["cancellations_after"]}</td></tr></tbody></table>')
 
     out.append('<h2>Promotions</h2><table id="promotions"><thead><tr><th>Promotion</th><th class="n">Uses</th>'
                '<th class="n">Discount</th><th class="n">Granted</th><th>Limits</th><th class="n">Budget spent</th>'

@@ -14,7 +14,7 @@ from engine.corpus import CorpusEntry, entry_line, read_corpus
 from engine.evaluate import evaluate
 from engine.ledger import Ledger, make_engine, migrate
 from engine.ruleset import build_ruleset
-from engine.simulate import Simulation, simulate
+from engine.simulate import Churn, Simulation, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 START = "2026-11-21T10:00:00+09:00"
@@ -264,3 +264,80 @@ def test_bad_input_to_the_command_is_one_line_exit_1(tmp_path, capsys, monkeypat
 def test_a_malformed_option_is_a_usage_error(capsys):
     assert main(["simulate", "--rules", "rules", "--carts", "c.jsonl", "--per-day", "many"]) == 2
     assert main(["simulate", "--rules", "rules", "--carts", "c.jsonl"]) == 2
+
+
+RETURNING = {**EXTRA,
+             "rules/tight-total.yaml": _promotion("tight-total", '{type: amount_off, scope: per_order, amount: "100"}',
+                                                  "{total_uses: 7, return_usage_on_cancel: true}"),
+             "rules/once-each.yaml": _promotion("once-each", '{type: amount_off, scope: per_order, amount: "50"}',
+                                                "{uses_per_customer: 1, return_usage_on_cancel: true}"),
+             "rules/pool-200.yaml": _promotion("pool-200", '{type: amount_off, scope: per_order, amount: "200"}',
+                                               "{total_uses: 100, return_usage_on_cancel: true}", "code_pool: true\n")}
+
+
+def _returning_ruleset():
+    files = {f"rules/{p.name}": p.read_bytes() for p in (ROOT / "rules").iterdir() if p.suffix == ".yaml"}
+    return build_ruleset({**files, **RETURNING})
+
+
+def test_abandoned_checkouts_and_cancelled_orders_count_as_the_ledger_counts_them(tmp_path):
+    """Checkouts released unplaced, and orders cancelled two days later (budgets always back; uses, the
+    customer's uses and single-use codes back where the promotion returns usage on cancel): every cart is
+    priced as the real ledger prices it, and the counts at the end are the ledger's, customer by customer."""
+    ruleset = _returning_ruleset()
+    engine = make_engine(str(tmp_path / "ledger.db"), create=True)
+    migrate(engine)
+    ledger = Ledger(engine, ruleset, max_clock_skew=None)
+    pool = ledger.generate_codes("pool-200", 10, START)
+    entries = _corpus(pool, count=150)
+    churn = Churn(abandon_rate=Decimal("0.15"), cancel_rate=Decimal("0.35"), cancel_after=2, seed=5)
+    sim = Simulation(ruleset, per_day=8, pool_codes={c: "pool-200" for c in pool}, churn=churn)
+    steps = [sim.step(e) for e in entries]
+    result = sim.result()
+
+    due: list[tuple[int, str]] = []
+    abandoned = cancelled = 0
+    for entry, step in zip(entries, steps):
+        while due and due[0][0] <= step.at.day_index:
+            ledger.cancel(due.pop(0)[1], step.now)
+            cancelled += 1
+        customer, order = entry.account["id"], f"order-{entry.line}"
+        resolved = ledger.resolve_codes(list(entry.codes), step.now)
+        trace = evaluate(ruleset, entry.cart, entry.account, codes=resolved.codes, now=step.now,
+                         usage=ledger.usage_snapshot(customer, step.now))
+        assert trace.to_dict() == step.trace.to_dict(), entry.label   # priced exactly as at checkout
+        ledger.reserve(trace, order, customer, ttl=900, now=step.now, codes=resolved.pool_codes)
+        if churn.abandons(entry):
+            ledger.release(order, step.now)
+            abandoned += 1
+            continue
+        ledger.commit(order, step.now)
+        if trace.applied or trace.grants:
+            if churn.cancels(entry):
+                due.append((step.at.day_index + 2, order))
+    end = steps[-1].now
+    for customer in sorted({e.account["id"] for e in entries}):
+        assert sim.usage(customer) == ledger.usage_snapshot(customer, end), customer
+    assert (result.abandoned, result.cancelled, result.cancellations_after) == (abandoned, cancelled, len(due))
+    # not vacuous: uses came back and were used again; a promotion that does not return usage kept it
+    tight = result.promotion("tight-total")
+    assert tight.uses_returned > 0 and tight.uses + tight.uses_returned > 7 and tight.exhausted is not None
+    assert result.promotion("budget-cap").cancelled > 0 and result.promotion("budget-cap").uses_returned == 0
+    assert result.promotion("once-each").uses_returned > 0
+    assert sum(d.cancelled for d in result.per_day) == result.cancelled
+    assert sum(d.abandoned for d in result.per_day) == result.abandoned > 0
+
+
+def test_churn_is_drawn_per_line_and_seed_and_is_exact():
+    entries = _corpus(["X"] * 6, count=400)
+    churn = Churn(abandon_rate=Decimal("0.25"), cancel_rate=Decimal("0.1"), seed=3)
+    abandons = [churn.abandons(e) for e in entries]
+    assert abandons == [Churn(abandon_rate=Decimal("0.25"), seed=3).abandons(e) for e in entries]
+    assert abandons != [Churn(abandon_rate=Decimal("0.25"), seed=4).abandons(e) for e in entries]
+    assert 70 < sum(abandons) < 130 and 20 < sum(churn.cancels(e) for e in entries) < 65
+    assert not any(Churn().abandons(e) or Churn().cancels(e) for e in entries)
+    assert all(Churn(abandon_rate=Decimal(1)).abandons(e) for e in entries)
+    for bad in (dict(abandon_rate=Decimal("1.01")), dict(cancel_rate=Decimal("-0.1")), dict(cancel_after=0),
+                dict(cancel_rate=Decimal("NaN")), dict(cancel_rate=0.5)):
+        with pytest.raises(ValueError):
+            Churn(**bad)

@@ -16,9 +16,9 @@ from engine.cli import main  # noqa: E402
 from engine.corpus import CorpusError, read_corpus  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
 from engine.model import Usage  # noqa: E402
-from engine.simulate import Outcome, simulate  # noqa: E402
+from engine.simulate import Churn, Outcome, simulate  # noqa: E402
 from engine.simulate_dask import grants_bound, same_verdicts, simulate_on_cluster  # noqa: E402
-from tests.test_simulate import EXTRA, ROOT, _corpus, _ruleset, _write  # noqa: E402
+from tests.test_simulate import EXTRA, ROOT, _corpus, _returning_ruleset, _ruleset, _write  # noqa: E402
 
 POOL = [f"POOL{i:02d}-CODE" for i in range(10)]
 
@@ -38,16 +38,23 @@ def _pool():
     return {code: "pool-200" for code in POOL}
 
 
+CHURN = Churn(abandon_rate=Decimal("0.1"), cancel_rate=Decimal("0.3"), cancel_after=1, seed=2)
+
+
 @pytest.mark.parametrize("chunk", [1, 7, 64])
-@pytest.mark.parametrize("days, seed, per_day", [(None, None, 8), (20, 4, 8), (3, None, 50)])
-def test_two_workers_give_the_in_process_result_whatever_the_chunks(client, ruleset, chunk, days, seed, per_day):
+@pytest.mark.parametrize("days, seed, per_day, churn", [(None, None, 8, None), (20, 4, 8, None), (3, None, 50, None),
+                                                        (None, None, 8, CHURN), (25, 9, 6, CHURN)])
+def test_two_workers_give_the_in_process_result_whatever_the_chunks(client, chunk, days, seed, per_day, churn):
     """Tight limits of every kind (total uses, per customer, a capped and a refused budget, single-use
-    codes): the in-process run is the one checked against the real ledger in tests/test_simulate.py."""
+    codes), with and without abandoned checkouts and cancelled orders that give uses back: the in-process
+    run is the one checked against the real ledger in tests/test_simulate.py."""
+    ruleset = _returning_ruleset() if churn else _ruleset()
     entries = _corpus(POOL, count=300)
-    alone = simulate(ruleset, entries, per_day, days=days, seed=seed, pool_codes=_pool())
+    alone = simulate(ruleset, entries, per_day, days=days, seed=seed, pool_codes=_pool(), churn=churn)
     spread, stats = simulate_on_cluster(client, ruleset, entries, per_day, days=days, seed=seed, pool_codes=_pool(),
-                                        chunk_carts=chunk)
+                                        chunk_carts=chunk, churn=churn)
     assert spread == alone
+    assert not churn or (alone.cancelled > 0 and alone.promotion("tight-total").uses_returned > 0)
     assert stats.priced >= alone.carts and 0 < stats.repriced < stats.priced
     # every kind of limit ran out on the way
     assert alone.promotion("tight-total").exhausted is not None

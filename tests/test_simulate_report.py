@@ -90,11 +90,13 @@ def test_the_tables_hold_the_json_numbers(run):
     data, page, _, ruleset, rules, corpus = run
     assert dict(page.tables["run"]) == {
         "Rules": str(rules), "Corpus": str(corpus), "Carts a day": "3", "Days": "until the corpus was used up",
-        "Start": "2026-12-01", "Seed": "2", "Bad lines": "stop", "Single-use codes": "none"}
+        "Start": "2026-12-01", "Seed": "2", "Bad lines": "stop", "Single-use codes": "none",
+        "Abandoned checkouts": "none", "Cancelled orders": "none"}
     header, row = page.tables["summary"]
     assert dict(zip(header, row)) == {"Carts": str(data["carts"]), "Days": str(data["days"]),
                                       "Carts a day": "3", "Skipped": "0", "First day": "2026-12-01",
-                                      "Last day": data["per_day"][-1]["day"]}
+                                      "Last day": data["per_day"][-1]["day"], "Abandoned": "0", "Cancelled": "0",
+                                      "Cancellations after the last day": "0"}
     assert data["carts"] == 60 and data["days"] == 20
 
     header, *rows = page.tables["promotions"]
