@@ -40,6 +40,7 @@ bench-service: $(STAMP)
 # `bench/backtest_bench.py --memory 100000 300000` for a shorter run).
 bench-backtest: $(STAMP)
 	$(PY) bench/backtest_bench.py
+	$(PY) bench/simulate_bench.py
 
 postgres:
 	scripts/postgres.sh start
