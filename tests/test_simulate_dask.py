@@ -2,8 +2,10 @@
 order on the client, and the in-process result exactly."""
 from __future__ import annotations
 
+import io
 import json
 import random
+import sys
 from dataclasses import replace
 from decimal import Decimal
 
@@ -156,3 +158,22 @@ def test_a_bad_cluster_option_is_one_line(tmp_path, capsys, args, code, message)
     assert main(["simulate", "--rules", str(ROOT / "rules"), "--carts", str(corpus), "--per-day", "2", *args]) == code
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("where", [[], ["--workers", "2"]])
+def test_a_progress_bar_is_drawn_on_a_terminal_only_and_changes_nothing(tmp_path, capsys, monkeypatch, where):
+    corpus = _write(tmp_path / "c.jsonl", _corpus(["X"] * 6, count=90))
+    args = ["simulate", "--rules", str(ROOT / "rules"), "--carts", str(corpus), "--per-day", "11", "--json", *where]
+    assert main(args) == 0
+    plain = capsys.readouterr()
+    assert "carts/s" not in plain.err                       # not a terminal: no bar
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(args) == 0
+    assert capsys.readouterr().out == plain.out
+    assert "carts/s" in terminal.getvalue() and "90" in terminal.getvalue()
