@@ -116,9 +116,12 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None) -> 
 
 
 def local_cluster(workers: int) -> Any:
-    """A cluster of `workers` processes on this machine, one thread each (evaluate() holds the GIL)."""
+    """A cluster of `workers` processes on this machine, one thread each (evaluate() holds the GIL). No
+    dashboard; the scheduler's HTTP server (health checks) takes any free port, rather than warning on
+    standard error when another cluster holds 8787."""
     from distributed import LocalCluster
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                        scheduler_kwargs={"dashboard_address": ":0"})
 
 
 def diff_on_cluster(client: Any, base: RuleSet, head: RuleSet, lines: Iterable[Line], *, on_error: str = "stop",
