@@ -112,6 +112,7 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None) -> 
                 yield client
         else:
             with local_cluster(workers or 1) as cluster, Client(cluster) as client:
+                client.run(_quiet_shutdown)
                 yield client
 
 
@@ -122,6 +123,14 @@ def local_cluster(workers: int) -> Any:
     from distributed import LocalCluster
     return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                         scheduler_kwargs={"dashboard_address": ":0"})
+
+
+def _quiet_shutdown() -> None:
+    """In a worker of the local cluster: no warning on standard error when the cluster is shut down while
+    a part still runs (after a bad line stopped the run, its later parts are cancelled, but a part already
+    running finishes only with the worker)."""
+    import logging
+    logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
 
 
 def diff_on_cluster(client: Any, base: RuleSet, head: RuleSet, lines: Iterable[Line], *, on_error: str = "stop",
