@@ -14,7 +14,7 @@ a corpus the workers cannot read, or that changed while it was replayed; a corpu
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import os
 import sys
@@ -106,8 +106,10 @@ def replay(args: argparse.Namespace, base, head) -> DiffSummary:
             entries = read_corpus(args.carts)
             return diff(base, head, entries if advance is None else _counted(entries, advance),
                         on_error=args.on_error, top_n=args.top, source=args.carts)
-    if importlib.util.find_spec("distributed") is None:
-        raise Refused("promo diff: --workers and --scheduler need Dask: pip install 'dask[distributed]'")
+    try:
+        importlib.import_module("distributed")
+    except ImportError:
+        raise Refused("promo diff: --workers and --scheduler need Dask: pip install 'dask[distributed]'") from None
     from .backtest_dask import diff_on_cluster, diff_on_ranges, plan_ranges
     if args.read_on_workers:
         path, size = worker_path(args.carts), os.path.getsize(args.carts)
