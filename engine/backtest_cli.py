@@ -102,7 +102,7 @@ def replay(args: argparse.Namespace, base, head) -> DiffSummary:
     """The corpus replayed in this process, or on the Dask cluster --workers / --scheduler names: read
     here and shipped in chunks, or with --read-on-workers read by the workers themselves."""
     if args.workers is None and args.scheduler is None:
-        with progress_bar(lambda: count_lines(args.carts)) as advance:
+        with progress_bar(args.carts) as advance:
             entries = read_corpus(args.carts)
             return diff(base, head, entries if advance is None else _counted(entries, advance),
                         on_error=args.on_error, top_n=args.top, source=args.carts)
@@ -115,11 +115,10 @@ def replay(args: argparse.Namespace, base, head) -> DiffSummary:
         path, size = worker_path(args.carts), os.path.getsize(args.carts)
         with _cluster(args) as client:
             plan = plan_ranges(client, path, size)          # the workers count each range's lines
-            with progress_bar(lambda: plan.lines) as advance:
+            with progress_bar(args.carts, lambda: plan.lines) as advance:
                 return diff_on_ranges(client, base, head, plan, on_error=args.on_error, top_n=args.top,
                                       source=args.carts, advance=advance)
-    with open(args.carts, "rb") as stream, _cluster(args) as client, \
-            progress_bar(lambda: count_lines(args.carts)) as advance:
+    with open(args.carts, "rb") as stream, _cluster(args) as client, progress_bar(args.carts) as advance:
         return diff_on_cluster(client, base, head, read_lines(stream, args.carts), on_error=args.on_error,
                                top_n=args.top, source=args.carts, advance=advance)
 
@@ -155,11 +154,11 @@ def _cluster(args: argparse.Namespace) -> Iterator[object]:
 
 
 @contextmanager
-def progress_bar(lines: Callable[[], int | None]) -> Iterator[Callable[[int], None] | None]:
+def progress_bar(corpus: str, lines: Callable[[], int | None] | None = None) -> Iterator[Callable[[int], None] | None]:
     """A progress bar on standard error while the corpus is replayed, when that is a terminal (never in
     pipes, files or CI logs): lines a second, and the time left when the corpus's length is known.
-    `lines` gives that length (or None), and is asked only when the bar is drawn: count_lines reads the
-    file, --read-on-workers has it from the workers' count."""
+    `lines` gives that length (or None), asked only when the bar is drawn; without it the corpus's lines
+    are counted here (count_lines), which --read-on-workers does not do: the workers counted them."""
     if not sys.stderr.isatty():
         yield None
         return
@@ -172,7 +171,7 @@ def progress_bar(lines: Callable[[], int | None]) -> Iterator[Callable[[int], No
         def render(self, task) -> Text:
             return Text(f"{task.speed:,.0f} carts/s" if task.speed else "… carts/s")
 
-    total = lines()
+    total = lines() if lines is not None else count_lines(corpus)
     columns = [TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), Rate(), TimeElapsedColumn()]
     if total is not None:
         columns.append(TimeRemainingColumn())

@@ -186,6 +186,24 @@ def test_an_existing_scheduler_with_workers_reading_gives_the_same_json(capsys, 
         _json(capsys, *common)
 
 
+def test_the_bar_on_workers_reading_counts_to_the_workers_own_total(capsys, head, corpus, client, monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+    common = ["diff", "--base", str(RULES), "--head", str(head), "--carts", str(corpus), "--json"]
+    assert main(common) == 0
+    plain = capsys.readouterr().out
+    monkeypatch.setattr(backtest_cli, "count_lines", lambda path: pytest.fail("the client counted the corpus"))
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main([*common, "--scheduler", client.scheduler.address, "--read-on-workers"]) == 0
+    assert capsys.readouterr().out == plain
+    assert "400/400" in terminal.getvalue() and "carts/s" in terminal.getvalue()
+
+
 def test_a_path_the_workers_cannot_open_is_refused_naming_it(tmp_path, client):
     gone = str(tmp_path / "not-shared" / "carts.jsonl")
     with pytest.raises(CorpusUnreadable) as raised:
