@@ -113,12 +113,12 @@ def replay(args: argparse.Namespace, base, head) -> DiffSummary:
     from .backtest_dask import diff_on_cluster, diff_on_ranges, plan_ranges
     if args.read_on_workers:
         path, size = worker_path(args.carts), os.path.getsize(args.carts)
-        with _cluster(args) as client:
+        with cluster(args) as client:
             plan = plan_ranges(client, path, size)          # the workers count each range's lines
             with progress_bar(args.carts, lambda: plan.lines) as advance:
                 return diff_on_ranges(client, base, head, plan, on_error=args.on_error, top_n=args.top,
                                       source=args.carts, advance=advance)
-    with open(args.carts, "rb") as stream, _cluster(args) as client, progress_bar(args.carts) as advance:
+    with open(args.carts, "rb") as stream, cluster(args) as client, progress_bar(args.carts) as advance:
         return diff_on_cluster(client, base, head, read_lines(stream, args.carts), on_error=args.on_error,
                                top_n=args.top, source=args.carts, advance=advance)
 
@@ -143,14 +143,16 @@ def worker_refusals(carts: str) -> Iterator[None]:
 
 
 @contextmanager
-def _cluster(args: argparse.Namespace) -> Iterator[object]:
+def cluster(args: argparse.Namespace, command: str = "diff") -> Iterator[object]:
+    """The Dask client of --workers N (a local cluster) or --scheduler ADDRESS; an address that does not
+    answer is refused in one line."""
     from .backtest_dask import cluster_client
     from .backtest_dask import SchedulerUnreachable
     try:
         with cluster_client(args.workers, args.scheduler) as client:
             yield client
     except SchedulerUnreachable as exc:
-        raise Refused(f"promo diff: --scheduler {clean_text(exc)}") from None
+        raise Refused(f"promo {command}: --scheduler {clean_text(exc)}") from None
 
 
 @contextmanager
@@ -196,13 +198,17 @@ def count_lines(path: str) -> int | None:
         return None
 
 
-def check_report(path: str) -> None:
+def check_report(path: str, command: str = "diff") -> None:
     """--report: a file name in a directory that exists (an existing report is replaced)."""
     p = Path(path)
-    if p.is_dir():
-        raise Refused(f"promo diff: --report {clean_text(p)} is a directory; give a file to write")
-    if not (p.parent if str(p.parent) else Path(".")).is_dir():
-        raise Refused(f"promo diff: --report {clean_text(p)}: its directory does not exist")
+    try:
+        if p.is_dir():
+            raise Refused(f"promo {command}: --report {clean_text(p)} is a directory; give a file to write")
+        if not (p.parent if str(p.parent) else Path(".")).is_dir():
+            raise Refused(f"promo {command}: --report {clean_text(p)}: its directory does not exist")
+    except OSError as exc:          # a name the system refuses to look up (too long, say)
+        raise Refused(f"promo {command}: --report {clean_text(p)}: cannot write: "
+                      f"{exc.strerror or type(exc).__name__}") from None
 
 
 def _counted(items: Iterable[T], advance: Callable[[int], None]) -> Iterator[T]:

@@ -2,51 +2,32 @@
 who never open a terminal: the totals table, a histogram of the per-cart discount change, each
 promotion's discount before and after, and the most changed carts.
 
-Everything is in the one file: the charts are matplotlib PNGs (the Agg backend, no display) embedded as
-base64 `data:` URIs, the style is an inline <style>, and there is no script and no external resource.
-Every value comes from `DiffSummary.to_dict()`, the same data `--json` prints, and is HTML-escaped.
+Everything is in the one file (engine/report_html.py, shared with `promo simulate --report`): the charts
+are matplotlib PNGs (the Agg backend, no display) embedded as base64 `data:` URIs, the style is an inline
+<style>, and there is no script and no external resource. Every value comes from `DiffSummary.to_dict()`,
+the same data `--json` prints, and is HTML-escaped.
 """
 from __future__ import annotations
 
-import base64
-import io
-import os
-import tempfile
 from decimal import Decimal
-from html import escape
-from pathlib import Path
 from typing import Any, Mapping
 
 from .backtest import DiffSummary
-
-_STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:60em;color:#222;padding:0 1em}
-table{border-collapse:collapse;margin:1em 0}th,td{padding:.3em .8em;border-bottom:1px solid #ddd}
-td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em}
-img{max-width:100%}p.note{color:#555}"""
+from .report_html import escape, page, write_page
+from .report_html import figure as _figure
+from .report_html import png as _png
+from .report_html import pyplot as _pyplot
 
 
 def write_report(path: str, summary: DiffSummary, kinds: Mapping[str, str], base: str, head: str) -> None:
     """Writes the page beside `path` and renames it into place (a reader never sees half a page)."""
-    page = render_report(summary, kinds, base, head).encode("utf-8")
-    target = Path(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                     dir=target.parent if str(target.parent) else Path("."))
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(page)
-        os.replace(temporary, target)
-    except BaseException:
-        if os.path.lexists(temporary):
-            os.unlink(temporary)
-        raise
+    write_page(path, render_report(summary, kinds, base, head))
 
 
 def render_report(summary: DiffSummary, kinds: Mapping[str, str], base: str, head: str) -> str:
     data = summary.to_dict(kinds)
     e = escape
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           f"<title>Rule change: {e(base)} → {e(head)}</title><style>{_STYLE}</style></head><body>",
-           f"<h1>What the rule change does: {e(base)} → {e(head)}</h1>",
+    out = [f"<h1>What the rule change does: {e(base)} → {e(head)}</h1>",
            f'<p>{data["carts"]} carts replayed; <strong>{data["changed"]}</strong> get a different total discount'
            + (f'; {data["skipped"]} lines skipped' if data["skipped"] else "") + ".</p>"]
     for message in data["errors"]:
@@ -101,8 +82,7 @@ def render_report(summary: DiffSummary, kinds: Mapping[str, str], base: str, hea
                        f'<td class="n">{e(c["discount_before"])}</td><td class="n">{e(c["discount_after"])}</td>'
                        f'<td class="n">{e(c["discount_delta"])}</td><td>{e(", ".join(c["promotions"]))}</td></tr>')
         out.append("</tbody></table>")
-    out.append("</body></html>\n")
-    return "\n".join(out)
+    return page(f"Rule change: {base} → {head}", out)
 
 
 def _per_currency(data: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
@@ -116,13 +96,6 @@ def _per_currency(data: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, in
 
 def _promotion_currencies(data: Mapping[str, Any]) -> list[str]:
     return sorted({c for p in data["by_promotion"].values() for c in (*p["discount_before"], *p["discount_after"])})
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _bin_label(b: Mapping[str, Any]) -> str:
@@ -168,16 +141,3 @@ def _promotion_bars(currency: str, by_promotion: Mapping[str, Any]) -> bytes:
     axes.set_xlabel(f"discount ({currency})")
     axes.legend(loc="lower right")
     return _png(plt, figure)
-
-
-def _png(plt, figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(figure)
-    return buffer.getvalue()
-
-
-def _figure(png: bytes, caption: str) -> str:
-    uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-    return f'<figure><img src="{uri}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>'

@@ -25,9 +25,9 @@ import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from .corpus import CorpusEntry, CorpusError
+from .corpus import ON_ERROR, CorpusEntry, CorpusError
 from .errors import InputError
 from .evaluate import evaluate
 from .ledger.codes import canonical, code_hash
@@ -92,15 +92,34 @@ class PromotionResult:
 
 
 @dataclass(frozen=True)
+class DayPromotion:
+    """One promotion on one day it applied: its uses, discount and granted that day (per currency, sorted),
+    and where its limits stood at the end of the day: `budget_spent`, what its budget has counted so far
+    (discounts and grants), and `uses_so_far`, its uses so far; each None when it has no such limit."""
+
+    uses: int
+    discount: tuple[tuple[str, Decimal], ...]
+    granted: tuple[tuple[str, Decimal], ...]
+    budget_spent: Decimal | None
+    uses_so_far: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uses": self.uses, "discount": _money(self.discount), "granted": _money(self.granted),
+                "budget_spent": None if self.budget_spent is None else f"{self.budget_spent:f}",
+                "uses_so_far": self.uses_so_far}
+
+
+@dataclass(frozen=True)
 class DayResult:
     day: str
     carts: int
     discount: tuple[tuple[str, Decimal], ...]
     granted: tuple[tuple[str, Decimal], ...]
+    by_promotion: tuple[tuple[str, DayPromotion], ...] = ()    # the promotions that applied that day, by id
 
     def to_dict(self) -> dict[str, Any]:
         return {"day": self.day, "carts": self.carts, "discount": _money(self.discount),
-                "granted": _money(self.granted)}
+                "granted": _money(self.granted), "by_promotion": {pid: p.to_dict() for pid, p in self.by_promotion}}
 
 
 @dataclass(frozen=True)
@@ -139,6 +158,63 @@ class Step:
     trace: Trace
 
 
+@dataclass(frozen=True)
+class Priced:
+    """What one corpus entry is priced with (Simulation.prepare): its place in the traffic, its `now` moved
+    onto its day, the customer, the codes evaluate() is given and the single-use codes behind them (per
+    pool promotion), and the counts so far of every limited promotion."""
+
+    entry: CorpusEntry
+    at: Moment
+    now: str
+    customer: str
+    codes: tuple[str, ...]
+    presented: tuple[tuple[str, tuple[str, ...]], ...]
+    usage: Mapping[str, Usage]
+
+
+# Reasons decided before the usage gates (scope, then status, currency and window): a promotion refused
+# for one of them was refused whatever its counts were.
+BEFORE_USAGE = frozenset({"not_active", "currency_mismatch", "not_started", "expired", "code_not_entered",
+                          "region_not_eligible", "channel_not_eligible", "tier_not_eligible",
+                          "segment_not_eligible", "first_order_not_eligible"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the simulation counts of one priced cart, taken from its trace: discounts and grants per
+    promotion (in the trace's order), the promotions it used (`earned_by_promotion`'s order), those the
+    counts refused and why. `counts_read` are the limited promotions whose counts could have changed the
+    trace (every one it lists, a grant too, unless refused before the usage gates), and `cost` what the cart costs
+    before any discount, lines and shipping: no promotion takes more off it than that (nothing goes below
+    zero). Small and picklable: a Dask worker sends it back instead of the trace."""
+
+    currency: str
+    applied: tuple[tuple[str, Decimal], ...]
+    grants: tuple[tuple[str, Decimal], ...]
+    earned: tuple[str, ...]
+    refused: tuple[tuple[str, str], ...]
+    counts_read: frozenset[str]
+    cost: Decimal
+
+    @classmethod
+    def of(cls, trace: Trace) -> "Outcome":
+        listed = [(a.promotion, None) for a in trace.applied] + [(g.promotion, None) for g in trace.grants] + \
+                 [(n.promotion, n.reason.value) for n in trace.not_applied]
+        cart = trace.inputs.cart
+        cost = sum((line.subtotal for line in cart.lines), Decimal(0)) + \
+            sum((s.price for s in cart.all_shipments), Decimal(0))
+        return cls(trace.currency, tuple((a.promotion, a.amount) for a in trace.applied),
+                   tuple((g.promotion, g.amount) for g in trace.grants), tuple(earned_by_promotion(trace)),
+                   tuple((n.promotion, n.reason.value) for n in trace.not_applied if n.reason.value in _LIMIT_REASONS),
+                   frozenset(pid for pid, reason in listed if reason not in BEFORE_USAGE), cost)
+
+    def charged(self, pid: str) -> Decimal:
+        """What the promotion took on this cart, discounts and grant together: what its budget counts."""
+        return sum((a for p, a in self.applied if p == pid), Decimal(0)) + \
+            sum((a for p, a in self.grants if p == pid), Decimal(0))
+
+
 @dataclass
 class _Tally:
     uses: int = 0
@@ -149,6 +225,15 @@ class _Tally:
     first_refused: LimitEvent | None = None
     refused: int = 0
     at_limit: int = 0
+
+
+@dataclass
+class _DayTally:
+    uses: int = 0
+    discount: dict[str, Decimal] = field(default_factory=dict)
+    granted: dict[str, Decimal] = field(default_factory=dict)
+    budget_spent: Decimal | None = None     # at the end of the day (the last cart of the day sets it)
+    uses_so_far: int | None = None
 
 
 class Simulation:
@@ -165,7 +250,8 @@ class Simulation:
         self._redeemed: set[str] = set()
         self._tally = {pid: _Tally() for pid in ruleset.promotions}
         self._customer: dict[tuple[str, str], int] = {}
-        self._days: list[list[Any]] = []      # [carts, discount per currency, granted per currency]
+        # per day: [carts, discount per currency, granted per currency, {promotion: _DayTally}]
+        self._days: list[list[Any]] = []
         self.carts = 0
         self.skipped = 0
         self._errors: list[str] = []
@@ -182,24 +268,54 @@ class Simulation:
         """Price one entry on its simulated day with the counts so far, then count what it applied.
         Raises CorpusError (naming the line and field) for an entry evaluate() refuses; nothing is
         counted then."""
-        index = self.carts // self.per_day
+        priced = self.prepare(entry)
+        trace = self.price(priced)
+        used_codes = self.commit(priced, Outcome.of(trace))
+        return Step(priced.at, priced.now, priced.codes, used_codes, trace)
+
+    def prepare(self, entry: CorpusEntry, ahead: int = 0) -> "Priced":
+        """What the entry is priced with: its day (the carts counted so far, plus `ahead` priced but not
+        yet counted, give its place in the traffic), its `now` moved onto that day, its codes as the
+        ledger resolves them and the counts so far. Raises CorpusError for a `now` that is not a time."""
+        index = (self.carts + ahead) // self.per_day
         when = _parse_now(entry, self.source)
         if self.start is None:
             self.start = when.date()
-        moved = datetime.combine(self.start + timedelta(days=index), when.timetz())
-        at = Moment((self.start + timedelta(days=index)).isoformat(), index, entry.label, entry.line)
+        day = self.start + timedelta(days=index)
+        moved = datetime.combine(day, when.timetz()).isoformat()
         customer = entry.account.get("id")
         customer = customer if isinstance(customer, str) else ""
         codes, presented = self._resolve(entry.codes)
+        return Priced(entry, Moment(day.isoformat(), index, entry.label, entry.line), moved, customer, codes,
+                      tuple((pid, tuple(keys)) for pid, keys in presented.items()), self.usage(customer))
+
+    def price(self, priced: "Priced") -> Trace:
+        """evaluate() on what `prepare` gave; an input it refuses is a CorpusError naming the line and field."""
+        entry = priced.entry
         try:
-            trace = evaluate(self.ruleset, entry.cart, entry.account, codes=codes, now=moved.isoformat(),
-                             usage=self.usage(customer))
+            return evaluate(self.ruleset, entry.cart, entry.account, codes=priced.codes, now=priced.now,
+                            usage=priced.usage)
         except InputError as exc:
-            first = exc.problems[0]
-            raise CorpusError(self.source, entry.line, _field(first.file, first.path), first.message) from None
-        used_codes = self._count(trace, customer, at, presented)
+            raise price_error(exc, self.source, entry.line) from None
+
+    def commit(self, priced: "Priced", outcome: "Outcome") -> tuple[str, ...]:
+        """Count what the cart applied, as reserve() and commit() would; returns the single-use codes it used."""
+        used_codes = self._count(outcome, priced.customer, priced.at, dict(priced.presented))
         self.carts += 1
-        return Step(at, moved.isoformat(), codes, used_codes, trace)
+        return used_codes
+
+    def refuse(self, error: CorpusError, on_error: str) -> None:
+        """A bad line: raised with on_error "stop", counted with "skip"."""
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be stop or skip, not {on_error!r}")
+        if on_error == "stop":
+            raise error
+        self.skip(error)
+
+    def refuser(self, on_error: str) -> Callable[[CorpusError], None]:
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be stop or skip, not {on_error!r}")
+        return lambda error: self.refuse(error, on_error)
 
     def skip(self, error: CorpusError) -> None:
         """Count a bad line and go on (the first few messages are kept)."""
@@ -229,26 +345,32 @@ class Simulation:
             out.append(raw)
         return tuple(dict.fromkeys(out)), presented
 
-    def _count(self, trace: Trace, customer: str, at: Moment, presented: dict[str, list[str]]) -> tuple[str, ...]:
+    def _count(self, outcome: "Outcome", customer: str, at: Moment,
+               presented: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
         day = self._day(at.day_index)
         day[0] += 1
-        currency = trace.currency
-        earned = earned_by_promotion(trace)
+        currency = outcome.currency
         used_codes: list[str] = []
-        for a in trace.applied:
-            t = self._tally[a.promotion]
-            t.discount[currency] = t.discount.get(currency, Decimal(0)) + a.amount
-            day[1][currency] = day[1].get(currency, Decimal(0)) + a.amount
-        for g in trace.grants:
-            t = self._tally[g.promotion]
-            t.granted[currency] = t.granted.get(currency, Decimal(0)) + g.amount
-            day[2][currency] = day[2].get(currency, Decimal(0)) + g.amount
-        for pid in earned:
-            p, t = self.ruleset.promotions[pid], self._tally[pid]
+        on_day = day[3]
+        for pid, amount in outcome.applied:
+            t, d = self._tally[pid], on_day.setdefault(pid, _DayTally())
+            t.discount[currency] = t.discount.get(currency, Decimal(0)) + amount
+            d.discount[currency] = d.discount.get(currency, Decimal(0)) + amount
+            day[1][currency] = day[1].get(currency, Decimal(0)) + amount
+        for pid, amount in outcome.grants:
+            t, d = self._tally[pid], on_day.setdefault(pid, _DayTally())
+            t.granted[currency] = t.granted.get(currency, Decimal(0)) + amount
+            d.granted[currency] = d.granted.get(currency, Decimal(0)) + amount
+            day[2][currency] = day[2].get(currency, Decimal(0)) + amount
+        for pid in outcome.earned:
+            p, t, d = self.ruleset.promotions[pid], self._tally[pid], on_day.setdefault(pid, _DayTally())
             t.uses += 1
+            d.uses += 1
             if p.limits.budget is not None:   # the ledger keeps budget counts only where there is a budget
-                t.spent += sum((a.amount for a in trace.applied if a.promotion == pid), Decimal(0)) + \
-                    sum((g.amount for g in trace.grants if g.promotion == pid), Decimal(0))
+                t.spent += outcome.charged(pid)
+                d.budget_spent = t.spent
+            if p.limits.total_uses is not None:
+                d.uses_so_far = t.uses
             if p.limits.uses_per_customer is not None:   # per-customer counts only where there is such a limit
                 key = (pid, customer)
                 self._customer[key] = self._customer.get(key, 0) + 1
@@ -262,12 +384,11 @@ class Simulation:
                 reached = [name for name in LIMITS if _reached(p, t, name)]
                 if reached:
                     t.exhausted = LimitEvent(reached[0], at)
-        for n in trace.not_applied:
-            if n.reason.value in _LIMIT_REASONS:
-                t = self._tally[n.promotion]
-                t.refused += 1
-                if t.first_refused is None:
-                    t.first_refused = LimitEvent(self._refusing_limit(n.promotion, n.reason.value), at)
+        for pid, reason in outcome.refused:
+            t = self._tally[pid]
+            t.refused += 1
+            if t.first_refused is None:
+                t.first_refused = LimitEvent(self._refusing_limit(pid, reason), at)
         return tuple(used_codes)
 
     def _refusing_limit(self, pid: str, reason: str) -> str:
@@ -278,7 +399,7 @@ class Simulation:
 
     def _day(self, index: int) -> list[Any]:
         while len(self._days) <= index:
-            self._days.append([0, {}, {}])
+            self._days.append([0, {}, {}, {}])
         return self._days[index]
 
     # --- the report -------------------------------------------------------------------------------
@@ -288,7 +409,10 @@ class Simulation:
                                                  t.first_refused, t.refused, t.at_limit))
                            for pid, t in sorted(self._tally.items()))
         start = self.start
-        days = tuple(DayResult((start + timedelta(days=i)).isoformat(), d[0], _sorted(d[1]), _sorted(d[2]))
+        days = tuple(DayResult((start + timedelta(days=i)).isoformat(), d[0], _sorted(d[1]), _sorted(d[2]),
+                               tuple((pid, DayPromotion(t.uses, _sorted(t.discount), _sorted(t.granted),
+                                                        t.budget_spent, t.uses_so_far))
+                                     for pid, t in sorted(d[3].items())))
                      for i, d in enumerate(self._days)) if start is not None else ()
         return SimulationResult(self.carts, self.skipped, tuple(self._errors), self.per_day,
                                 None if start is None else start.isoformat(), promotions, days)
@@ -296,41 +420,49 @@ class Simulation:
 
 def simulate(ruleset: RuleSet, entries: Iterable[CorpusEntry | CorpusError], per_day: int, *,
              days: int | None = None, start: date | None = None, seed: int | None = None, on_error: str = "stop",
-             pool_codes: Mapping[str, str] | None = None, source: str = "corpus") -> SimulationResult:
+             pool_codes: Mapping[str, str] | None = None, source: str = "corpus",
+             advance: Callable[[int], None] | None = None) -> SimulationResult:
     """The whole run: entries in corpus order, or shuffled by `seed` (the corpus is then read whole
     first, and bad lines are met in file order); at most `days` days of `per_day` carts. With
-    on_error="stop" the first bad line is raised as CorpusError; with "skip" it is counted."""
-    if on_error not in ("stop", "skip"):
-        raise ValueError(f"on_error must be stop or skip, not {on_error!r}")
+    on_error="stop" the first bad line is raised as CorpusError; with "skip" it is counted. `advance`
+    is told of each entry met (the progress bar)."""
     sim = Simulation(ruleset, per_day, start=start, pool_codes=pool_codes, source=source)
     limit = None if days is None else days * per_day
-
-    def bad(error: CorpusError) -> None:
-        if on_error == "stop":
-            raise error
-        sim.skip(error)
-
-    stream: Iterable[CorpusEntry | CorpusError] = entries
-    if seed is not None:
-        good: list[CorpusEntry] = []
-        for item in entries:
-            if isinstance(item, CorpusError):
-                bad(item)
-            else:
-                good.append(item)
-        random.Random(seed).shuffle(good)
-        stream = good
-    for item in stream:
+    for item in traffic(entries, seed, sim.refuser(on_error)):
         if limit is not None and sim.carts >= limit:
             break
+        if advance is not None:
+            advance(1)
         if isinstance(item, CorpusError):
-            bad(item)
+            sim.refuse(item, on_error)
             continue
         try:
             sim.step(item)
         except CorpusError as exc:
-            bad(exc)
+            sim.refuse(exc, on_error)
     return sim.result()
+
+
+def traffic(entries: Iterable[CorpusEntry | CorpusError], seed: int | None,
+            bad: Callable[[CorpusError], None]) -> Iterable[CorpusEntry | CorpusError]:
+    """The entries in the order the simulation meets them: as they come, or, with a seed, read whole
+    (bad lines handed to `bad` in file order) and shuffled by it."""
+    if seed is None:
+        return entries
+    good: list[CorpusEntry] = []
+    for item in entries:
+        if isinstance(item, CorpusError):
+            bad(item)
+        else:
+            good.append(item)
+    random.Random(seed).shuffle(good)
+    return good
+
+
+def price_error(exc: InputError, source: str, line: int) -> CorpusError:
+    """evaluate()'s refusal of a corpus entry, as the CorpusError naming its line and field."""
+    first = exc.problems[0]
+    return CorpusError(source, line, _field(first.file, first.path), first.message)
 
 
 def _limited(p: Promotion) -> bool:

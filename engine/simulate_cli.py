@@ -1,11 +1,14 @@
 """`promo simulate --rules DIR --carts FILE --per-day N [--days D] [--start ISO] [--seed S] [--json]
-[--on-error stop|skip] [--pool-codes ID=FILE ...]`: a corpus replayed as N carts a day with the ledger's
-limits, and when each budget and usage limit runs out. The rule set, the corpus and the pool-code files
-are read here, and the report is printed here; the simulation is engine/simulate.py's.
+[--on-error stop|skip] [--pool-codes ID=FILE ...] [--workers N | --scheduler ADDRESS] [--report FILE.html]`:
+a corpus replayed as N carts a day with the ledger's limits, and when each budget and usage limit runs out.
+The rule set, the corpus and the pool-code files are read here, the progress bar drawn here (on a terminal
+only), and the report is printed here; the simulation is engine/simulate.py's, its run on a Dask cluster
+engine/simulate_dask.py's, the HTML report (--report) engine/simulate_report.py's.
 
 Exit codes: 0 when the corpus was replayed; 1 for bad input (a rule directory that is missing or does
 not load; a missing, empty or unreadable corpus or pool-code file; a corpus with no carts; --per-day 0,
---days 0, a bad --start or --seed; with --on-error stop, the first bad line); 2 for usage.
+--days 0, a bad --start or --seed; a --report that is a directory, in a missing directory or cannot be
+written; with --on-error stop, the first bad line); 2 for usage.
 """
 from __future__ import annotations
 
@@ -14,17 +17,21 @@ import json
 import sys
 from datetime import date, datetime
 from pathlib import Path
+from typing import Callable
 
+from .backtest_cli import check_report, cluster, progress_bar
 from .cli_support import Refused
 from .corpus import ON_ERROR, read_corpus
 from .corpus_cli import check_corpus, corpus_refusals
 from .render import clean_lines, clean_text
 from .ruleset import load_ruleset
 from .simulate import SimulationResult, simulate
+from .simulate_dask import ClusterStats
 
 MAX_PER_DAY = 100_000_000
 MAX_DAYS = 100_000
 MAX_POOL_FILE_BYTES = 64 * 1024 * 1024
+MAX_WORKERS = 256
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -44,10 +51,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("--on-error", choices=ON_ERROR, default="stop",
                    help="a bad corpus line: stop (default, exit 1) or skip it, count it and go on")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="price the carts on a local Dask cluster of N worker processes "
+                                                   "(the same result as in one process)")
+    where.add_argument("--scheduler", help="price the carts on an existing Dask cluster (tcp://host:8786); its "
+                                           "workers need promo-engine installed")
+    s.add_argument("--report", metavar="FILE.html",
+                   help="also write the result, with the cost per day and each budget's burn-down as charts, as "
+                        "one self-contained HTML file (an existing file is replaced)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+            raise Refused(f"promo simulate: --workers {args.workers}: give 1 to {MAX_WORKERS}", 2)
         if not 1 <= args.per_day <= MAX_PER_DAY:
             raise Refused(f"promo simulate: --per-day {args.per_day}: give 1 to {MAX_PER_DAY} carts a day")
         if args.days is not None and not 1 <= args.days <= MAX_DAYS:
@@ -55,22 +72,50 @@ def run(args: argparse.Namespace) -> int:
         start = _start(args.start)
         if not Path(args.rules).is_dir():
             raise Refused(f"promo simulate: --rules {clean_text(args.rules)}: rule directory not found")
+        if args.report is not None:
+            check_report(args.report, "simulate")
         check_corpus(args.carts)
         ruleset = load_ruleset(args.rules)
         pool = _pool_codes(args.pool_codes, ruleset)
-        with corpus_refusals("simulate", args.carts):
-            result = simulate(ruleset, read_corpus(args.carts), args.per_day, days=args.days, start=start,
-                              seed=args.seed, on_error=args.on_error, pool_codes=pool, source=args.carts)
+        with corpus_refusals("simulate", args.carts), progress_bar(args.carts) as advance:
+            result, stats = replay(args, ruleset, start, pool, advance)
         if result.carts == 0 and result.skipped == 0:
             raise Refused(f"promo simulate: --carts {clean_text(args.carts)} has no carts (only blank lines)")
     except Refused as exc:
         print(clean_lines(str(exc)), file=sys.stderr)
         return exc.code
+    if args.report is not None:
+        from .simulate_report import write_report   # matplotlib is loaded only for a report
+        how = {"rules": args.rules, "carts": args.carts, "per_day": args.per_day, "days": args.days,
+               "start": args.start, "seed": args.seed, "on_error": args.on_error, "pool_codes": args.pool_codes}
+        try:
+            write_report(args.report, result, ruleset, how)
+        except OSError as exc:
+            print(f"promo simulate: --report {clean_text(args.report)}: cannot write: "
+                  f"{exc.strerror or type(exc).__name__}", file=sys.stderr)
+            return 1
     if args.json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     else:
-        sys.stdout.write(render_simulation(result))
+        sys.stdout.write(render_simulation(result, stats))
     return 0
+
+
+def replay(args: argparse.Namespace, ruleset, start: date | None, pool: dict[str, str],
+           advance: Callable[[int], None] | None) -> tuple[SimulationResult, ClusterStats | None]:
+    """The simulation in this process, or priced on the Dask cluster --workers / --scheduler names."""
+    options = dict(days=args.days, start=start, seed=args.seed, on_error=args.on_error, pool_codes=pool,
+                   source=args.carts, advance=advance)
+    if args.workers is None and args.scheduler is None:
+        return simulate(ruleset, read_corpus(args.carts), args.per_day, **options), None
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise Refused("promo simulate: --workers and --scheduler need Dask: pip install 'dask[distributed]'") \
+            from None
+    from .simulate_dask import simulate_on_cluster
+    with cluster(args, "simulate") as client:
+        return simulate_on_cluster(client, ruleset, read_corpus(args.carts), args.per_day, **options)
 
 
 def _start(text: str | None) -> date | None:
@@ -118,11 +163,14 @@ def _pool_codes(options: list[str], ruleset) -> dict[str, str]:
     return out
 
 
-def render_simulation(result: SimulationResult) -> str:
+def render_simulation(result: SimulationResult, stats: ClusterStats | None = None) -> str:
     """The result for a terminal: per promotion, then the cost per day."""
     data = result.to_dict()
     out = [f"{data['carts']} carts over {data['days']} days ({data['per_day_carts']} a day from "
            f"{data['start']})" + (f", {data['skipped']} skipped" if data["skipped"] else "")]
+    if stats is not None:
+        out.append(f"  priced on the cluster: {stats.priced} carts, {stats.repriced} of them priced again here "
+                   "because a limit's counts had changed under them")
     for message in data["errors"]:
         out.append(f"  skipped: {clean_text(message)}")
     out += ["", f"  {'promotion':<34} {'uses':>7}  {'discount':<28} exhausted"]

@@ -122,6 +122,17 @@ def test_simulate_stops_each_promotion_exactly_where_a_ledger_run_of_the_same_ca
     assert 0 < result.promotion("pool-200").uses <= 6    # six distinct codes entered, each redeemed once
     assert any(e.codes and s.pool_codes == () for e, s in zip(entries, steps))   # a used code got nothing
 
+    # The per-day records end where the ledger's counts end: budget spent and uses so far on the last day a
+    # promotion applied are the ledger's after the whole run.
+    final = ledger.usage_snapshot("cust-1", steps[-1].now)
+    last = {pid: p for d in result.per_day for pid, p in d.by_promotion}
+    for pid in limited:
+        lim = ruleset.promotions[pid].limits
+        assert (last[pid].budget_spent if lim.budget is not None else None) == \
+            (final[pid].budget_spent if lim.budget is not None else None), pid
+        assert last[pid].uses_so_far == (final[pid].total_uses if lim.total_uses is not None else None), pid
+    assert last["budget-cap"].budget_spent == Decimal("4000")     # a capped budget is spent to the last yen
+
 
 def _write(path: Path, entries) -> Path:
     path.write_bytes(b"".join(entry_line(e.to_dict()) for e in entries))
@@ -136,6 +147,49 @@ def test_per_day_totals_add_up_to_the_per_promotion_totals(tmp_path):
     by_promotion = sum((a for _, p in result.by_promotion for c, a in p.discount if c == "JPY"), Decimal(0))
     assert by_day == by_promotion > 0
     assert result.per_day[1].day == "2026-11-" + str(int(result.per_day[0].day[-2:]) + 1).zfill(2)
+
+
+def test_each_days_promotions_add_up_to_the_day_and_to_the_promotion_and_count_their_limits_up():
+    ruleset = _ruleset()
+    result = simulate(ruleset, _corpus(["X"] * 6), per_day=7)
+    totals: dict[str, list] = {}
+    for d in result.per_day:
+        assert [pid for pid, _ in d.by_promotion] == sorted(pid for pid, _ in d.by_promotion)
+        for field in ("discount", "granted"):   # the day's promotions make the day's cost
+            summed: dict[str, Decimal] = {}
+            for _, p in d.by_promotion:
+                for c, a in getattr(p, field):
+                    summed[c] = summed.get(c, Decimal(0)) + a
+            assert {c: a for c, a in summed.items() if a} == dict(getattr(d, field)), (d.day, field)
+        for pid, p in d.by_promotion:
+            t = totals.setdefault(pid, [0, {}, {}, Decimal(0), 0])
+            t[0] += p.uses
+            for c, a in p.discount:
+                t[1][c] = t[1].get(c, Decimal(0)) + a
+            for c, a in p.granted:
+                t[2][c] = t[2].get(c, Decimal(0)) + a
+            lim = ruleset.promotions[pid].limits
+            if lim.budget is None:
+                assert p.budget_spent is None
+            else:   # cumulative: never down, and up by at most what it cost that day
+                assert t[3] <= p.budget_spent <= t[3] + sum(a for _, a in (*p.discount, *p.granted))
+                t[3] = p.budget_spent
+            if lim.total_uses is None:
+                assert p.uses_so_far is None
+            else:
+                assert p.uses_so_far == t[0]
+                t[4] = p.uses_so_far
+    for pid, p in result.by_promotion:
+        t = totals.get(pid, [0, {}, {}, Decimal(0), 0])
+        assert (t[0], _nonzero(t[1]), _nonzero(t[2])) == (p.uses, dict(p.discount), dict(p.granted)), pid
+    assert totals["budget-cap"][3] == Decimal("4000") and totals["tight-total"][4] == 7
+    assert "budget-cap" in dict(result.per_day[0].by_promotion)
+    doc = result.to_dict()["per_day"][0]["by_promotion"]["budget-cap"]
+    assert isinstance(doc["budget_spent"], str) and doc["uses_so_far"] is None and doc["discount"]["JPY"]
+
+
+def _nonzero(amounts: dict[str, Decimal]) -> dict[str, Decimal]:
+    return {c: a for c, a in amounts.items() if a}
 
 
 def test_days_limits_the_run_and_start_moves_every_cart_onto_its_day():
