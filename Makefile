@@ -36,7 +36,8 @@ bench-service: $(STAMP)
 	$(PY) bench/service_bench.py
 
 # promo diff: carts per second on 100,000 generated carts in one process and on a 2-worker local Dask
-# cluster, and the client's peak memory streaming 10^5 and 10^6 carts (about 25 minutes on 2 cores;
+# cluster (the client reading the corpus, and the workers reading their own ranges), and the client's peak
+# memory streaming 10^5 and 10^6 carts both ways (about 45 minutes on 2 cores;
 # `bench/backtest_bench.py --memory 100000 300000` for a shorter run).
 bench-backtest: $(STAMP)
 	$(PY) bench/backtest_bench.py

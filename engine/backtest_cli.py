@@ -1,17 +1,20 @@
 """`promo diff --base DIR --head DIR --carts FILE [--json] [--on-error stop|skip] [--top N]
-[--workers N | --scheduler ADDRESS] [--report FILE.html]`: which carts a rule change touches, and by how
-much. Both rule sets are loaded here, the corpus is streamed here (engine/corpus.py), the progress bar
-is drawn here (on a terminal only), and the report is printed here; the comparison and the summary are
+[--workers N | --scheduler ADDRESS [--read-on-workers]] [--report FILE.html]`: which carts a rule change
+touches, and by how much. Both rule sets are loaded here, the corpus is streamed here (engine/corpus.py)
+or, with --read-on-workers, only its size is taken here and the workers read it, the progress bar is
+drawn here (on a terminal only), and the report is printed here; the comparison and the summary are
 engine/backtest.py's, the run on a Dask cluster engine/backtest_dask.py's and the HTML report
 engine/backtest_report.py's.
 
 Exit codes: 0 when the corpus was replayed (changed or not); 1 for bad input (a rule directory that is
 missing or does not load, printed as `promo validate` prints it; a missing, empty or unreadable corpus;
-a corpus with no carts; with --on-error stop, the first bad line); 2 for usage.
+a corpus the workers cannot read, or that changed while it was replayed; a corpus with no carts; with
+--on-error stop, the first bad line); 2 for usage (--read-on-workers without a cluster).
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -21,7 +24,8 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 from .backtest import DEFAULT_TOP, DiffSummary, diff, rule_changes
 from .cli_support import Refused
-from .corpus import ON_ERROR, read_corpus, read_lines
+from .backtest_dask import CorpusUnreadable
+from .corpus import ON_ERROR, CorpusChanged, read_corpus, read_lines
 from .corpus_cli import check_corpus, corpus_refusals
 from .render import clean_lines, clean_text
 from .ruleset import load_ruleset
@@ -49,6 +53,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     where.add_argument("--workers", type=int, help="replay on a local Dask cluster of N worker processes")
     where.add_argument("--scheduler", help="replay on an existing Dask cluster (tcp://host:8786); its workers "
                                            "need promo-engine installed")
+    d.add_argument("--read-on-workers", action="store_true",
+                   help="with --workers or --scheduler: each worker reads its own byte range of --carts, which "
+                        "must be at the same absolute path on storage every worker can open; the client reads "
+                        "none of it")
     d.add_argument("--report", help="also write the summary, with charts, as one self-contained HTML file")
 
 
@@ -56,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not 0 <= args.top <= MAX_TOP:
             raise Refused(f"promo diff: --top {args.top}: give 0 to {MAX_TOP}", 2)
+        if args.read_on_workers and args.workers is None and args.scheduler is None:
+            raise Refused("promo diff: --read-on-workers needs --workers N or --scheduler ADDRESS (the workers of "
+                          "a Dask cluster read the corpus)", 2)
         for option, directory in (("--base", args.base), ("--head", args.head)):
             if not Path(directory).is_dir():
                 raise Refused(f"promo diff: {option} {clean_text(directory)}: rule directory not found")
@@ -65,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
             check_report(args.report)
         check_corpus(args.carts)
         base, head = load_ruleset(args.base), load_ruleset(args.head)
-        with corpus_refusals("diff", args.carts), progress_bar(args.carts) as advance:
-            summary = replay(args, base, head, advance)
+        with corpus_refusals("diff", args.carts), worker_refusals(args.carts):
+            summary = replay(args, base, head)
         if summary.carts == 0 and summary.skipped == 0:
             raise Refused(f"promo diff: --carts {clean_text(args.carts)} has no carts (only blank lines)")
     except Refused as exc:
@@ -87,20 +98,48 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def replay(args: argparse.Namespace, base, head, advance: Callable[[int], None] | None) -> DiffSummary:
-    """The corpus replayed in this process, or on the Dask cluster --workers / --scheduler names."""
+def replay(args: argparse.Namespace, base, head) -> DiffSummary:
+    """The corpus replayed in this process, or on the Dask cluster --workers / --scheduler names: read
+    here and shipped in chunks, or with --read-on-workers read by the workers themselves."""
     if args.workers is None and args.scheduler is None:
-        entries = read_corpus(args.carts)
-        return diff(base, head, entries if advance is None else _counted(entries, advance), on_error=args.on_error,
-                    top_n=args.top, source=args.carts)
+        with progress_bar(args.carts) as advance:
+            entries = read_corpus(args.carts)
+            return diff(base, head, entries if advance is None else _counted(entries, advance),
+                        on_error=args.on_error, top_n=args.top, source=args.carts)
     try:
-        import distributed  # noqa: F401
+        importlib.import_module("distributed")
     except ImportError:
         raise Refused("promo diff: --workers and --scheduler need Dask: pip install 'dask[distributed]'") from None
-    from .backtest_dask import diff_on_cluster
-    with open(args.carts, "rb") as stream, cluster(args) as client:
+    from .backtest_dask import diff_on_cluster, diff_on_ranges, plan_ranges
+    if args.read_on_workers:
+        path, size = worker_path(args.carts), os.path.getsize(args.carts)
+        with cluster(args) as client:
+            plan = plan_ranges(client, path, size)          # the workers count each range's lines
+            with progress_bar(args.carts, lambda: plan.lines) as advance:
+                return diff_on_ranges(client, base, head, plan, on_error=args.on_error, top_n=args.top,
+                                      source=args.carts, advance=advance)
+    with open(args.carts, "rb") as stream, cluster(args) as client, progress_bar(args.carts) as advance:
         return diff_on_cluster(client, base, head, read_lines(stream, args.carts), on_error=args.on_error,
                                top_n=args.top, source=args.carts, advance=advance)
+
+
+def worker_path(carts: str) -> str:
+    """The path the workers open with --read-on-workers: --carts made absolute here, on the client."""
+    return os.path.abspath(carts)
+
+
+@contextmanager
+def worker_refusals(carts: str) -> Iterator[None]:
+    """What a worker refused of the corpus with --read-on-workers, as one line (exit 1)."""
+    try:
+        yield
+    except CorpusUnreadable as exc:
+        raise Refused(f"promo diff: --carts {clean_text(carts)}: the workers cannot read {clean_text(exc.path)}: "
+                      f"{clean_text(exc.reason)} (--read-on-workers needs the corpus at that path on storage "
+                      f"every worker can open)") from None
+    except CorpusChanged as exc:
+        raise Refused(f"promo diff: --carts {clean_text(carts)}: the corpus changed while it was replayed "
+                      f"({clean_text(exc.detail)}); replay a file nothing is writing to") from None
 
 
 @contextmanager
@@ -117,9 +156,11 @@ def cluster(args: argparse.Namespace, command: str = "diff") -> Iterator[object]
 
 
 @contextmanager
-def progress_bar(corpus: str) -> Iterator[Callable[[int], None] | None]:
+def progress_bar(corpus: str, lines: Callable[[], int | None] | None = None) -> Iterator[Callable[[int], None] | None]:
     """A progress bar on standard error while the corpus is replayed, when that is a terminal (never in
-    pipes, files or CI logs): lines a second, and the time left when the corpus's length is known."""
+    pipes, files or CI logs): lines a second, and the time left when the corpus's length is known.
+    `lines` gives that length (or None), asked only when the bar is drawn; without it the corpus's lines
+    are counted here (count_lines), which --read-on-workers does not do: the workers counted them."""
     if not sys.stderr.isatty():
         yield None
         return
@@ -132,7 +173,7 @@ def progress_bar(corpus: str) -> Iterator[Callable[[int], None] | None]:
         def render(self, task) -> Text:
             return Text(f"{task.speed:,.0f} carts/s" if task.speed else "… carts/s")
 
-    total = count_lines(corpus)
+    total = lines() if lines is not None else count_lines(corpus)
     columns = [TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), Rate(), TimeElapsedColumn()]
     if total is not None:
         columns.append(TimeRemainingColumn())

@@ -7,13 +7,27 @@ skipped in small pieces. Each line is decoded with the engine's strict JSON rule
 duplicate keys, NaN, depth, digits). A bad line is a `CorpusError` naming its line number and field,
 yielded as data: whoever reads the corpus decides whether to stop or to count it and go on.
 Blank lines are ignored (a trailing newline, or lines spaced for reading).
+
+A corpus can also be read in byte ranges, each on its own (`promo diff --read-on-workers`: every Dask
+worker opens the file and reads its part). A range [start, end) holds the lines that START inside it:
+`read_range` skips the partial line it begins in and reads on while a line's first byte is before
+`end`, so ranges cut anywhere read every line exactly once, an over-long line included (one
+CorpusError, from the range its first byte is in). `count_line_starts` counts a range's lines without
+decoding anything (newlines in bounded blocks, at disk speed), so that the first line number of each
+range is the sum of the counts before it; read with that number, the ranges give exactly what
+`read_lines` gives for the whole file. Both refuse a file whose size is not the size the run began
+with (`CorpusChanged`).
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any, Generator, Iterator, Mapping
 
 from .errors import PromoError
 from .inputs import decode_json
@@ -25,6 +39,7 @@ REQUIRED = ("cart", "account", "now")
 MAX_ID_LENGTH = 128
 ON_ERROR = ("stop", "skip")
 _CHUNK = 64 * 1024
+_COUNT_BLOCK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,18 @@ class CorpusError(ValueError):
         return (CorpusError, self._key())
 
 
+class CorpusChanged(Exception):
+    """The corpus file is not the one the run began with: another size than the one given, or a range
+    holding another number of lines than it did when they were counted. `detail` says which."""
+
+    def __init__(self, path: str, detail: str):
+        self.path, self.detail = path, detail
+        super().__init__(f"{path}: the corpus changed while it was replayed: {detail}")
+
+    def __reduce__(self) -> tuple:
+        return (CorpusChanged, (self.path, self.detail))
+
+
 def read_corpus(path: str | Path) -> Iterator[CorpusEntry | CorpusError]:
     """Every line of the corpus file, in order: a CorpusEntry, or the CorpusError that says why the
     line is not one. Opening the file is the caller's to check (OSError otherwise)."""
@@ -90,24 +117,95 @@ def read_lines(stream: IO[bytes], source: str) -> Iterator[tuple[int, bytes] | C
     blank, or the CorpusError of an over-long one. `promo diff --workers` reads this on the client and
     leaves the decoding (parse_line) to the workers, so that lines keep their numbers wherever they are
     decoded."""
-    number = 0
-    while True:
+    yield from _numbered_lines(stream, source, 1, 0, None)
+
+
+def read_range(path: str | Path, start: int, end: int, first_line: int, source: str, *, size: int | None = None,
+               lines: int | None = None) -> Iterator[tuple[int, bytes] | CorpusError]:
+    """What read_lines yields for the lines that start in bytes [start, end) of the file, numbered from
+    `first_line` (the number of the first line starting at or after `start`). `size`: the file's size
+    when the run began, `lines`: how many lines count_line_starts found in the range; either differing
+    now raises CorpusChanged. Opening or reading the file raises OSError."""
+    with _opened(path, size) as stream:
+        position = start
+        if start > 0:                       # the range's lines begin after the first newline at or after start-1
+            stream.seek(start - 1)
+            position = start - 1 + _skip_rest(stream)
+        read = yield from _numbered_lines(stream, source, first_line, position, end)
+    if lines is not None and read != lines:
+        raise CorpusChanged(str(path), f"bytes {start} to {end} held {lines} lines when counted, {read} when read")
+
+
+def count_line_starts(path: str | Path, start: int, end: int, *, size: int | None = None) -> int:
+    """How many lines start in bytes [start, end) of the file (blank and over-long lines too), read in
+    bounded blocks and never decoded: the lines read_range(path, start, end, ...) reads. A line starts at
+    byte 0 and after every newline that is not the file's last byte."""
+    with _opened(path, size) as stream:
+        stop = min(end, os.fstat(stream.fileno()).st_size)
+        if start >= stop:
+            return 0
+        count = 1 if start == 0 else 0
+        position = max(start, 1) - 1        # a line starts at p when byte p-1 is a newline: count bytes [start-1, stop-1)
+        stream.seek(position)
+        while position < stop - 1:
+            block = stream.read(min(_COUNT_BLOCK, stop - 1 - position))
+            if not block:
+                break
+            count += block.count(b"\n")
+            position += len(block)
+        return count
+
+
+def _numbered_lines(stream: IO[bytes], source: str, number: int, position: int,
+                    end: int | None) -> Generator[tuple[int, bytes] | CorpusError, None, int]:
+    """The one loop that splits a corpus into lines: from the line starting at byte `position` of the
+    stream, numbered `number`, while a line's first byte is before `end` (None: to the end). Returns how
+    many lines it read, blank and over-long ones included."""
+    read = 0
+    while end is None or position < end:
         raw = stream.readline(MAX_LINE_BYTES + 1)
         if not raw:
-            return
-        number += 1
+            break
+        line = number + read
+        read += 1
+        position += len(raw)
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            size = len(raw) + _skip_rest(stream)
-            yield CorpusError(source, number, "$", f"line is {size} bytes; at most {MAX_LINE_BYTES} "
-                                                   f"(1 MiB) are read")
+            rest = _skip_rest(stream)
+            position += rest
+            yield CorpusError(source, line, "$", f"line is {len(raw) + rest} bytes; at most {MAX_LINE_BYTES} "
+                                                 f"(1 MiB) are read")
             continue
         if not raw.strip():
             continue
-        yield number, raw
+        yield line, raw
+    return read
+
+
+@contextmanager
+def _opened(path: str | Path, size: int | None) -> Iterator[IO[bytes]]:
+    """The corpus file opened for reading, when it is a regular file of `size` bytes (if given). Opened
+    without blocking, so that a FIFO put in its place is refused rather than waited on."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "is not a regular file", str(path))
+        if size is not None and info.st_size != size:
+            raise CorpusChanged(str(path), f"it is {info.st_size} bytes, {size} when the run began")
+        os.set_blocking(fd, True)
+        stream = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with stream:
+        yield stream
 
 
 def _skip_rest(stream: IO[bytes]) -> int:
-    """Reads past the rest of an over-long line in bounded pieces; returns how many bytes it skipped."""
+    """Reads past the rest of a line (an over-long one, or the partial line a range begins in) in bounded
+    pieces, its newline included; returns how many bytes it skipped."""
     skipped = 0
     while True:
         piece = stream.readline(_CHUNK)

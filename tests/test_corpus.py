@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import evaluate, load_ruleset
 from engine.cartgen import generate
 from engine.cli import main
-from engine.corpus import MAX_LINE_BYTES, CorpusEntry, CorpusError, read_corpus, read_stream
+from engine import corpus as corpus_module
+from engine.corpus import (MAX_LINE_BYTES, CorpusChanged, CorpusEntry, CorpusError, count_line_starts, read_corpus,
+                           read_lines, read_range, read_stream)
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
@@ -68,6 +74,144 @@ def test_a_line_over_one_mebibyte_is_an_error_and_the_next_line_is_still_read() 
     items = _read(huge + _line(cart=CART, account=ACCOUNT, now=NOW))
     assert isinstance(items[0], CorpusError) and items[0].line == 1 and "1 MiB" in items[0].message
     assert isinstance(items[1], CorpusEntry) and items[1].line == 2
+
+
+# --- byte ranges (promo diff --read-on-workers) -------------------------------------------------------------
+# Every line is read by exactly one range, wherever the file is cut, and ranges numbered from the counts of
+# the ranges before them give exactly what read_lines gives for the whole file: numbers, bytes and errors.
+SMALL_MAX = 16          # MAX_LINE_BYTES for these tests, so that over-long lines are short enough to cut everywhere
+
+RANGE_FILES = {
+    "mixed, ending in a line without newline": (
+        b"\n" + b'{"a":1}\n' + b"\r\n" + b'{"b":22}\r\n' + b"x" * 40 + b"\n" + b"\n\n" + b"y" * SMALL_MAX + b"\n"
+        + b"z" * (SMALL_MAX + 1) + b"\n" + b" \t \n" + b'{"c":3}\n' + b'{"d":4}'),
+    "ending in an over-long line without newline": b'{"a":1}\n\n' + b"q" * 30 + b"\r\n" + b'{"b":2}\n' + b"w" * 33,
+    "starting with an over-long line, ending in blank lines": b"v" * 50 + b"\n" + b"\n" + b'{"e":5}\r\n' + b"\n\n",
+    "one line without newline": b'{"only":1}',
+}
+
+
+@pytest.fixture
+def small_lines(monkeypatch):
+    monkeypatch.setattr(corpus_module, "MAX_LINE_BYTES", SMALL_MAX)
+    monkeypatch.setattr(corpus_module, "_CHUNK", 5)          # skipping in pieces that straddle every cut
+    monkeypatch.setattr(corpus_module, "_COUNT_BLOCK", 3)    # counting in blocks that straddle every cut
+
+
+def _whole(path: Path) -> list:
+    with open(path, "rb") as stream:
+        return list(read_lines(stream, "c.jsonl"))
+
+
+def _in_ranges(path: Path, cuts: list[int]) -> tuple[list, int]:
+    """The file read range by range between the cut points (phase 1: count; phase 2: read from the sum of
+    the counts before), and how many lines the ranges counted."""
+    size = path.stat().st_size
+    items, first = [], 1
+    for start, end in zip(cuts, cuts[1:]):
+        lines = count_line_starts(path, start, end, size=size)
+        items += read_range(path, start, end, first, "c.jsonl", size=size, lines=lines)
+        first += lines
+    return items, first - 1
+
+
+def _line_count(data: bytes) -> int:
+    return data.count(b"\n") + (bool(data) and not data.endswith(b"\n"))
+
+
+@pytest.mark.parametrize("name", RANGE_FILES)
+def test_ranges_cut_at_every_pair_of_points_read_what_read_lines_reads(name, tmp_path, small_lines) -> None:
+    data = RANGE_FILES[name]
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(data)
+    whole = _whole(path)
+    assert any(isinstance(i, CorpusError) for i in whole) == (name != "one line without newline")
+    size = len(data)
+    for a in range(size + 1):
+        for b in range(a, size + 1):
+            items, counted = _in_ranges(path, [0, a, b, size])
+            assert items == whole, (a, b)
+            assert counted == _line_count(data), (a, b)
+
+
+def test_the_mixed_file_reads_as_expected(tmp_path, small_lines) -> None:
+    """What the cuts are compared with: blank lines counted, CRLF kept, over-long lines one error each."""
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(RANGE_FILES["mixed, ending in a line without newline"])
+    whole = _whole(path)
+    shown = [(i.line, "error", i.message) if isinstance(i, CorpusError) else i for i in whole]
+    assert shown == [(2, b'{"a":1}\n'), (4, b'{"b":22}\r\n'), (5, "error", "line is 41 bytes; at most 16 (1 MiB) are read"),
+                     (8, b"y" * 16 + b"\n"), (9, "error", "line is 18 bytes; at most 16 (1 MiB) are read"),
+                     (11, b'{"c":3}\n'), (12, b'{"d":4}')]
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.lists(st.sampled_from([b"a", b"\n", b"\r\n", b" ", b'{"k":1}', b"b" * 9]), max_size=14).map(b"".join),
+       cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=5))
+def test_any_file_cut_anywhere_reads_what_read_lines_reads(tmp_path_factory, data, cuts) -> None:
+    path = tmp_path_factory.mktemp("ranges") / "c.jsonl"
+    path.write_bytes(data)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(corpus_module, "MAX_LINE_BYTES", 8)
+        patch.setattr(corpus_module, "_CHUNK", 3)
+        whole = _whole(path)
+        for cut in range(len(data) + 1):                   # every single cut
+            assert _in_ranges(path, [0, cut, len(data)]) == (whole, _line_count(data))
+        points = sorted({0, len(data), *(min(c, len(data)) for c in cuts)})
+        assert _in_ranges(path, points) == (whole, _line_count(data))
+
+
+def test_a_range_numbers_its_lines_from_the_first_line_it_is_given(tmp_path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b"aaaa\nbbbb\n\ncccc\n")
+    assert count_line_starts(path, 0, 3) == 1 and count_line_starts(path, 3, 17) == 3
+    assert list(read_range(path, 3, 17, 2, "c.jsonl")) == [(2, b"bbbb\n"), (4, b"cccc\n")]
+    assert list(read_range(path, 5, 6, 2, "c.jsonl")) == [(2, b"bbbb\n")]    # starts exactly at a line start
+    assert list(read_range(path, 6, 6, 3, "c.jsonl")) == [] and count_line_starts(path, 6, 6) == 0
+    assert count_line_starts(path, 16, 17) == 0            # the trailing newline starts no line
+
+
+def test_an_over_long_line_is_skipped_in_pieces_by_the_range_it_starts_in_and_the_one_it_ends_in(tmp_path) -> None:
+    path = tmp_path / "huge.jsonl"
+    huge = 8 * MAX_LINE_BYTES
+    with open(path, "wb") as out:
+        out.write(b'{"a":1}\n' + b"x" * huge + b'\n{"b":2}\n')
+    size = path.stat().st_size
+    middle = 8 + huge // 2
+    for start, end, expected in ((0, middle, 2), (middle, size, 1)):
+        tracemalloc.start()
+        items = list(read_range(path, start, end, 1 if start == 0 else 3, "huge.jsonl", size=size))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert len(items) == expected and peak < 2 * MAX_LINE_BYTES + (1 << 20), peak    # never the line whole
+    assert isinstance(items[0], tuple) and items[0][0] == 3
+    first = list(read_range(path, 0, middle, 1, "huge.jsonl"))
+    assert isinstance(first[1], CorpusError) and first[1].line == 2 and f"{huge + 1} bytes" in first[1].message
+
+
+def test_a_range_of_a_file_that_changed_is_refused(tmp_path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b"a\nb\nc\n")
+    with pytest.raises(CorpusChanged, match="it is 6 bytes, 5 when the run began"):
+        list(read_range(path, 0, 6, 1, "c.jsonl", size=5))
+    with pytest.raises(CorpusChanged, match="it is 6 bytes"):
+        count_line_starts(path, 0, 6, size=7)
+    with pytest.raises(CorpusChanged, match="held 2 lines when counted, 3 when read"):
+        list(read_range(path, 0, 6, 1, "c.jsonl", size=6, lines=2))
+    import pickle
+    again = pickle.loads(pickle.dumps(CorpusChanged("c.jsonl", "why")))
+    assert (again.path, again.detail) == ("c.jsonl", "why")
+
+
+def test_a_range_of_a_path_that_is_not_a_regular_file_is_an_os_error(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError):
+        list(read_range(tmp_path / "missing.jsonl", 0, 10, 1, "x"))
+    with pytest.raises(IsADirectoryError):
+        count_line_starts(tmp_path, 0, 10)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):     # refused at once, never waited on
+        list(read_range(fifo, 0, 10, 1, "x"))
 
 
 def test_the_generator_gives_the_same_bytes_for_the_same_seed(tmp_path: Path, capsys) -> None:
