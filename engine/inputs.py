@@ -73,11 +73,13 @@ def decode_json(data: bytes, name: str) -> Any:
         return value
 
     def unique(pairs: list[tuple[str, Any]]) -> dict:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise _refused(name, f"duplicate key {shorten(key)}; each key may appear once in an object")
-            out[key] = value
+        out = dict(pairs)
+        if len(out) != len(pairs):      # a key given twice: name the first one repeated
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise _refused(name, f"duplicate key {shorten(key)}; each key may appear once in an object")
+                seen.add(key)
         return out
 
     try:
@@ -97,13 +99,19 @@ def decode_json(data: bytes, name: str) -> Any:
 
 
 def _depth_over(doc: Any, limit: int) -> bool:
-    stack = [(doc, 0)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, (dict, list)):
-            if depth >= limit:
-                return True
-            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    """Whether an object or list sits `limit` or more levels below the top (the top is level 0). Walked a
+    level at a time, containers only: scalars, most of a document, are never queued."""
+    level = [doc] if isinstance(doc, (dict, list)) else []
+    depth = 0
+    while level:
+        if depth >= limit:
+            return True
+        below: list[Any] = []
+        for value in level:
+            below += [item for item in (value.values() if isinstance(value, dict) else value)
+                      if isinstance(item, (dict, list))]
+        level = below
+        depth += 1
     return False
 
 
