@@ -21,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Callable
 
-from .backtest_cli import check_report, cluster, progress_bar
+from .backtest_cli import check_report, cluster, count_lines, progress_bar
 from .cli_support import Refused
 from .corpus import ON_ERROR, read_corpus
 from .corpus_cli import check_corpus, corpus_refusals
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         check_corpus(args.carts)
         ruleset = load_ruleset(args.rules)
         pool = _pool_codes(args.pool_codes, ruleset)
-        with corpus_refusals("simulate", args.carts), progress_bar(args.carts) as advance:
+        with corpus_refusals("simulate", args.carts), progress_bar(args.carts, lambda: _bar_total(args)) as advance:
             result, stats = replay(args, ruleset, start, pool, churn, advance)
         if result.carts == 0 and result.skipped == 0:
             raise Refused(f"promo simulate: --carts {clean_text(args.carts)} has no carts (only blank lines)")
@@ -110,6 +110,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_simulation(result, stats))
     return 0
+
+
+def _bar_total(args: argparse.Namespace) -> int | None:
+    """How many carts the bar counts to: the corpus's lines, or --days of --per-day carts when fewer."""
+    lines = count_lines(args.carts)
+    if args.days is None:
+        return lines
+    most = args.days * args.per_day
+    return most if lines is None else min(lines, most)
 
 
 def replay(args: argparse.Namespace, ruleset, start: date | None, pool: dict[str, str], churn: Churn,
