@@ -118,10 +118,7 @@ def render_report(result: SimulationResult, ruleset: RuleSet, run: Mapping[str, 
         out.append('<p class="note">One panel per promotion with a budget: the line is the budget left at the end '
                    "of each day, starting from the full budget; the shaded day is the day a limit ran out (after "
                    "it, the ledger refuses every use). Each panel has its own scale.</p>")
-        out.append('<div class="multiples">')
-        for pid in budgeted:
-            out.append(_panel(data, ruleset.promotions[pid], "budget"))
-        out.append("</div>")
+        out.append(_multiples(data, [ruleset.promotions[pid] for pid in budgeted], "budget"))
     else:
         out.append('<p class="note">No promotion of the rule set has a budget.</p>')
     counted = [pid for pid in data["by_promotion"] if ruleset.promotions[pid].limits.budget is None
@@ -130,10 +127,7 @@ def render_report(result: SimulationResult, ruleset: RuleSet, run: Mapping[str, 
         out.append("<h2>Uses left</h2>"
                    '<p class="note">Promotions limited by a number of uses in all (and no budget): the uses left at '
                    "the end of each day; the shaded day is the day the last use went.</p>")
-        out.append('<div class="multiples">')
-        for pid in counted:
-            out.append(_panel(data, ruleset.promotions[pid], "total_uses"))
-        out.append("</div>")
+        out.append(_multiples(data, [ruleset.promotions[pid] for pid in counted], "total_uses"))
     return page(f"Budget burn-down: {run['rules']}", out)
 
 
@@ -188,6 +182,11 @@ def _unit(p: Promotion, amount: Decimal, grouped: bool = False) -> str:
 
 
 # --- the charts --------------------------------------------------------------------------------------
+
+def _multiples(data: Mapping[str, Any], promotions: Sequence[Promotion], limit: str) -> str:
+    """Small multiples: one panel a promotion, side by side."""
+    return '<div class="multiples">' + "".join(_panel(data, p, limit) for p in promotions) + "</div>"
+
 
 def _panel(data: Mapping[str, Any], p: Promotion, limit: str) -> str:
     """One promotion's burn-down: its budget (or its total uses) left at the end of each day."""
