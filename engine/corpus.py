@@ -25,7 +25,7 @@ import json
 import os
 import stat
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Generator, Iterator, Mapping
 
@@ -45,7 +45,9 @@ _COUNT_BLOCK = 1024 * 1024
 @dataclass(frozen=True)
 class CorpusEntry:
     """One cart to replay: `line` is its line number in the corpus (from 1), `id` its id or None.
-    `cart` and `account` are decoded JSON, handed to evaluate() as they are (and never mutated)."""
+    `cart` and `account` are decoded JSON, handed to evaluate() as they are (and never mutated). `raw`
+    is the line it was decoded from, already checked (None for an entry built in code): what a Dask
+    worker is sent instead of the decoded objects, which cost more to pickle than to decode again."""
 
     line: int
     id: str | None
@@ -53,6 +55,13 @@ class CorpusEntry:
     account: Mapping[str, Any]
     codes: tuple[str, ...]
     now: str
+    # Set by parse_line only, never by the constructor: dataclasses.replace() of an entry builds a new
+    # one through __init__, which drops it, so a line never stands for a cart it no longer holds.
+    raw: bytes | None = field(default=None, init=False, compare=False, repr=False)
+
+    def line_bytes(self) -> bytes:
+        """The entry as one corpus line: the line it was read from, or written afresh (entry_line)."""
+        return self.raw if self.raw is not None else entry_line(self.to_dict())
 
     @property
     def label(self) -> str:
@@ -247,8 +256,10 @@ def parse_line(raw: bytes, source: str, number: int) -> CorpusEntry | CorpusErro
             problem = "must not be empty"
         if problem is not None:
             return error("$.id", problem)
-    return CorpusEntry(line=number, id=entry_id, cart=doc["cart"], account=doc["account"], codes=tuple(codes),
-                       now=doc["now"])
+    entry = CorpusEntry(line=number, id=entry_id, cart=doc["cart"], account=doc["account"], codes=tuple(codes),
+                        now=doc["now"])
+    object.__setattr__(entry, "raw", raw)
+    return entry
 
 
 def _key(key: str) -> str:

@@ -177,3 +177,18 @@ def test_a_progress_bar_is_drawn_on_a_terminal_only_and_changes_nothing(tmp_path
     assert main(args) == 0
     assert capsys.readouterr().out == plain.out
     assert "carts/s" in terminal.getvalue() and "90" in terminal.getvalue()
+
+
+def test_carts_read_from_a_file_travel_as_their_lines_and_a_replaced_cart_as_itself(client, ruleset, tmp_path):
+    """Entries read from a corpus file are sent to the workers as the lines they were read from; an entry
+    changed with dataclasses.replace() no longer has its line, and is priced with what it now holds."""
+    path = _write(tmp_path / "c.jsonl", _corpus(POOL, count=120))
+    entries = list(read_corpus(path))
+    assert all(e.raw is not None for e in entries)
+    for i in range(0, 120, 5):
+        lines = [dict(line, quantity=line["quantity"] + 2) for line in entries[i].cart["lines"]]
+        entries[i] = replace(entries[i], cart=dict(entries[i].cart, lines=lines))
+        assert entries[i].raw is None
+    alone = simulate(ruleset, entries, 9, pool_codes=_pool())
+    spread, _ = simulate_on_cluster(client, ruleset, entries, 9, pool_codes=_pool(), chunk_carts=16)
+    assert spread == alone != simulate(ruleset, read_corpus(path), 9, pool_codes=_pool())
