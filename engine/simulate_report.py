@@ -97,11 +97,17 @@ def render_report(result: SimulationResult, ruleset: RuleSet, run: Mapping[str, 
                           "granted", data_currency=currency))
     if not currencies:
         out.append('<p class="note">No promotion applied.</p>')
+    churn = data["abandoned"] or data["cancelled"]   # the columns of abandoned checkouts and cancellations
     out.append('<table id="per-day"><thead><tr><th>Day</th><th class="n">Carts</th><th class="n">Discount</th>'
-               '<th class="n">Granted</th></tr></thead><tbody>')
+               '<th class="n">Granted</th>' + ('<th class="n">Abandoned</th><th class="n">Cancelled</th>'
+                                               '<th class="n">Given back</th>' if churn else "") + "</tr></thead><tbody>")
     for d in data["per_day"]:
+        back = "; ".join(part for part in (money(d["discount_back"]) if d["discount_back"] else "",
+                                           "granted " + money(d["granted_back"]) if d["granted_back"] else "") if part)
         out.append(f'<tr><td>{e(d["day"])}</td><td class="n">{d["carts"]}</td><td class="n">{e(money(d["discount"]))}'
-                   f'</td><td class="n">{e(money(d["granted"]))}</td></tr>')
+                   f'</td><td class="n">{e(money(d["granted"]))}</td>'
+                   + (f'<td class="n">{d["abandoned"]}</td><td class="n">{d["cancelled"]}</td>'
+                      f'<td class="n">{e(back or "-")}</td>' if churn else "") + "</tr>")
     out.append("</tbody></table>")
 
     # Small multiples rather than one chart with a line per promotion: budgets differ by orders of magnitude

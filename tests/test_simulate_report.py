@@ -249,3 +249,34 @@ def test_a_report_that_fails_while_written_is_one_line_exit_1(tmp_path, capsys, 
                  "--report", str(tmp_path / "r.html")])
     err = capsys.readouterr().err
     assert code == 1 and err.endswith(": cannot write: Permission denied\n") and err.count("\n") == 1
+
+
+def test_with_abandoned_checkouts_and_cancellations_the_days_say_what_was_given_back(tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for p in (ROOT / "rules").iterdir():
+        if p.suffix == ".yaml":
+            shutil.copy(p, rules / p.name)
+    for name, data in EXTRA.items():
+        (tmp_path / name).write_bytes(data)
+    corpus = _write(tmp_path / "c.jsonl", _corpus(["X"] * 6))
+    report = tmp_path / "sim.html"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["simulate", "--rules", str(rules), "--carts", str(corpus), "--per-day", "3", "--json",
+                     "--abandon-rate", "0.2", "--cancel-rate", "0.5", "--cancel-after", "2",
+                     "--report", str(report)]) == 0
+    data = json.loads(out.getvalue())
+    page = Figures()
+    page.feed(report.read_text(encoding="utf-8"))
+    assert data["abandoned"] > 0 and data["cancelled"] > 0
+    header, *days = page.tables["per-day"]
+    assert header[-3:] == ["Abandoned", "Cancelled", "Given back"]
+    for row, d in zip(days, data["per_day"], strict=True):
+        cell = dict(zip(header, row))
+        assert (int(cell["Abandoned"]), int(cell["Cancelled"])) == (d["abandoned"], d["cancelled"])
+        back = cell["Given back"].split("; granted ")[0]
+        assert _money(back) == d["discount_back"]
+    assert dict(page.tables["run"])["Cancelled orders"] == "0.5, 2 days after the order"
+    summary = dict(zip(*page.tables["summary"]))
+    assert (int(summary["Abandoned"]), int(summary["Cancelled"])) == (data["abandoned"], data["cancelled"])
