@@ -375,7 +375,13 @@ class Simulation:
             self.settle(index)
         if self.start is None:
             self.start = when.date()
-        day = self.start + timedelta(days=index)
+        try:
+            day = self.start + timedelta(days=index)
+        except OverflowError:
+            # Only a cart priced ahead (`ahead`) can land here: counted carts have times before 2200, so a start
+            # near year 9999 counts none and keeps every cart on day 0. evaluate() refuses the date, and the
+            # cart's place is checked again before anything is counted.
+            day = date.max
         moved = datetime.combine(day, when.timetz()).isoformat()
         customer = entry.account.get("id")
         customer = customer if isinstance(customer, str) else ""

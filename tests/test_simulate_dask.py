@@ -192,3 +192,11 @@ def test_carts_read_from_a_file_travel_as_their_lines_and_a_replaced_cart_as_its
     alone = simulate(ruleset, entries, 9, pool_codes=_pool())
     spread, _ = simulate_on_cluster(client, ruleset, entries, 9, pool_codes=_pool(), chunk_carts=16)
     assert spread == alone != simulate(ruleset, read_corpus(path), 9, pool_codes=_pool())
+
+
+def test_a_start_at_the_end_of_time_is_refused_cart_by_cart_on_the_cluster_too(client, ruleset):
+    """The first cart sets the start (here the last date there is); carts priced ahead would land past it."""
+    entries = [replace(e, now="9999-12-31T23:00:00+00:00") for e in _corpus(POOL, count=30)]
+    alone = simulate(ruleset, entries, 1, on_error="skip")
+    spread, _ = simulate_on_cluster(client, ruleset, entries, 1, on_error="skip", chunk_carts=4)
+    assert spread == alone and alone.skipped == 30 and alone.carts == 0
