@@ -10,6 +10,7 @@ import json
 import shutil
 import struct
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -51,9 +52,8 @@ class Figures(Page):
             self._caption.append(data)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("simreport")
+def _rules(tmp: Path) -> Path:
+    """The bundled rules and tests/test_simulate.py's tight limits, in tmp/rules."""
     rules = tmp / "rules"
     rules.mkdir()
     for p in (ROOT / "rules").iterdir():
@@ -61,6 +61,13 @@ def run(tmp_path_factory):
             shutil.copy(p, rules / p.name)
     for name, data in EXTRA.items():
         (tmp / name).write_bytes(data)
+    return rules
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("simreport")
+    rules = _rules(tmp)
     entries = _corpus(["X"] * 6)
     for e in entries:   # every cart id holds markup: the carts that exhaust a limit are named in the page
         object.__setattr__(e, "id", f"{SCRIPT}{e.id}")
@@ -252,13 +259,7 @@ def test_a_report_that_fails_while_written_is_one_line_exit_1(tmp_path, capsys, 
 
 
 def test_with_abandoned_checkouts_and_cancellations_the_days_say_what_was_given_back(tmp_path):
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    for p in (ROOT / "rules").iterdir():
-        if p.suffix == ".yaml":
-            shutil.copy(p, rules / p.name)
-    for name, data in EXTRA.items():
-        (tmp_path / name).write_bytes(data)
+    rules = _rules(tmp_path)
     corpus = _write(tmp_path / "c.jsonl", _corpus(["X"] * 6))
     report = tmp_path / "sim.html"
     out = io.StringIO()
