@@ -27,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Callable, Iterable, Mapping
 
 from .corpus import ON_ERROR, CorpusEntry, CorpusError
@@ -274,7 +275,8 @@ class Churn:
         if not rate:
             return False
         digest = hashlib.sha256(f"{what}\0{self.seed}\0{entry.line}\0{entry.id or ''}".encode()).digest()
-        return Decimal(int.from_bytes(digest[:8], "big")) < rate * (1 << 64)
+        # a uniform draw in [0, 1) against the rate, as exact fractions (a Decimal product would round)
+        return Fraction(int.from_bytes(digest[:8], "big"), 1 << 64) < Fraction(rate)
 
 
 @dataclass(frozen=True)
@@ -283,7 +285,6 @@ class _Order:
 
     due: int
     customer: str
-    currency: str
     outcome: "Outcome"
     codes: tuple[str, ...]      # the single-use codes it redeemed
 
@@ -411,8 +412,8 @@ class Simulation:
         used_codes = self._count(outcome, priced.customer, priced.at, dict(priced.presented))
         self.carts += 1
         if outcome.earned and self.churn.cancels(entry):
-            self._to_cancel.append(_Order(priced.at.day_index + self.churn.cancel_after, priced.customer,
-                                          outcome.currency, outcome, used_codes))
+            self._to_cancel.append(_Order(priced.at.day_index + self.churn.cancel_after, priced.customer, outcome,
+                                          used_codes))
         return used_codes
 
     def settle(self, day_index: int) -> None:
@@ -420,7 +421,8 @@ class Simulation:
         promotion it used gets its budget back, and its uses and code where it returns usage on cancel."""
         while self._to_cancel and self._to_cancel[0].due <= day_index:
             order = self._to_cancel.popleft()
-            day, currency, outcome = self._day(day_index), order.currency, order.outcome
+            day, outcome = self._day(day_index), order.outcome
+            currency = outcome.currency
             day.cancelled += 1
             self.cancelled += 1
             for pid, amount in outcome.applied:
@@ -454,16 +456,14 @@ class Simulation:
                         self._redeemed.discard(code)
 
     def refuse(self, error: CorpusError, on_error: str) -> None:
-        """A bad line: raised with on_error "stop", counted with "skip"."""
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be stop or skip, not {on_error!r}")
-        if on_error == "stop":
+        """A bad line: raised with on_error "stop", counted with "skip" (anything else is a ValueError)."""
+        if _on_error(on_error) == "stop":
             raise error
         self.skip(error)
 
     def refuser(self, on_error: str) -> Callable[[CorpusError], None]:
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be stop or skip, not {on_error!r}")
+        """`refuse` for one on_error, checked now (before the run meets its first bad line)."""
+        _on_error(on_error)
         return lambda error: self.refuse(error, on_error)
 
     def skip(self, error: CorpusError) -> None:
@@ -610,6 +610,12 @@ def traffic(entries: Iterable[CorpusEntry | CorpusError], seed: int | None,
             good.append(item)
     random.Random(seed).shuffle(good)
     return good
+
+
+def _on_error(on_error: str) -> str:
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be stop or skip, not {on_error!r}")
+    return on_error
 
 
 def price_error(exc: InputError, source: str, line: int) -> CorpusError:
