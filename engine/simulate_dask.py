@@ -103,9 +103,11 @@ def simulate_on_cluster(client: Any, ruleset: RuleSet, entries: Iterable[CorpusE
         # One pickled bytes object (Dask walks every list, dict and tuple it is given, looking for futures),
         # with each cart as its corpus line: bytes pickle for nothing, decoded carts cost more to pickle
         # than the worker takes to decode them again.
-        chunk = pickle.dumps([(p.entry.line, p.entry.line_bytes(), p.codes, p.now, p.usage) for p in carts],
-                             protocol=pickle.HIGHEST_PROTOCOL)
-        future = client.submit(price_chunk, files, ruleset.version, chunk, source, pure=False) if carts else None
+        future = None
+        if carts:
+            chunk = pickle.dumps([(p.entry.line, p.entry.line_bytes(), p.codes, p.now, p.usage) for p in carts],
+                                 protocol=pickle.HIGHEST_PROTOCOL)
+            future = client.submit(price_chunk, files, ruleset.version, chunk, source, pure=False)
         window.append((future, slots))
         return True
 
@@ -129,13 +131,13 @@ def simulate_on_cluster(client: Any, ruleset: RuleSet, entries: Iterable[CorpusE
                 ahead -= 1
                 priced += 1
                 true = sim.prepare(slot.entry)       # its `now` was read once already: this cannot fail
-                if same_inputs(slot, true) and (isinstance(spec, CorpusError) or
-                                                same_decision(slot, true, spec, ruleset, most)):
-                    if isinstance(spec, CorpusError):
+                if same_inputs(slot, true):
+                    if isinstance(spec, CorpusError):     # refused for its inputs, whatever the counts
                         sim.refuse(spec, on_error)
-                    else:
+                        continue
+                    if same_decision(slot, true, spec, ruleset, most):
                         sim.commit(true, spec)
-                    continue
+                        continue
                 repriced += 1
                 try:
                     sim.commit(true, Outcome.of(sim.price(true)))
