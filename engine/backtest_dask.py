@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from .backtest import DiffSummary, summarise
 from .corpus import CorpusChanged, CorpusError, count_line_starts, parse_line, read_range
 from .model import RuleSet
+from .holder import exempt_from_gc
 from .ruleset import build_ruleset
 
 CHUNK_LINES = 500            # about 0.5 MB of generated carts; a second of one worker's time
@@ -325,11 +326,15 @@ def _unreadable(path: str, exc: OSError) -> CorpusUnreadable:
 
 
 def _ruleset(files: Mapping[str, bytes], version: str) -> RuleSet:
+    """The rule set of these files, built once per worker process and kept out of the garbage collector's
+    reach (holder.exempt_from_gc: a full collection would walk every compiled object of it, again and again,
+    while the worker evaluates)."""
     ruleset = _built.get(version)
     if ruleset is None:
         if len(_built) >= _KEPT_RULESETS:
             _built.clear()
         ruleset = _built[version] = build_ruleset(files)
+        exempt_from_gc()
     return ruleset
 
 
