@@ -59,7 +59,7 @@ def test_a_new_file_of_every_kind_loads_and_previews_on_an_example_cart(kind: st
     assert (code, err) == (0, "") and f"{promotion_id}.yaml" in out
     text = (rules / f"{promotion_id}.yaml").read_text("utf-8")
     assert text.splitlines()[0] == MODELINE
-    assert f"\ncurrency: {currency} " in text and f"value: {region} " in text
+    assert f"\ncurrency: {currency} " in text and f'value: "{region}" ' in text
 
     ruleset = load_ruleset(rules)   # the real loader: schema, id against file name, every other check
     promotion = ruleset.promotions[promotion_id]
@@ -101,6 +101,16 @@ def test_the_amount_off_template_is_valid_with_each_of_its_scopes(scope: str, ru
     path = rules / "amount-scope.yaml"
     path.write_text(path.read_text("utf-8").replace("scope: per_order ", f"scope: {scope} "), "utf-8")
     assert load_ruleset(rules).promotions["amount-scope"].benefits[0].scope == scope
+
+
+def test_a_shop_in_norway_gets_a_file_whose_region_is_the_text_no(tmp_path: Path, capsys) -> None:
+    # unquoted, `value: NO` is YAML's no: the file would not load
+    (tmp_path / "_settings.yaml").write_text("currencies: [NOK]\nrounding: half_up\n", "utf-8")
+    assert _new(capsys, "amount_off", "oslo-sale", "--rules", str(tmp_path)) == (
+        0, f"{tmp_path}/oslo-sale.yaml: a draft amount_off promotion; edit it, then `promo validate {tmp_path}`\n", "")
+    promotion = load_ruleset(tmp_path).promotions["oslo-sale"]
+    assert promotion.currency == "NOK" and 'value: "NO" ' in (tmp_path / "oslo-sale.yaml").read_text("utf-8")
+    assert [leaf.value for leaf in promotion.condition.leaves if leaf.variable == "region"] == ["NO"]
 
 
 def test_without_settings_the_template_says_its_currency_is_a_guess(tmp_path: Path, capsys) -> None:
