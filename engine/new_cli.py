@@ -20,6 +20,7 @@ from babel.numbers import get_territory_currencies
 
 from .cli_support import Refused
 from .benefits import KINDS
+from .money import known_currency
 from .render import clean_lines, clean_text
 from .ruleset import SETTINGS_FILE
 from .schemas import schema
@@ -92,7 +93,7 @@ def _shop(rules: Path) -> tuple[str, str | None, bool]:
     except Exception:  # noqa: BLE001 - no or unreadable settings: the template says to change its guess
         return DEFAULT_CURRENCY, DEFAULT_REGION, False
     settings = settings if isinstance(settings, dict) else {}
-    currencies = [c for c in settings.get("currencies") or [] if isinstance(c, str) and re.fullmatch("[A-Z]{3}", c)]
+    currencies = [c for c in settings.get("currencies") or [] if known_currency(c)]   # others: validate says
     if not currencies:
         return DEFAULT_CURRENCY, DEFAULT_REGION, False
     territory = None

@@ -113,6 +113,23 @@ def test_a_shop_in_norway_gets_a_file_whose_region_is_the_text_no(tmp_path: Path
     assert [leaf.value for leaf in promotion.condition.leaves if leaf.variable == "region"] == ["NO"]
 
 
+@pytest.mark.parametrize("currencies", ["[ZZZ]", "[ZZZ, 7]", "[usd]"])
+def test_settings_naming_no_currency_the_engine_knows_give_the_guess_not_a_crash(currencies: str, tmp_path: Path,
+                                                                                   capsys) -> None:
+    (tmp_path / "_settings.yaml").write_text(f"currencies: {currencies}\nrounding: half_up\n", "utf-8")
+    code, out, err = _new(capsys, "amount_off", "odd-shop", "--rules", str(tmp_path))
+    assert (code, err) == (0, "") and "odd-shop.yaml" in out
+    text = (tmp_path / "odd-shop.yaml").read_text("utf-8")
+    assert "currency: JPY " in text and "no _settings.yaml: change it" in text
+
+
+def test_an_unknown_currency_beside_a_known_one_is_passed_over(tmp_path: Path, capsys) -> None:
+    (tmp_path / "_settings.yaml").write_text("currencies: [ZZZ, KWD]\nrounding: half_up\n", "utf-8")
+    assert _new(capsys, "amount_off", "kw-sale", "--rules", str(tmp_path))[0] == 0
+    text = (tmp_path / "kw-sale.yaml").read_text("utf-8")
+    assert "currency: KWD " in text and 'value: "KW" ' in text and 'amount: "5" ' in text
+
+
 def test_without_settings_the_template_says_its_currency_is_a_guess(tmp_path: Path, capsys) -> None:
     assert _new(capsys, "free_shipping", "ship-free", "--rules", str(tmp_path))[0] == 0
     text = (tmp_path / "ship-free.yaml").read_text("utf-8")
