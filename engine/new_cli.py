@@ -69,7 +69,7 @@ def _write(kind: str, promotion_id: str, rules: Path, force: bool) -> Path:
         raise Refused(f"promo new: {clean_text(other)} already exists with that id; edit it or choose another id")
     if os.path.lexists(path) and not force:
         raise Refused(f"promo new: {clean_text(path)} already exists; edit it, choose another id, or give --force")
-    if os.path.lexists(path) and not path.is_file():
+    if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):   # --force never writes through a link
         raise Refused(f"promo new: {clean_text(path)} is not a regular file; it is left as it is")
     currency, region, found = _shop(rules)
     text = render(kind, promotion_id, currency, region, date.today(), from_settings=found)

@@ -148,6 +148,16 @@ def test_an_existing_file_is_refused_unless_forced(rules: Path, capsys) -> None:
     load_ruleset(rules)
 
 
+def test_force_never_writes_through_a_link_to_a_file_outside_the_directory(tmp_path: Path, capsys) -> None:
+    rules, outside = tmp_path / "rules", tmp_path / "outside.txt"
+    rules.mkdir()
+    outside.write_text("not a rule file\n")
+    (rules / "linked.yaml").symlink_to(outside)
+    code, out, err = _new(capsys, "percent_off", "linked", "--rules", str(rules), "--force")
+    assert (code, out) == (1, "") and err.count("\n") == 1 and "linked.yaml is not a regular file" in err
+    assert outside.read_text() == "not a rule file\n" and (rules / "linked.yaml").is_symlink()
+
+
 def test_an_id_already_taken_by_a_yml_file_is_refused_even_when_forced(rules: Path, capsys) -> None:
     (rules / "old-one.yml").write_text("x: 1\n")
     code, _, err = _new(capsys, "percent_off", "old-one", "--rules", str(rules), "--force")
