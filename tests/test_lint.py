@@ -4,6 +4,7 @@ evaluate() gives; SARIF points at the field's line; bad input is one line and ex
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -358,6 +359,14 @@ def test_a_bad_catalogue_is_refused_with_one_line(tmp_path, name, content, messa
     path.write_bytes(content)
     code, out, err = run(capsys, "lint", str(RULES), "--catalog", str(path))
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_catalogue_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path, capsys):
+    fifo = tmp_path / "names.json"
+    os.mkfifo(fifo)
+    code, out, err = run(capsys, "lint", str(RULES), "--catalog", str(fifo))
+    assert (code, out) == (1, "") and len(err.strip().splitlines()) == 1
+    assert "--catalog" in err and "is not a regular file; give a JSON or CSV file" in err
 
 
 def test_json_and_sarif_together_are_a_usage_error(capsys):
