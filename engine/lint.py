@@ -760,8 +760,7 @@ class _Linter:
         cases, over = [], []
         limit = self.ruleset.lint.max_discount_percent
         for kind, name in self.subjects():
-            line = {"category": "lint-other", "sku": "LINT-OTHER", "brand": None}
-            line[kind] = name
+            line = {**_FRESH, kind: name}
             for currency in sorted(self.ruleset.currencies):
                 case = self.worst_case(kind, name, line, currency, limit)
                 if case is None:
@@ -817,8 +816,7 @@ class _Linter:
                 p_end = min([t for t in (end, p.ends) if t is not None], default=None)
                 if p_end is not None and p_end <= p_start:
                     continue
-                if any(not m.combines(p) for m in members) and p is not first:
-                    pass   # it competes; evaluate() decides, the scenario still lets it apply
+                # one that does not combine with a member still joins: it competes, and evaluate() decides
                 for alt in (self.alts[p.id] or [()])[:16]:
                     verdict = solve(chosen + keyed(p, alt))
                     if verdict.status != NEVER:
