@@ -567,9 +567,10 @@ class _Linter:
                 (("benefits", b.index, "tiers", i, "percent"), t.percent) for i, t in enumerate(b.tiers)]
             for where, percent in spots:
                 if percent is not None and percent < 1:
+                    meant = f"{(percent * 100).normalize():f}"     # "0.15" -> 15, not 15.00
                     out.append(self.finding(Check.PERCENT_BELOW_ONE, [p], p, where,
                                             f"{p.id}: percent {percent} is {percent}% off, less than 1%; percents "
-                                            f"are out of 100 (for {percent * 100}% write {percent * 100})."))
+                                            f"are out of 100 (for {meant}% write {meant})."))
         return out
 
     def amounts(self, p: Promotion) -> list[Finding]:

@@ -263,6 +263,10 @@ def test_a_percent_below_one_is_probably_a_fraction(tmp_path):
     d = ruleset_dir(tmp_path, rule("a", PERCENT.replace("percent: 10", 'percent: "0.15"')))
     [f] = [f for f in findings(d) if f.check is Check.PERCENT_BELOW_ONE]
     assert line_of(f).strip() == 'percent: "0.15"' and "write 15" in f.message
+    assert "(for 15% write 15)." in f.message
+    d = ruleset_dir(tmp_path / "half", rule("a", PERCENT.replace("percent: 10", 'percent: "0.5"')))
+    [f] = [f for f in findings(d) if f.check is Check.PERCENT_BELOW_ONE]
+    assert "percent 0.5 is 0.5% off" in f.message and "(for 50% write 50)." in f.message
     assert not [c for c in checks(ruleset_dir(tmp_path / "fixed", rule("a", PERCENT))) if c[0] == "percent_below_one"]
 
 
