@@ -101,8 +101,9 @@ def _shop(rules: Path) -> tuple[str, str | None, bool]:
         territory = Locale.parse(str(settings.get("locale", ""))).territory
     except (UnknownLocaleError, ValueError, TypeError):
         pass
-    if territory and get_territory_currencies(territory)[:1] and get_territory_currencies(territory)[0] in currencies:
-        return get_territory_currencies(territory)[0], territory, True
+    home = get_territory_currencies(territory)[:1] if territory else []
+    if home and home[0] in currencies:
+        return home[0], territory, True
     currency = currencies[0]
     region = currency[:2] if currency in get_territory_currencies(currency[:2]) else None
     return currency, region, True
