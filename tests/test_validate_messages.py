@@ -54,8 +54,7 @@ def test_a_key_one_level_too_shallow_or_deep_says_where_it_belongs(tmp_path):
 
 
 def test_an_empty_value_never_says_none(tmp_path):
-    [problem] = _problems(tmp_path, {"x.yaml": GOOD.format(id="x").replace("    categories: [books]\n", "")
-                                     .replace("  include:\n", "  include:\n")})
+    [problem] = _problems(tmp_path, {"x.yaml": GOOD.format(id="x").replace("    categories: [books]\n", "")})
     assert "None" not in problem.message and "is empty: give it" in problem.message
 
 
