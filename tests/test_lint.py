@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +18,8 @@ import yaml
 
 from engine.cli import main
 from engine.evaluate import evaluate
-from engine.lint import CHECKS, Check, lint
+from engine.lint import CHECKS, Check, common_line, lint
+from engine.model import Targets
 from engine.ruleset import load_ruleset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,6 +149,16 @@ def test_no_overlap_when_targets_regions_windows_or_codes_keep_them_apart(tmp_pa
                                 (later + PERCENT, sooner + PERCENT), (PERCENT, "code: SAVE10\n" + PERCENT)]):
         d = ruleset_dir(tmp_path / str(n), rule("a", a), rule("b", b))
         assert not [c for c in checks(d) if c[0] == "overlap"], n
+
+
+def test_two_promotions_of_many_different_categories_are_kept_apart_quickly():
+    # overlap asks for a line of (p's targets, q's targets, p's, q's): 200 ** 4 combinations if each is tried
+    p, q = (Targets(False, categories=frozenset(f"{side}-{i}" for i in range(200))) for side in "pq")
+    started = time.perf_counter()
+    assert common_line(p, q, p, q) is None and common_line(p, q) is None
+    assert time.perf_counter() - started < 5
+    line = common_line(p, Targets(False, categories=frozenset({"p-7", "q-1"})), p)
+    assert line is not None and line.category == "p-7"
 
 
 def test_an_overlap_that_depends_on_an_upper_bound_on_spend_says_may(tmp_path):
