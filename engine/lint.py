@@ -414,16 +414,27 @@ def common_line(*selections: Targets, prefer: Mapping[str, Any] | None = None) -
     for key, names in (("category", "exclude_categories"), ("sku", "exclude_skus")):
         while any(fresh[key] in getattr(t, names) for t in selections):
             fresh[key] = fresh[key] + "-x"
-    for chosen in itertools.product(*(_reasons(t) for t in selections)):
-        fixed: dict[str, Any] = dict(prefer or {})
-        if any(kind != "all" and fixed.setdefault(kind, name) != name for kind, name in chosen):
-            continue
+    for fixed in _consistent([_reasons(t) for t in selections], dict(prefer or {})):
         for seller, ptype in itertools.product(_SELLERS, _PRODUCT_TYPES):
             line = Line("L1", fixed.get("sku", fresh["sku"]), "line", fixed.get("category", fresh["category"]),
                         fixed.get("brand", fresh["brand"]), seller, ptype, Decimal(1), 1)
             if all(t.matches(line) for t in selections):
                 return line
     return None
+
+
+def _consistent(choices: list[list[tuple[str, str | None]]], fixed: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """Each way of taking one reason from every list that never gives a kind two names, as the fields it
+    fixes, in itertools.product's order. A choice that contradicts an earlier one is cut there, so two
+    selections of 60 different categories each cost 60 * 60 steps, not 60 ** 4 (each is listed twice)."""
+    if not choices:
+        yield fixed
+        return
+    for kind, name in choices[0]:
+        if kind == "all":
+            yield from _consistent(choices[1:], fixed)
+        elif fixed.get(kind, name) == name:
+            yield from _consistent(choices[1:], {**fixed, kind: name})
 
 
 def describe_line(line: Line) -> str:
@@ -567,9 +578,10 @@ class _Linter:
                 (("benefits", b.index, "tiers", i, "percent"), t.percent) for i, t in enumerate(b.tiers)]
             for where, percent in spots:
                 if percent is not None and percent < 1:
+                    meant = f"{(percent * 100).normalize():f}"     # "0.15" -> 15, not 15.00
                     out.append(self.finding(Check.PERCENT_BELOW_ONE, [p], p, where,
                                             f"{p.id}: percent {percent} is {percent}% off, less than 1%; percents "
-                                            f"are out of 100 (for {percent * 100}% write {percent * 100})."))
+                                            f"are out of 100 (for {meant}% write {meant})."))
         return out
 
     def amounts(self, p: Promotion) -> list[Finding]:
@@ -760,8 +772,7 @@ class _Linter:
         cases, over = [], []
         limit = self.ruleset.lint.max_discount_percent
         for kind, name in self.subjects():
-            line = {"category": "lint-other", "sku": "LINT-OTHER", "brand": None}
-            line[kind] = name
+            line = {**_FRESH, kind: name}
             for currency in sorted(self.ruleset.currencies):
                 case = self.worst_case(kind, name, line, currency, limit)
                 if case is None:
@@ -817,8 +828,7 @@ class _Linter:
                 p_end = min([t for t in (end, p.ends) if t is not None], default=None)
                 if p_end is not None and p_end <= p_start:
                     continue
-                if any(not m.combines(p) for m in members) and p is not first:
-                    pass   # it competes; evaluate() decides, the scenario still lets it apply
+                # one that does not combine with a member still joins: it competes, and evaluate() decides
                 for alt in (self.alts[p.id] or [()])[:16]:
                     verdict = solve(chosen + keyed(p, alt))
                     if verdict.status != NEVER:

@@ -13,13 +13,12 @@ import argparse
 import csv
 import io
 import json
-import stat
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .cli_support import Refused, now_option
+from .cli_support import Refused, input_file, now_option
 from .errors import PromoError
 from .inputs import decode_json
 from .lint import CHECKS, Catalogue, Report, lint
@@ -93,23 +92,12 @@ def _now(text: str | None) -> datetime:
 
 def read_catalogue(path: str) -> Catalogue:
     """The catalogue's names from a JSON or CSV file, or `Refused` naming the file and what to fix."""
-    p = Path(path)
+    p = input_file(path, "--catalog", give="a JSON or CSV file", empty="the catalogue's names")
     shown = f"--catalog {clean_text(p)}"
-    try:
-        info = p.stat()
-    except (OSError, ValueError) as exc:
-        raise Refused(f"promo: {shown}: cannot read: {getattr(exc, 'strerror', None) or 'not a usable file name'}") \
-            from None
-    if stat.S_ISDIR(info.st_mode):
-        raise Refused(f"promo: {shown}: is a directory; give a JSON or CSV file")
-    if not stat.S_ISREG(info.st_mode):
-        raise Refused(f"promo: {shown}: is not a regular file; give a JSON or CSV file")
     suffix = p.suffix.lower()
     if suffix not in (".json", ".csv"):
         raise Refused(f"promo: {shown}: give a .json file ({{\"categories\": [...], \"brands\": [...], "
                        f"\"skus\": [...]}}) or a .csv file with the header kind,name")
-    if info.st_size == 0:
-        raise Refused(f"promo: {shown}: is empty; give the catalogue's names")
     try:
         data = read_capped(p, MAX_CATALOGUE_BYTES)
     except OSError as exc:

@@ -20,6 +20,7 @@ from babel.numbers import get_territory_currencies
 
 from .cli_support import Refused
 from .benefits import KINDS
+from .money import known_currency
 from .render import clean_lines, clean_text
 from .ruleset import SETTINGS_FILE
 from .schemas import schema
@@ -68,7 +69,7 @@ def _write(kind: str, promotion_id: str, rules: Path, force: bool) -> Path:
         raise Refused(f"promo new: {clean_text(other)} already exists with that id; edit it or choose another id")
     if os.path.lexists(path) and not force:
         raise Refused(f"promo new: {clean_text(path)} already exists; edit it, choose another id, or give --force")
-    if os.path.lexists(path) and not path.is_file():
+    if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):   # --force never writes through a link
         raise Refused(f"promo new: {clean_text(path)} is not a regular file; it is left as it is")
     currency, region, found = _shop(rules)
     text = render(kind, promotion_id, currency, region, date.today(), from_settings=found)
@@ -92,7 +93,7 @@ def _shop(rules: Path) -> tuple[str, str | None, bool]:
     except Exception:  # noqa: BLE001 - no or unreadable settings: the template says to change its guess
         return DEFAULT_CURRENCY, DEFAULT_REGION, False
     settings = settings if isinstance(settings, dict) else {}
-    currencies = [c for c in settings.get("currencies") or [] if isinstance(c, str) and re.fullmatch("[A-Z]{3}", c)]
+    currencies = [c for c in settings.get("currencies") or [] if known_currency(c)]   # others: validate says
     if not currencies:
         return DEFAULT_CURRENCY, DEFAULT_REGION, False
     territory = None
@@ -100,8 +101,9 @@ def _shop(rules: Path) -> tuple[str, str | None, bool]:
         territory = Locale.parse(str(settings.get("locale", ""))).territory
     except (UnknownLocaleError, ValueError, TypeError):
         pass
-    if territory and get_territory_currencies(territory)[:1] and get_territory_currencies(territory)[0] in currencies:
-        return get_territory_currencies(territory)[0], territory, True
+    home = get_territory_currencies(territory)[:1] if territory else []
+    if home and home[0] in currencies:
+        return home[0], territory, True
     currency = currencies[0]
     region = currency[:2] if currency in get_territory_currencies(currency[:2]) else None
     return currency, region, True

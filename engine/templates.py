@@ -112,7 +112,7 @@ eligibility:                  # who qualifies; delete the whole block for everyo
   all:                        # every condition below must hold (any: at least one)
     - name: region            # the customer's country ({region_note})
       operator: equal_to      # is exactly
-      value: {region}                # an ISO 3166 code; quote "NO" if you mean Norway
+      value: "{region}"              # an ISO 3166 code, quoted (unquoted, NO would read as no)
 """
 
 

@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from engine import evaluate, load_ruleset, read_json
 from engine.refund import refund
@@ -88,32 +88,23 @@ def changes(expected: str, produced: str) -> list[str]:
         return ["the whole file"]
     out: list[str] = []
     seen = {"applied", "not_applied", "totals", "hints", "out_of_scope", "ruleset_version"}
-    if "applied" in old or "applied" in new:
-        before = {(a["promotion"], a.get("benefit")): a["amount"] for a in old.get("applied", [])}
-        after = {(a["promotion"], a.get("benefit")): a["amount"] for a in new.get("applied", [])}
-        for key in sorted(before.keys() | after.keys(), key=str):
-            name = key[0] if key[1] is None else f"{key[0]} (benefit {key[1]})"
-            if key not in after:
-                out.append(f"{name}: no longer applies (took {before[key]})")
-            elif key not in before:
-                out.append(f"{name}: now applies, takes {after[key]}")
-            elif before[key] != after[key]:
-                out.append(f"{name}: takes {after[key]} instead of {before[key]}")
-    if "not_applied" in old or "not_applied" in new:
-        before = {n["promotion"]: n["reason"] for n in old.get("not_applied", [])}
-        after = {n["promotion"]: n["reason"] for n in new.get("not_applied", [])}
-        for pid in sorted(before.keys() | after.keys()):
-            if pid not in after:
-                out.append(f"{pid}: no longer listed as not applied ({before[pid]})")
-            elif pid not in before:
-                out.append(f"{pid}: now not applied: {after[pid]}")
-            elif before[pid] != after[pid]:
-                out.append(f"{pid}: {before[pid]} -> {after[pid]}")
-            else:
-                o = next(n for n in old["not_applied"] if n["promotion"] == pid)
-                n = next(n for n in new["not_applied"] if n["promotion"] == pid)
-                if o != n:
-                    out.append(f"{pid}: still {after[pid]}, its details changed")
+    for key, was, now in _paired(old, new, "applied", lambda a: (a["promotion"], a.get("benefit"))):
+        name = key[0] if key[1] is None else f"{key[0]} (benefit {key[1]})"
+        if now is None:
+            out.append(f"{name}: no longer applies (took {was['amount']})")
+        elif was is None:
+            out.append(f"{name}: now applies, takes {now['amount']}")
+        elif was["amount"] != now["amount"]:
+            out.append(f"{name}: takes {now['amount']} instead of {was['amount']}")
+    for pid, was, now in _paired(old, new, "not_applied", lambda n: n["promotion"]):
+        if now is None:
+            out.append(f"{pid}: no longer listed as not applied ({was['reason']})")
+        elif was is None:
+            out.append(f"{pid}: now not applied: {now['reason']}")
+        elif was["reason"] != now["reason"]:
+            out.append(f"{pid}: {was['reason']} -> {now['reason']}")
+        elif was != now:
+            out.append(f"{pid}: still {now['reason']}, its details changed")
     for key in sorted(set(old.get("totals", {})) | set(new.get("totals", {}))):
         a, b = old.get("totals", {}).get(key), new.get("totals", {}).get(key)
         if a != b:
@@ -130,6 +121,15 @@ def changes(expected: str, produced: str) -> list[str]:
     if other:
         out.append(f"also changed: {', '.join(other)}")
     return out or ["the same data, written differently"]
+
+
+def _paired(old: dict, new: dict, field: str, key: Callable[[dict], Any]) -> Iterator[tuple[Any, Any, Any]]:
+    """Each key of the entries of `field` in either file, in order, with its entry before and after
+    (None where that file has none)."""
+    before = {key(e): e for e in old.get(field, [])}
+    after = {key(e): e for e in new.get(field, [])}
+    for k in sorted(before.keys() | after.keys(), key=str):
+        yield k, before.get(k), after.get(k)
 
 
 def main(argv: list[str] | None = None) -> int:

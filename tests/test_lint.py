@@ -4,9 +4,11 @@ evaluate() gives; SARIF points at the field's line; bad input is one line and ex
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +18,8 @@ import yaml
 
 from engine.cli import main
 from engine.evaluate import evaluate
-from engine.lint import CHECKS, Check, lint
+from engine.lint import CHECKS, Check, common_line, lint
+from engine.model import Targets
 from engine.ruleset import load_ruleset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,6 +151,16 @@ def test_no_overlap_when_targets_regions_windows_or_codes_keep_them_apart(tmp_pa
         assert not [c for c in checks(d) if c[0] == "overlap"], n
 
 
+def test_two_promotions_of_many_different_categories_are_kept_apart_quickly():
+    # overlap asks for a line of (p's targets, q's targets, p's, q's): 200 ** 4 combinations if each is tried
+    p, q = (Targets(False, categories=frozenset(f"{side}-{i}" for i in range(200))) for side in "pq")
+    started = time.perf_counter()
+    assert common_line(p, q, p, q) is None and common_line(p, q) is None
+    assert time.perf_counter() - started < 5
+    line = common_line(p, Targets(False, categories=frozenset({"p-7", "q-1"})), p)
+    assert line is not None and line.category == "p-7"
+
+
 def test_an_overlap_that_depends_on_an_upper_bound_on_spend_says_may(tmp_path):
     capped = "currency: JPY\neligibility:\n  all:\n    - {name: eligible_subtotal, operator: less_than, value: \"3000\"}\n"
     d = ruleset_dir(tmp_path, rule("a", PERCENT), rule("b", capped + PERCENT))
@@ -262,6 +275,10 @@ def test_a_percent_below_one_is_probably_a_fraction(tmp_path):
     d = ruleset_dir(tmp_path, rule("a", PERCENT.replace("percent: 10", 'percent: "0.15"')))
     [f] = [f for f in findings(d) if f.check is Check.PERCENT_BELOW_ONE]
     assert line_of(f).strip() == 'percent: "0.15"' and "write 15" in f.message
+    assert "(for 15% write 15)." in f.message
+    d = ruleset_dir(tmp_path / "half", rule("a", PERCENT.replace("percent: 10", 'percent: "0.5"')))
+    [f] = [f for f in findings(d) if f.check is Check.PERCENT_BELOW_ONE]
+    assert "percent 0.5 is 0.5% off" in f.message and "(for 50% write 50)." in f.message
     assert not [c for c in checks(ruleset_dir(tmp_path / "fixed", rule("a", PERCENT))) if c[0] == "percent_below_one"]
 
 
@@ -358,6 +375,14 @@ def test_a_bad_catalogue_is_refused_with_one_line(tmp_path, name, content, messa
     path.write_bytes(content)
     code, out, err = run(capsys, "lint", str(RULES), "--catalog", str(path))
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_catalogue_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path, capsys):
+    fifo = tmp_path / "names.json"
+    os.mkfifo(fifo)
+    code, out, err = run(capsys, "lint", str(RULES), "--catalog", str(fifo))
+    assert (code, out) == (1, "") and len(err.strip().splitlines()) == 1
+    assert "--catalog" in err and "is not a regular file; give a JSON or CSV file" in err
 
 
 def test_json_and_sarif_together_are_a_usage_error(capsys):

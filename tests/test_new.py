@@ -59,7 +59,7 @@ def test_a_new_file_of_every_kind_loads_and_previews_on_an_example_cart(kind: st
     assert (code, err) == (0, "") and f"{promotion_id}.yaml" in out
     text = (rules / f"{promotion_id}.yaml").read_text("utf-8")
     assert text.splitlines()[0] == MODELINE
-    assert f"\ncurrency: {currency} " in text and f"value: {region} " in text
+    assert f"\ncurrency: {currency} " in text and f'value: "{region}" ' in text
 
     ruleset = load_ruleset(rules)   # the real loader: schema, id against file name, every other check
     promotion = ruleset.promotions[promotion_id]
@@ -103,6 +103,33 @@ def test_the_amount_off_template_is_valid_with_each_of_its_scopes(scope: str, ru
     assert load_ruleset(rules).promotions["amount-scope"].benefits[0].scope == scope
 
 
+def test_a_shop_in_norway_gets_a_file_whose_region_is_the_text_no(tmp_path: Path, capsys) -> None:
+    # unquoted, `value: NO` is YAML's no: the file would not load
+    (tmp_path / "_settings.yaml").write_text("currencies: [NOK]\nrounding: half_up\n", "utf-8")
+    assert _new(capsys, "amount_off", "oslo-sale", "--rules", str(tmp_path)) == (
+        0, f"{tmp_path}/oslo-sale.yaml: a draft amount_off promotion; edit it, then `promo validate {tmp_path}`\n", "")
+    promotion = load_ruleset(tmp_path).promotions["oslo-sale"]
+    assert promotion.currency == "NOK" and 'value: "NO" ' in (tmp_path / "oslo-sale.yaml").read_text("utf-8")
+    assert [leaf.value for leaf in promotion.condition.leaves if leaf.variable == "region"] == ["NO"]
+
+
+@pytest.mark.parametrize("currencies", ["[ZZZ]", "[ZZZ, 7]", "[usd]"])
+def test_settings_naming_no_currency_the_engine_knows_give_the_guess_not_a_crash(currencies: str, tmp_path: Path,
+                                                                                   capsys) -> None:
+    (tmp_path / "_settings.yaml").write_text(f"currencies: {currencies}\nrounding: half_up\n", "utf-8")
+    code, out, err = _new(capsys, "amount_off", "odd-shop", "--rules", str(tmp_path))
+    assert (code, err) == (0, "") and "odd-shop.yaml" in out
+    text = (tmp_path / "odd-shop.yaml").read_text("utf-8")
+    assert "currency: JPY " in text and "no _settings.yaml: change it" in text
+
+
+def test_an_unknown_currency_beside_a_known_one_is_passed_over(tmp_path: Path, capsys) -> None:
+    (tmp_path / "_settings.yaml").write_text("currencies: [ZZZ, KWD]\nrounding: half_up\n", "utf-8")
+    assert _new(capsys, "amount_off", "kw-sale", "--rules", str(tmp_path))[0] == 0
+    text = (tmp_path / "kw-sale.yaml").read_text("utf-8")
+    assert "currency: KWD " in text and 'value: "KW" ' in text and 'amount: "5" ' in text
+
+
 def test_without_settings_the_template_says_its_currency_is_a_guess(tmp_path: Path, capsys) -> None:
     assert _new(capsys, "free_shipping", "ship-free", "--rules", str(tmp_path))[0] == 0
     text = (tmp_path / "ship-free.yaml").read_text("utf-8")
@@ -119,6 +146,16 @@ def test_an_existing_file_is_refused_unless_forced(rules: Path, capsys) -> None:
     assert (code, err) == (0, "")
     assert "type: percent_off" in (rules / "toys-200-off-each.yaml").read_text("utf-8")
     load_ruleset(rules)
+
+
+def test_force_never_writes_through_a_link_to_a_file_outside_the_directory(tmp_path: Path, capsys) -> None:
+    rules, outside = tmp_path / "rules", tmp_path / "outside.txt"
+    rules.mkdir()
+    outside.write_text("not a rule file\n")
+    (rules / "linked.yaml").symlink_to(outside)
+    code, out, err = _new(capsys, "percent_off", "linked", "--rules", str(rules), "--force")
+    assert (code, out) == (1, "") and err.count("\n") == 1 and "linked.yaml is not a regular file" in err
+    assert outside.read_text() == "not a rule file\n" and (rules / "linked.yaml").is_symlink()
 
 
 def test_an_id_already_taken_by_a_yml_file_is_refused_even_when_forced(rules: Path, capsys) -> None:

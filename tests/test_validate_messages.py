@@ -8,23 +8,12 @@ import pytest
 from engine import RuleFileError, load_ruleset
 from engine.cli import main
 
+from .test_ruleset import GOOD as RULESET_GOOD
+
 ROOT = Path(__file__).resolve().parent.parent
 
-GOOD = """id: {id}
-name: Sale
-status: active
-currency: JPY
-targets:
-  include:
-    categories: [books]
-benefits:
-  - type: amount_off
-    scope: per_order
-    amount: "500"
-stacking:
-  priority: 1
-  exclusive: false
-"""
+# tests/test_ruleset.py's good rule from its targets on (one copy of them), under an id to fill in
+GOOD = "id: {id}\nname: Sale\nstatus: active\ncurrency: JPY\n" + RULESET_GOOD[RULESET_GOOD.index("targets:"):]
 
 
 def _problems(tmp_path: Path, files: dict[str, str]) -> list:
@@ -47,7 +36,7 @@ def _problems(tmp_path: Path, files: dict[str, str]) -> list:
      "this line is not an item of the list that starts on line 9: begin each item with `- `"),
     (GOOD.format(id="x").replace("name: Sale", "name: Sale: 10% off"), 2,
      'a value that contains ": " must be in quotes, e.g. name: "Sale: 10% off"'),
-    (GOOD.format(id="x").replace("  priority: 1\n", "  priority: 1\n    exclusive: false\n"), 14,
+    (GOOD.format(id="x").replace("  priority: 10\n", "  priority: 10\n    exclusive: false\n"), 14,
      "this line is indented 4 spaces, more than the line above (2)"),
     (GOOD.format(id="x").replace("name: Sale", 'name: "Sale'), 2, "a quote opened on line 2 is never closed on that line"),
 ])
@@ -65,8 +54,7 @@ def test_a_key_one_level_too_shallow_or_deep_says_where_it_belongs(tmp_path):
 
 
 def test_an_empty_value_never_says_none(tmp_path):
-    [problem] = _problems(tmp_path, {"x.yaml": GOOD.format(id="x").replace("    categories: [books]\n", "")
-                                     .replace("  include:\n", "  include:\n")})
+    [problem] = _problems(tmp_path, {"x.yaml": GOOD.format(id="x").replace("    categories: [books]\n", "")})
     assert "None" not in problem.message and "is empty: give it" in problem.message
 
 

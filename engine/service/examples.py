@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ def read_examples(directory: str | Path) -> tuple[Example, ...]:
             except OSError:
                 problems.append(Problem(str(path), 0, 0, "$", f"missing: an example has {', '.join(FILES)}"))
                 continue
-            if os.path.islink(path):
+            if stat.S_ISLNK(info.st_mode):
                 problems.append(Problem(str(path), 0, 0, "$", "is a symbolic link; example files must be regular "
                                                               "files (links are not followed)"))
                 continue
