@@ -197,7 +197,13 @@ class Priced:
     customer: str
     codes: tuple[str, ...]
     presented: tuple[tuple[str, tuple[str, ...]], ...]
-    usage: Mapping[str, Usage]
+    totals: Mapping[str, tuple[int, Decimal]]   # every limited promotion: uses and budget spent (Simulation.totals)
+    mine: Mapping[str, int]                     # the customer's uses, of the promotions with any
+
+    @property
+    def usage(self) -> dict[str, Usage]:
+        """The counts evaluate() is given, as `Ledger.usage_snapshot` would give them."""
+        return usage_of(self.totals, self.mine)
 
 
 # Reasons decided before the usage gates (scope, then status, currency and window): a promotion refused
@@ -340,7 +346,8 @@ class Simulation:
         self._pool = {canonical(c): pid for c, pid in (pool_codes or {}).items()}
         self._redeemed: set[str] = set()
         self._tally = {pid: _Tally() for pid in ruleset.promotions}
-        self._customer: dict[tuple[str, str], int] = {}
+        self._customer: dict[str, dict[str, int]] = {}     # customer -> promotion -> uses
+        self._totals: dict[str, tuple[int, Decimal]] | None = None   # the snapshot totals() gives, until a count moves
         self._days: list[_Day] = []
         self.churn = churn or Churn()
         self._to_cancel: deque[_Order] = deque()     # in commit order, so in order of their day
@@ -354,8 +361,14 @@ class Simulation:
 
     def usage(self, customer: str) -> dict[str, Usage]:
         """The counts evaluate() reads for this customer now, as `Ledger.usage_snapshot` would give them."""
-        return {pid: Usage(self._tally[pid].uses, self._customer.get((pid, customer), 0), self._tally[pid].spent)
-                for pid in self._limited}
+        return usage_of(self.totals(), self._customer.get(customer, {}))
+
+    def totals(self) -> Mapping[str, tuple[int, Decimal]]:
+        """Uses and budget spent of every limited promotion now. The same object until a count moves, so
+        that carts prepared between two counts share it (and travel to the workers once, not per cart)."""
+        if self._totals is None:
+            self._totals = {pid: (self._tally[pid].uses, self._tally[pid].spent) for pid in self._limited}
+        return self._totals
 
     def step(self, entry: CorpusEntry) -> Step:
         """Price one entry on its simulated day with the counts so far, then count what it applied.
@@ -387,8 +400,10 @@ class Simulation:
         customer = entry.account.get("id")
         customer = customer if isinstance(customer, str) else ""
         codes, presented = self._resolve(entry.codes)
+        mine = self._customer.get(customer)
         return Priced(entry, Moment(day.isoformat(), index, entry.label, entry.line), moved, customer, codes,
-                      tuple((pid, tuple(keys)) for pid, keys in presented.items()), self.usage(customer))
+                      tuple((pid, tuple(keys)) for pid, keys in presented.items()), self.totals(),
+                      dict(mine) if mine else {})
 
     def price(self, priced: "Priced") -> Trace:
         """evaluate() on what `prepare` gave; an input it refuses is a CorpusError naming the line and field."""
@@ -421,6 +436,7 @@ class Simulation:
         promotion it used gets its budget back, and its uses and code where it returns usage on cancel."""
         while self._to_cancel and self._to_cancel[0].due <= day_index:
             order = self._to_cancel.popleft()
+            self._totals = None
             day, outcome = self._day(day_index), order.outcome
             currency = outcome.currency
             day.cancelled += 1
@@ -447,10 +463,10 @@ class Simulation:
                 if p.limits.total_uses is not None:
                     d.uses_so_far = t.uses
                 if p.limits.uses_per_customer is not None:
-                    key = (pid, order.customer)
-                    if self._customer[key] == p.limits.uses_per_customer:
+                    mine = self._customer[order.customer]
+                    if mine[pid] == p.limits.uses_per_customer:
                         t.at_limit -= 1
-                    self._customer[key] -= 1
+                    mine[pid] -= 1
                 if p.code_pool:
                     for code in [c for c in codes if self._pool.get(c) == pid]:
                         self._redeemed.discard(code)
@@ -511,6 +527,8 @@ class Simulation:
             t.granted[currency] = t.granted.get(currency, Decimal(0)) + amount
             d.granted[currency] = d.granted.get(currency, Decimal(0)) + amount
             _add(day.granted, currency, amount)
+        if outcome.earned:
+            self._totals = None
         for pid in outcome.earned:
             p, t, d = self.ruleset.promotions[pid], self._tally[pid], on_day.setdefault(pid, _DayTally())
             t.uses += 1
@@ -521,9 +539,9 @@ class Simulation:
             if p.limits.total_uses is not None:
                 d.uses_so_far = t.uses
             if p.limits.uses_per_customer is not None:   # per-customer counts only where there is such a limit
-                key = (pid, customer)
-                self._customer[key] = self._customer.get(key, 0) + 1
-                if self._customer[key] == p.limits.uses_per_customer:
+                mine = self._customer.setdefault(customer, {})
+                mine[pid] = mine.get(pid, 0) + 1
+                if mine[pid] == p.limits.uses_per_customer:
                     t.at_limit += 1
             if p.code_pool and presented.get(pid):
                 code = min(presented[pid], key=code_hash)   # reserve() takes the first unused one by hash
@@ -610,6 +628,11 @@ def traffic(entries: Iterable[CorpusEntry | CorpusError], seed: int | None,
             good.append(item)
     random.Random(seed).shuffle(good)
     return good
+
+
+def usage_of(totals: Mapping[str, tuple[int, Decimal]], mine: Mapping[str, int]) -> dict[str, Usage]:
+    """evaluate()'s `usage=` from a snapshot of the totals and one customer's uses."""
+    return {pid: Usage(uses, mine.get(pid, 0), spent) for pid, (uses, spent) in totals.items()}
 
 
 def _on_error(on_error: str) -> str:

@@ -40,7 +40,7 @@ from .corpus import CorpusEntry, CorpusError
 from .errors import InputError
 from .evaluate import evaluate
 from .model import Promotion, RuleSet, Stage, Usage
-from .simulate import Churn, Outcome, Priced, Simulation, SimulationResult, price_error, traffic
+from .simulate import Churn, Outcome, Priced, Simulation, SimulationResult, price_error, traffic, usage_of
 
 CHUNK_CARTS = 200            # about a quarter of a second of one worker's time
 IN_FLIGHT_PER_THREAD = 2     # enough to keep a worker busy; more would price more carts on stale counts
@@ -105,7 +105,16 @@ def simulate_on_cluster(client: Any, ruleset: RuleSet, entries: Iterable[CorpusE
         # than the worker takes to decode them again.
         future = None
         if carts:
-            chunk = pickle.dumps([(p.entry.line, p.entry.line_bytes(), p.codes, p.now, p.usage) for p in carts],
+            # The totals snapshots the carts share (one, unless a count moved while the chunk was prepared)
+            # travel once; each cart names its snapshot and brings only its customer's own uses.
+            tables: dict[int, int] = {}          # id of a snapshot -> its place in `snapshots`
+            snapshots: list[Mapping[str, tuple]] = []
+            for p in carts:
+                if id(p.totals) not in tables:
+                    tables[id(p.totals)] = len(snapshots)
+                    snapshots.append(p.totals)
+            chunk = pickle.dumps((snapshots, [(p.entry.line, p.entry.line_bytes(), p.codes, p.now, p.mine,
+                                               tables[id(p.totals)]) for p in carts]),
                                  protocol=pickle.HIGHEST_PROTOCOL)
             future = client.submit(price_chunk, files, ruleset.version, chunk, source, pure=False)
         window.append((future, slots))
@@ -161,7 +170,9 @@ def price_chunk(files: Mapping[str, bytes], version: str, chunk: bytes, source: 
     gives the very same objects here."""
     ruleset = _ruleset(files, version)
     out: list[Outcome | CorpusError] = []
-    for line, raw, codes, now, usage in pickle.loads(chunk):
+    snapshots, carts = pickle.loads(chunk)
+    for line, raw, codes, now, mine, which in carts:
+        usage = usage_of(snapshots[which], mine)
         doc = json.loads(raw)
         cart, account = doc["cart"], doc["account"]
         try:
@@ -180,11 +191,15 @@ def same_inputs(spec: Priced, true: Priced) -> bool:
 def same_decision(spec: Priced, true: Priced, outcome: Outcome, ruleset: RuleSet, most: Mapping[str, Decimal]) -> bool:
     """Whether evaluate() decides the same with the true counts as with the snapshot's, for every
     limited promotion whose counts it read on this cart."""
+    if spec.totals is true.totals and spec.mine == true.mine:   # nothing was counted in between
+        return True
     for pid in outcome.counts_read:
-        s, t = spec.usage.get(pid), true.usage.get(pid)
-        if s is None or t is None or s == t:
+        s_total, t_total = spec.totals.get(pid), true.totals.get(pid)
+        if s_total is None or t_total is None:      # not a limited promotion: it reads no counts
             continue
-        if not same_verdicts(ruleset.promotions[pid], s, t, outcome.cost + most[pid]):
+        s = Usage(s_total[0], spec.mine.get(pid, 0), s_total[1])
+        t = Usage(t_total[0], true.mine.get(pid, 0), t_total[1])
+        if s != t and not same_verdicts(ruleset.promotions[pid], s, t, outcome.cost + most[pid]):
             return False
     return True
 
