@@ -17,7 +17,6 @@ from decimal import Decimal
 from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
-from .conditions import AllOf, AnyOf, Leaf
 from .model import Promotion, RuleSet
 from .money import quantum
 from .variables import QUANTITY_VARIABLES, SALES_CHANNELS, SPEND_VARIABLES
@@ -46,18 +45,10 @@ class Focus:
     brands: tuple[str, ...]
 
 
-def _leaves(node: Any) -> Iterator[Leaf]:
-    if isinstance(node, Leaf):
-        yield node
-    elif isinstance(node, (AllOf, AnyOf)):
-        for child in node.children:
-            yield from _leaves(child)
-
-
 def focus_of(p: Promotion) -> Focus:
     values: dict[str, list[Any]] = {}
     spend, quantity = [], []
-    for leaf in _leaves(p.condition.root):
+    for leaf in p.condition.leaves:
         if leaf.variable in SPEND_VARIABLES and isinstance(leaf.operand, Decimal):
             spend.append(leaf.operand)
         elif leaf.variable in QUANTITY_VARIABLES and isinstance(leaf.operand, Decimal):
