@@ -92,10 +92,18 @@ def trace_entry(trace: Any, path: str) -> tuple[dict[str, Any], bool]:
                       f"`promo evaluate --json` without --compact")
     inputs = trace["inputs"]
     if not isinstance(inputs, dict) or not isinstance(inputs.get("cart"), dict) \
-            or not isinstance(inputs.get("account"), dict) or not isinstance(trace["now"], str):
+            or not isinstance(inputs.get("account"), dict):
         raise Refused(f"promo: trace {shown}: its inputs have no cart and account; give a full trace")
-    entry: dict[str, Any] = {"cart": inputs["cart"], "account": inputs["account"],
-                             "codes": list(inputs.get("codes") or []), "now": trace["now"]}
+    if not isinstance(trace["now"], str):
+        raise Refused(f"promo: trace {shown}: $.now: must be the evaluation time as a string; give a full trace")
+    # A list of strings, as evaluate() records them: never a string split into its characters (list("AB")),
+    # a mapping's keys, or a number.
+    codes = inputs.get("codes")
+    codes = [] if codes is None else codes
+    if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+        raise Refused(f"promo: trace {shown}: $.inputs.codes: must be a list of code strings")
+    entry: dict[str, Any] = {"cart": inputs["cart"], "account": inputs["account"], "codes": list(codes),
+                             "now": trace["now"]}
     cart_id = inputs["cart"].get("id")
     if isinstance(cart_id, str) and cart_id:
         entry["id"] = cart_id

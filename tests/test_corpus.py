@@ -305,3 +305,29 @@ def test_an_existing_out_is_never_overwritten_unless_forced(tmp_path: Path, caps
     assert main(["carts", "generate", "--rules", str(RULES), "--count", "5", "--seed", "1",
                  "--out", str(tmp_path)]) == 1
     assert "is a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("codes", [5, "WELCOME", {"WELCOME": 1}, [1, 2], ["WELCOME", None]])
+def test_a_trace_whose_codes_are_not_a_list_of_strings_is_refused_never_split_or_crashed(codes, tmp_path: Path,
+                                                                                           capsys) -> None:
+    path = _trace_file(tmp_path, "t")
+    trace = json.loads(path.read_text())
+    trace["inputs"]["codes"] = codes             # a string was split into its letters, a number a TypeError
+    path.write_text(json.dumps(trace))
+    capsys.readouterr()
+    assert main(["carts", "from-traces", str(path), "--out", str(tmp_path / "c.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert "$.inputs.codes: must be a list of code strings" in err and err.count("\n") == 1
+    assert "internal error" not in err and not (tmp_path / "c.jsonl").exists()
+
+
+def test_a_trace_whose_now_is_not_a_string_is_refused_naming_now(tmp_path: Path, capsys) -> None:
+    path = _trace_file(tmp_path, "t")
+    trace = json.loads(path.read_text())
+    trace["now"] = 1764000000
+    path.write_text(json.dumps(trace))
+    capsys.readouterr()
+    assert main(["carts", "from-traces", str(path), "--out", str(tmp_path / "c.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert "$.now: must be the evaluation time as a string" in err and err.count("\n") == 1
+    assert not (tmp_path / "c.jsonl").exists()
