@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from .model import Promotion, RuleSet
 from .money import quantum
+from .text import EARLIEST, LATEST
 from .variables import QUANTITY_VARIABLES, SALES_CHANNELS, SPEND_VARIABLES
 
 MAX_COUNT = 10_000_000
@@ -197,6 +198,12 @@ def _lines(r: random.Random, focus: Focus | None, currency: str, named: dict[str
 
 
 def _now(r: random.Random, p: Promotion | None, anchor: datetime) -> datetime:
+    """`_moment`, kept inside the instants evaluate() accepts (text.EARLIEST to LATEST): a window that
+    starts in 1970, or an anchor near either end, never gives a cart every replay refuses."""
+    return min(max(_moment(r, p, anchor), EARLIEST), LATEST - timedelta(seconds=1))
+
+
+def _moment(r: random.Random, p: Promotion | None, anchor: datetime) -> datetime:
     """Inside the promotion's window most of the time, otherwise shortly before it starts or after it
     ends (an edge a window change moves); around the anchor when it has no window."""
     spread = timedelta(days=30)

@@ -23,6 +23,7 @@ from .cli_support import Refused, input_file, now_option, read_input
 from .corpus import CorpusError, entry_line
 from .render import clean_lines, clean_text
 from .ruleset import load_ruleset
+from .text import instant_problem
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -59,6 +60,9 @@ def _generate(args: argparse.Namespace) -> int:
     if not 1 <= args.count <= MAX_COUNT:
         raise Refused(f"promo carts generate: --count {args.count}: give 1 to {MAX_COUNT:,} carts")
     anchor = datetime.fromisoformat(now_option(args.now).replace("Z", "+00:00")) if args.now else None
+    if anchor is not None and instant_problem(anchor) is not None:     # every cart would be refused by its `now`
+        raise Refused(f"promo carts generate: --now {clean_text(args.now)}: {instant_problem(anchor)}; carts "
+                      f"are only evaluated in that range")
     check_out(args.out, args.force)
     if not Path(args.rules).is_dir():
         raise Refused(f"promo: rule directory {clean_text(args.rules)} not found")

@@ -331,3 +331,25 @@ def test_a_trace_whose_now_is_not_a_string_is_refused_naming_now(tmp_path: Path,
     err = capsys.readouterr().err
     assert "$.now: must be the evaluation time as a string" in err and err.count("\n") == 1
     assert not (tmp_path / "c.jsonl").exists()
+
+
+@pytest.mark.parametrize("anchor, edge", [("1970-01-02T00:00:00+00:00", "1970-01-01T00:00:00+00:00"),
+                                          ("2199-12-31T00:00:00+00:00", "2199-12-31T23:59:59+00:00")])
+def test_carts_generated_near_either_end_of_the_accepted_range_all_evaluate(anchor, edge, ruleset) -> None:
+    from datetime import datetime
+    from engine.text import EARLIEST, LATEST
+    nows = []
+    for entry in generate(ruleset, 300, 2, datetime.fromisoformat(anchor)):
+        evaluate(ruleset, entry["cart"], entry["account"], codes=entry["codes"], now=entry["now"])   # never refused
+        nows.append(datetime.fromisoformat(entry["now"]))
+    assert all(EARLIEST <= n < LATEST for n in nows)
+    assert datetime.fromisoformat(edge) in nows      # anchor +- 30 days crossed the edge: held at it, not past it
+
+
+def test_a_now_outside_the_accepted_range_is_refused_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "c.jsonl"
+    assert main(["carts", "generate", "--rules", str(RULES), "--count", "5", "--seed", "1", "--out", str(out),
+                 "--now", "9000-01-01T00:00:00Z"]) == 1
+    err = capsys.readouterr().err
+    assert "--now 9000-01-01T00:00:00Z" in err and "outside the accepted range" in err and err.count("\n") == 1
+    assert not out.exists()
