@@ -20,42 +20,6 @@ from engine.corpus import CorpusEntry, CorpusError, read_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
-ADDED = """id: garden-100-off-each
-name: 100 off every garden product
-status: active
-currency: JPY
-targets:
-  include:
-    categories: [garden]
-benefits:
-  - type: amount_off
-    scope: per_unit
-    amount: "100"
-stacking:
-  priority: 60
-  exclusive: false
-"""
-
-
-@pytest.fixture(scope="module")
-def head(tmp_path_factory) -> Path:
-    """The bundled rules with one promotion changed (books need 3,500), one removed (toys) and one added."""
-    head = tmp_path_factory.mktemp("head") / "rules"
-    shutil.copytree(RULES, head)
-    books = head / "books-500-off-over-3000.yaml"
-    books.write_text(books.read_text().replace('value: "3000"', 'value: "3500"'))
-    (head / "toys-200-off-each.yaml").unlink()
-    (head / "garden-100-off-each.yaml").write_text(ADDED)
-    return head
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("corpus") / "carts.jsonl"
-    assert main(["carts", "generate", "--rules", str(RULES), "--count", "400", "--seed", "5", "--out", str(out)]) == 0
-    return out
-
-
 def _status(trace, ruleset, pid):
     if pid not in ruleset.promotions:
         return "absent", Decimal(0), Decimal(0)
