@@ -239,3 +239,15 @@ def test_the_bar_counts_the_corpus_lines_when_that_is_cheap(tmp_path) -> None:
     (tmp_path / "c.jsonl").write_bytes(b"{}\n\n{}")
     assert backtest_cli.count_lines(str(tmp_path / "c.jsonl")) == 3
     assert backtest_cli.count_lines(str(tmp_path / "missing.jsonl")) is None
+
+
+def test_a_report_over_the_corpus_itself_is_refused_and_the_corpus_kept(tmp_path: Path, head, corpus, capsys) -> None:
+    carts = tmp_path / "carts.jsonl"
+    carts.write_bytes(corpus.read_bytes())
+    (tmp_path / "other-name.jsonl").symlink_to(carts)
+    for report in (carts, tmp_path / "." / "carts.jsonl", tmp_path / "other-name.jsonl"):
+        assert main(["diff", "--base", str(RULES), "--head", str(head), "--carts", str(carts),
+                     "--report", str(report)]) == 1
+        err = capsys.readouterr().err
+        assert "is the corpus --carts names" in err and err.count("\n") == 1
+    assert carts.read_bytes() == corpus.read_bytes() and (tmp_path / "other-name.jsonl").is_symlink()
