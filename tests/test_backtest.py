@@ -251,3 +251,16 @@ def test_a_report_over_the_corpus_itself_is_refused_and_the_corpus_kept(tmp_path
         err = capsys.readouterr().err
         assert "is the corpus --carts names" in err and err.count("\n") == 1
     assert carts.read_bytes() == corpus.read_bytes() and (tmp_path / "other-name.jsonl").is_symlink()
+
+
+def test_an_input_error_without_problems_is_still_a_bad_line_not_an_index_error(monkeypatch, corpus) -> None:
+    from engine import backtest
+    from engine.errors import InputError
+
+    def refuses(*args, **kwargs):
+        raise InputError([])
+    monkeypatch.setattr(backtest, "evaluate", refuses)
+    [entry] = list(read_corpus(corpus))[:1]
+    with pytest.raises(CorpusError) as caught:
+        compare(load_ruleset(RULES), load_ruleset(RULES), entry)
+    assert caught.value.line == 1 and caught.value.field == "$" and "0 problems" in caught.value.message
