@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
 from .model import Promotion, RuleSet
-from .money import quantum
+from .money import minor_unit, quantum
 from .text import EARLIEST, LATEST
 from .variables import QUANTITY_VARIABLES, SALES_CHANNELS, SPEND_VARIABLES
 
@@ -149,7 +149,7 @@ def _pick(r: random.Random, values: tuple[Any, ...] | None, allowed: Any) -> Any
 
 def _scale(currency: str) -> int:
     """Minor units in a typical item price: ¥1,000, $10.00, KWD 3.000."""
-    return {"JPY": 1000, "USD": 1000, "KWD": 3000}.get(currency, 1000 * int(1 / quantum(currency)) // 100 or 1000)
+    return {"JPY": 1000, "USD": 1000, "KWD": 3000}.get(currency, 10 * 10 ** minor_unit(currency))    # 10 major units
 
 
 def _money(units: int, q: Decimal) -> str:
