@@ -73,16 +73,22 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _from_traces(args: argparse.Namespace) -> tuple[int, str]:
+    """The traces' lines, written as each trace is read (one trace of up to 4 MiB held at a time, never
+    all of them); a trace refused part-way leaves no --out (write_corpus)."""
     check_out(args.out, args.force)
-    entries = []
     dropped = 0
-    for path in args.traces:
-        entry, had_usage = trace_entry(read_input(path, "trace"), path)
-        entries.append(entry)
-        dropped += had_usage
+
+    def entries() -> Iterator[dict[str, Any]]:
+        nonlocal dropped
+        for path in args.traces:
+            entry, had_usage = trace_entry(read_input(path, "trace"), path)
+            dropped += had_usage
+            yield entry
+
+    written = write_corpus(args.out, entries(), args.force)
     note = (f" ({dropped} trace{'s' if dropped != 1 else ''} had usage or previews, which a corpus does not "
             f"replay)") if dropped else ""
-    return write_corpus(args.out, entries, args.force), note
+    return written, note
 
 
 def trace_entry(trace: Any, path: str) -> tuple[dict[str, Any], bool]:

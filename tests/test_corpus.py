@@ -353,3 +353,16 @@ def test_a_now_outside_the_accepted_range_is_refused_before_anything_is_written(
     err = capsys.readouterr().err
     assert "--now 9000-01-01T00:00:00Z" in err and "outside the accepted range" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_traces_are_written_one_at_a_time_and_a_bad_one_late_leaves_no_corpus(tmp_path: Path, capsys) -> None:
+    good, other = _trace_file(tmp_path, "a"), _trace_file(tmp_path, "b")
+    out = tmp_path / "c.jsonl"
+    assert main(["carts", "from-traces", str(good), str(other), "--out", str(out)]) == 0
+    assert [e.id for e in read_corpus(out)] == ["c1", "c1"]
+    out.unlink()
+    (tmp_path / "bad.json").write_text('{"ruleset_version": "x", "now": "x"}')      # not a full trace
+    capsys.readouterr()
+    assert main(["carts", "from-traces", str(good), str(other), str(tmp_path / "bad.json"), "--out", str(out)]) == 1
+    assert "compact trace" in capsys.readouterr().err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".c.jsonl")]
