@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         if args.report is not None:
             check_report(args.report)
         check_corpus(args.carts)
+        if args.report is not None and _same_file(args.report, args.carts):
+            raise Refused(f"promo diff: --report {clean_text(args.report)} is the corpus --carts names; give "
+                          f"another file to write")
         base, head = load_ruleset(args.base), load_ruleset(args.head)
         with corpus_refusals("diff", args.carts), worker_refusals(args.carts):
             summary = replay(args, base, head)
@@ -209,6 +212,14 @@ def check_report(path: str, command: str = "diff") -> None:
     except OSError as exc:          # a name the system refuses to look up (too long, say)
         raise Refused(f"promo {command}: --report {clean_text(p)}: cannot write: "
                       f"{exc.strerror or type(exc).__name__}") from None
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one existing file (a link or another spelling included)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
 
 
 def _counted(items: Iterable[T], advance: Callable[[int], None]) -> Iterator[T]:

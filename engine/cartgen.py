@@ -17,9 +17,9 @@ from decimal import Decimal
 from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
-from .conditions import AllOf, AnyOf, Leaf
 from .model import Promotion, RuleSet
-from .money import quantum
+from .money import minor_unit, quantum
+from .text import EARLIEST, LATEST
 from .variables import QUANTITY_VARIABLES, SALES_CHANNELS, SPEND_VARIABLES
 
 MAX_COUNT = 10_000_000
@@ -46,18 +46,10 @@ class Focus:
     brands: tuple[str, ...]
 
 
-def _leaves(node: Any) -> Iterator[Leaf]:
-    if isinstance(node, Leaf):
-        yield node
-    elif isinstance(node, (AllOf, AnyOf)):
-        for child in node.children:
-            yield from _leaves(child)
-
-
 def focus_of(p: Promotion) -> Focus:
     values: dict[str, list[Any]] = {}
     spend, quantity = [], []
-    for leaf in _leaves(p.condition.root):
+    for leaf in p.condition.leaves:
         if leaf.variable in SPEND_VARIABLES and isinstance(leaf.operand, Decimal):
             spend.append(leaf.operand)
         elif leaf.variable in QUANTITY_VARIABLES and isinstance(leaf.operand, Decimal):
@@ -157,7 +149,7 @@ def _pick(r: random.Random, values: tuple[Any, ...] | None, allowed: Any) -> Any
 
 def _scale(currency: str) -> int:
     """Minor units in a typical item price: ¥1,000, $10.00, KWD 3.000."""
-    return {"JPY": 1000, "USD": 1000, "KWD": 3000}.get(currency, 1000 * int(1 / quantum(currency)) // 100 or 1000)
+    return {"JPY": 1000, "USD": 1000, "KWD": 3000}.get(currency, 10 * 10 ** minor_unit(currency))    # 10 major units
 
 
 def _money(units: int, q: Decimal) -> str:
@@ -206,6 +198,12 @@ def _lines(r: random.Random, focus: Focus | None, currency: str, named: dict[str
 
 
 def _now(r: random.Random, p: Promotion | None, anchor: datetime) -> datetime:
+    """`_moment`, kept inside the instants evaluate() accepts (text.EARLIEST to LATEST): a window that
+    starts in 1970, or an anchor near either end, never gives a cart every replay refuses."""
+    return min(max(_moment(r, p, anchor), EARLIEST), LATEST - timedelta(seconds=1))
+
+
+def _moment(r: random.Random, p: Promotion | None, anchor: datetime) -> datetime:
     """Inside the promotion's window most of the time, otherwise shortly before it starts or after it
     ends (an edge a window change moves); around the anchor when it has no window."""
     spread = timedelta(days=30)

@@ -23,6 +23,7 @@ from .cli_support import Refused, input_file, now_option, read_input
 from .corpus import CorpusError, entry_line
 from .render import clean_lines, clean_text
 from .ruleset import load_ruleset
+from .text import instant_problem
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -59,6 +60,9 @@ def _generate(args: argparse.Namespace) -> int:
     if not 1 <= args.count <= MAX_COUNT:
         raise Refused(f"promo carts generate: --count {args.count}: give 1 to {MAX_COUNT:,} carts")
     anchor = datetime.fromisoformat(now_option(args.now).replace("Z", "+00:00")) if args.now else None
+    if anchor is not None and instant_problem(anchor) is not None:     # every cart would be refused by its `now`
+        raise Refused(f"promo carts generate: --now {clean_text(args.now)}: {instant_problem(anchor)}; carts "
+                      f"are only evaluated in that range")
     check_out(args.out, args.force)
     if not Path(args.rules).is_dir():
         raise Refused(f"promo: rule directory {clean_text(args.rules)} not found")
@@ -69,16 +73,22 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _from_traces(args: argparse.Namespace) -> tuple[int, str]:
+    """The traces' lines, written as each trace is read (one trace of up to 4 MiB held at a time, never
+    all of them); a trace refused part-way leaves no --out (write_corpus)."""
     check_out(args.out, args.force)
-    entries = []
     dropped = 0
-    for path in args.traces:
-        entry, had_usage = trace_entry(read_input(path, "trace"), path)
-        entries.append(entry)
-        dropped += had_usage
+
+    def entries() -> Iterator[dict[str, Any]]:
+        nonlocal dropped
+        for path in args.traces:
+            entry, had_usage = trace_entry(read_input(path, "trace"), path)
+            dropped += had_usage
+            yield entry
+
+    written = write_corpus(args.out, entries(), args.force)
     note = (f" ({dropped} trace{'s' if dropped != 1 else ''} had usage or previews, which a corpus does not "
             f"replay)") if dropped else ""
-    return write_corpus(args.out, entries, args.force), note
+    return written, note
 
 
 def trace_entry(trace: Any, path: str) -> tuple[dict[str, Any], bool]:
@@ -92,10 +102,18 @@ def trace_entry(trace: Any, path: str) -> tuple[dict[str, Any], bool]:
                       f"`promo evaluate --json` without --compact")
     inputs = trace["inputs"]
     if not isinstance(inputs, dict) or not isinstance(inputs.get("cart"), dict) \
-            or not isinstance(inputs.get("account"), dict) or not isinstance(trace["now"], str):
+            or not isinstance(inputs.get("account"), dict):
         raise Refused(f"promo: trace {shown}: its inputs have no cart and account; give a full trace")
-    entry: dict[str, Any] = {"cart": inputs["cart"], "account": inputs["account"],
-                             "codes": list(inputs.get("codes") or []), "now": trace["now"]}
+    if not isinstance(trace["now"], str):
+        raise Refused(f"promo: trace {shown}: $.now: must be the evaluation time as a string; give a full trace")
+    # A list of strings, as evaluate() records them: never a string split into its characters (list("AB")),
+    # a mapping's keys, or a number.
+    codes = inputs.get("codes")
+    codes = [] if codes is None else codes
+    if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+        raise Refused(f"promo: trace {shown}: $.inputs.codes: must be a list of code strings")
+    entry: dict[str, Any] = {"cart": inputs["cart"], "account": inputs["account"], "codes": list(codes),
+                             "now": trace["now"]}
     cart_id = inputs["cart"].get("id")
     if isinstance(cart_id, str) and cart_id:
         entry["id"] = cart_id

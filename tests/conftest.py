@@ -1,3 +1,6 @@
+import shutil
+from pathlib import Path
+
 import pytest
 
 # --- the ledger's two backends -------------------------------------------------------------------
@@ -57,3 +60,47 @@ def ledger_db(request, tmp_path):
         conn.execute(text("TRUNCATE " + ", ".join(t.name for t in TABLES) + " RESTART IDENTITY CASCADE"))
     engine.dispose()
     return url
+
+
+# --- the backtest's rule change and corpus ----------------------------------------------------------------------
+# `head` and `corpus`: what test_backtest, test_backtest_dask and test_backtest_report replay, built once a
+# session (the corpus is 400 generated carts: generating it for each module cost a run each).
+BUNDLED_RULES = Path(__file__).resolve().parent.parent / "rules"
+ADDED_PROMOTION = """id: garden-100-off-each
+name: 100 off every garden product
+status: active
+currency: JPY
+targets:
+  include:
+    categories: [garden]
+benefits:
+  - type: amount_off
+    scope: per_unit
+    amount: "100"
+stacking:
+  priority: 60
+  exclusive: false
+"""
+
+
+@pytest.fixture(scope="session")
+def head(tmp_path_factory) -> Path:
+    """The bundled rules with one promotion changed (books need 3,500 instead of 3,000), one removed (toys)
+    and one added (garden)."""
+    head = tmp_path_factory.mktemp("head") / "rules"
+    shutil.copytree(BUNDLED_RULES, head)
+    books = head / "books-500-off-over-3000.yaml"
+    books.write_text(books.read_text().replace('value: "3000"', 'value: "3500"'))
+    (head / "toys-200-off-each.yaml").unlink()
+    (head / "garden-100-off-each.yaml").write_text(ADDED_PROMOTION)
+    return head
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """400 carts generated for the bundled rules (seed 5)."""
+    from engine.cli import main
+    out = tmp_path_factory.mktemp("corpus") / "carts.jsonl"
+    assert main(["carts", "generate", "--rules", str(BUNDLED_RULES), "--count", "400", "--seed", "5",
+                 "--out", str(out)]) == 0
+    return out

@@ -20,42 +20,6 @@ from engine.corpus import CorpusEntry, CorpusError, read_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
-ADDED = """id: garden-100-off-each
-name: 100 off every garden product
-status: active
-currency: JPY
-targets:
-  include:
-    categories: [garden]
-benefits:
-  - type: amount_off
-    scope: per_unit
-    amount: "100"
-stacking:
-  priority: 60
-  exclusive: false
-"""
-
-
-@pytest.fixture(scope="module")
-def head(tmp_path_factory) -> Path:
-    """The bundled rules with one promotion changed (books need 3,500), one removed (toys) and one added."""
-    head = tmp_path_factory.mktemp("head") / "rules"
-    shutil.copytree(RULES, head)
-    books = head / "books-500-off-over-3000.yaml"
-    books.write_text(books.read_text().replace('value: "3000"', 'value: "3500"'))
-    (head / "toys-200-off-each.yaml").unlink()
-    (head / "garden-100-off-each.yaml").write_text(ADDED)
-    return head
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("corpus") / "carts.jsonl"
-    assert main(["carts", "generate", "--rules", str(RULES), "--count", "400", "--seed", "5", "--out", str(out)]) == 0
-    return out
-
-
 def _status(trace, ruleset, pid):
     if pid not in ruleset.promotions:
         return "absent", Decimal(0), Decimal(0)
@@ -275,3 +239,28 @@ def test_the_bar_counts_the_corpus_lines_when_that_is_cheap(tmp_path) -> None:
     (tmp_path / "c.jsonl").write_bytes(b"{}\n\n{}")
     assert backtest_cli.count_lines(str(tmp_path / "c.jsonl")) == 3
     assert backtest_cli.count_lines(str(tmp_path / "missing.jsonl")) is None
+
+
+def test_a_report_over_the_corpus_itself_is_refused_and_the_corpus_kept(tmp_path: Path, head, corpus, capsys) -> None:
+    carts = tmp_path / "carts.jsonl"
+    carts.write_bytes(corpus.read_bytes())
+    (tmp_path / "other-name.jsonl").symlink_to(carts)
+    for report in (carts, tmp_path / "." / "carts.jsonl", tmp_path / "other-name.jsonl"):
+        assert main(["diff", "--base", str(RULES), "--head", str(head), "--carts", str(carts),
+                     "--report", str(report)]) == 1
+        err = capsys.readouterr().err
+        assert "is the corpus --carts names" in err and err.count("\n") == 1
+    assert carts.read_bytes() == corpus.read_bytes() and (tmp_path / "other-name.jsonl").is_symlink()
+
+
+def test_an_input_error_without_problems_is_still_a_bad_line_not_an_index_error(monkeypatch, corpus) -> None:
+    from engine import backtest
+    from engine.errors import InputError
+
+    def refuses(*args, **kwargs):
+        raise InputError([])
+    monkeypatch.setattr(backtest, "evaluate", refuses)
+    [entry] = list(read_corpus(corpus))[:1]
+    with pytest.raises(CorpusError) as caught:
+        compare(load_ruleset(RULES), load_ruleset(RULES), entry)
+    assert caught.value.line == 1 and caught.value.field == "$" and "0 problems" in caught.value.message

@@ -3,7 +3,6 @@ the client reading the corpus or (--read-on-workers) the workers reading their o
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,23 +18,6 @@ from engine.corpus import MAX_LINE_BYTES, CorpusChanged, CorpusError, read_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
-
-
-@pytest.fixture(scope="module")
-def head(tmp_path_factory) -> Path:
-    """The bundled rules with one promotion changed: books need 3,500 instead of 3,000."""
-    head = tmp_path_factory.mktemp("head") / "rules"
-    shutil.copytree(RULES, head)
-    books = head / "books-500-off-over-3000.yaml"
-    books.write_text(books.read_text().replace('value: "3000"', 'value: "3500"'))
-    return head
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("corpus") / "carts.jsonl"
-    assert main(["carts", "generate", "--rules", str(RULES), "--count", "400", "--seed", "3", "--out", str(out)]) == 0
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -57,16 +56,9 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("report")
-    head = tmp / "rules"
-    shutil.copytree(RULES, head)
-    books = head / "books-500-off-over-3000.yaml"
-    books.write_text(books.read_text().replace('value: "3000"', 'value: "3500"'))
-    (head / "toys-200-off-each.yaml").unlink()
-    corpus = tmp / "carts.jsonl"
-    assert main(["carts", "generate", "--rules", str(RULES), "--count", "300", "--seed", "3", "--out", str(corpus)]) == 0
-    return tmp, head, corpus
+def run(tmp_path_factory, head, corpus):
+    """Where the report goes, the changed rules and the corpus (tests/conftest.py)."""
+    return tmp_path_factory.mktemp("report"), head, corpus
 
 
 def test_the_report_holds_the_json_numbers_and_png_figures(run, capsys):

@@ -305,3 +305,64 @@ def test_an_existing_out_is_never_overwritten_unless_forced(tmp_path: Path, caps
     assert main(["carts", "generate", "--rules", str(RULES), "--count", "5", "--seed", "1",
                  "--out", str(tmp_path)]) == 1
     assert "is a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("codes", [5, "WELCOME", {"WELCOME": 1}, [1, 2], ["WELCOME", None]])
+def test_a_trace_whose_codes_are_not_a_list_of_strings_is_refused_never_split_or_crashed(codes, tmp_path: Path,
+                                                                                           capsys) -> None:
+    path = _trace_file(tmp_path, "t")
+    trace = json.loads(path.read_text())
+    trace["inputs"]["codes"] = codes             # a string was split into its letters, a number a TypeError
+    path.write_text(json.dumps(trace))
+    capsys.readouterr()
+    assert main(["carts", "from-traces", str(path), "--out", str(tmp_path / "c.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert "$.inputs.codes: must be a list of code strings" in err and err.count("\n") == 1
+    assert "internal error" not in err and not (tmp_path / "c.jsonl").exists()
+
+
+def test_a_trace_whose_now_is_not_a_string_is_refused_naming_now(tmp_path: Path, capsys) -> None:
+    path = _trace_file(tmp_path, "t")
+    trace = json.loads(path.read_text())
+    trace["now"] = 1764000000
+    path.write_text(json.dumps(trace))
+    capsys.readouterr()
+    assert main(["carts", "from-traces", str(path), "--out", str(tmp_path / "c.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert "$.now: must be the evaluation time as a string" in err and err.count("\n") == 1
+    assert not (tmp_path / "c.jsonl").exists()
+
+
+@pytest.mark.parametrize("anchor, edge", [("1970-01-02T00:00:00+00:00", "1970-01-01T00:00:00+00:00"),
+                                          ("2199-12-31T00:00:00+00:00", "2199-12-31T23:59:59+00:00")])
+def test_carts_generated_near_either_end_of_the_accepted_range_all_evaluate(anchor, edge, ruleset) -> None:
+    from datetime import datetime
+    from engine.text import EARLIEST, LATEST
+    nows = []
+    for entry in generate(ruleset, 300, 2, datetime.fromisoformat(anchor)):
+        evaluate(ruleset, entry["cart"], entry["account"], codes=entry["codes"], now=entry["now"])   # never refused
+        nows.append(datetime.fromisoformat(entry["now"]))
+    assert all(EARLIEST <= n < LATEST for n in nows)
+    assert datetime.fromisoformat(edge) in nows      # anchor +- 30 days crossed the edge: held at it, not past it
+
+
+def test_a_now_outside_the_accepted_range_is_refused_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "c.jsonl"
+    assert main(["carts", "generate", "--rules", str(RULES), "--count", "5", "--seed", "1", "--out", str(out),
+                 "--now", "9000-01-01T00:00:00Z"]) == 1
+    err = capsys.readouterr().err
+    assert "--now 9000-01-01T00:00:00Z" in err and "outside the accepted range" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_traces_are_written_one_at_a_time_and_a_bad_one_late_leaves_no_corpus(tmp_path: Path, capsys) -> None:
+    good, other = _trace_file(tmp_path, "a"), _trace_file(tmp_path, "b")
+    out = tmp_path / "c.jsonl"
+    assert main(["carts", "from-traces", str(good), str(other), "--out", str(out)]) == 0
+    assert [e.id for e in read_corpus(out)] == ["c1", "c1"]
+    out.unlink()
+    (tmp_path / "bad.json").write_text('{"ruleset_version": "x", "now": "x"}')      # not a full trace
+    capsys.readouterr()
+    assert main(["carts", "from-traces", str(good), str(other), str(tmp_path / "bad.json"), "--out", str(out)]) == 1
+    assert "compact trace" in capsys.readouterr().err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".c.jsonl")]
