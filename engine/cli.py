@@ -48,11 +48,13 @@ _QUANTITY = re.compile(r"[0-9]{1,9}")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its error messages (which echo what was typed) cleaned of control characters."""
+    """argparse, with its error messages (which echo what was typed) cleaned of control characters and
+    with anything typed of more than 80 characters cut short (a 5,000-digit --top is not echoed whole)."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {clean_lines(message)}\n")
+        short = re.sub(r"\S{81,}", lambda m: f"{m[0][:40]}… ({len(m[0])} characters)", clean_lines(message))
+        self.exit(2, f"{self.prog}: error: {short}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
