@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import pickle
+import re
 import resource
 import shutil
 import subprocess
@@ -35,21 +36,38 @@ sys.path.insert(0, str(ROOT))
 RULES = ROOT / "rules"
 
 
-def make_head(directory: Path) -> Path:
+def make_head(directory: Path, shape: str = "bundled") -> Path:
+    """The head rule set, in directory/head; for --shape mixed the base is written beside it, in
+    directory/base, which `measure` then reads instead of the bundled rules."""
     head = directory / "head"
+    if shape == "mixed":       # 1,000 generated promotions (bench/generate.py), ten of them given other amounts
+        from bench.generate import files_of, shape_docs
+        for name, data in files_of(shape_docs("mixed", 1000, 11), folder=".").items():
+            for side in ("base", "head"):
+                (directory / side / name).parent.mkdir(parents=True, exist_ok=True)
+                (directory / side / name).write_bytes(data)
+        for path in sorted(head.glob("p*.yaml"))[:10]:
+            path.write_text(re.sub(r'(\n +amount: ")[0-9]+', r"\g<1>100",
+                                   re.sub(r"(\n +percent: )[0-9]+", r"\g<1>5", path.read_text())))
+        return head
     shutil.copytree(RULES, head)
     books = head / "books-500-off-over-3000.yaml"
     books.write_text(books.read_text().replace('value: "3000"', 'value: "3500"'))
     return head
 
 
-def make_corpus(directory: Path, count: int) -> Path:
+def base_of(head: Path) -> Path:
+    base = head.parent / "base"
+    return base if base.is_dir() else RULES
+
+
+def make_corpus(directory: Path, count: int, rules: Path = RULES) -> Path:
     from engine.cartgen import generate
     from engine.corpus_cli import write_corpus
     from engine.ruleset import load_ruleset
     out = directory / f"carts-{count}.jsonl"
     if not out.exists():
-        write_corpus(str(out), generate(load_ruleset(RULES), count, 3, None), force=False)
+        write_corpus(str(out), generate(load_ruleset(rules), count, 3, None), force=False)
     return out
 
 
@@ -61,7 +79,7 @@ def measure(mode: str, corpus: str, head: str, workers: int, trace: bool, read: 
     from engine.backtest import diff
     from engine.corpus import read_corpus, read_lines
     from engine.ruleset import load_ruleset
-    base, changed = load_ruleset(RULES), load_ruleset(head)
+    base, changed = load_ruleset(base_of(Path(head))), load_ruleset(head)
     out: dict = {"mode": mode, "workers": workers if mode == "cluster" else 0}
     if mode == "cluster":
         out["read"] = read
@@ -169,6 +187,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--modes", nargs="*", default=["process", "cluster"], choices=["process", "cluster"],
                         help="which throughput runs to make (both by default)")
+    parser.add_argument("--shape", choices=["bundled", "mixed"], default="bundled",
+                        help="the rule sets: the bundled rules with the books minimum raised (default), or 1,000 "
+                             "generated promotions of the mixed shape with ten of them changed (evaluation ten "
+                             "times dearer, and a rule set each worker takes seconds to build)")
     parser.add_argument("--measure", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -181,8 +203,8 @@ def main() -> None:
           f"lines, ranges of {RANGE_BYTES // 2**20} MiB", flush=True)
     with tempfile.TemporaryDirectory(prefix="promo-backtest-bench-") as tmp:
         directory = Path(tmp)
-        head = make_head(directory)
-        corpus = make_corpus(directory, args.carts)
+        head = make_head(directory, args.shape)
+        corpus = make_corpus(directory, args.carts, base_of(head))
         rows = [client_ceiling(corpus, CHUNK_LINES), range_ceiling(corpus)]
         for row in rows:
             _show(row)
@@ -192,8 +214,8 @@ def main() -> None:
                 _show(rows[-1])
         for count in args.memory:
             for read in ("client", "workers"):
-                rows.append(_child("cluster", make_corpus(directory, count), head, args.workers, trace=True,
-                                   read=read))
+                rows.append(_child("cluster", make_corpus(directory, count, base_of(head)), head, args.workers,
+                                   trace=True, read=read))
                 _show(rows[-1])
     print(json.dumps(rows))
 

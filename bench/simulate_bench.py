@@ -6,10 +6,11 @@ checks and counts, and evaluates only the carts it prices again).
     make bench-backtest          (runs this after bench/backtest_bench.py)
     .venv/bin/python bench/simulate_bench.py --carts 20000 --per-day 2000 --workers 2
 
-Two rule sets: the bundled rules (large budgets, a few per-customer limits: the cluster's good case),
-and the bundled rules with every budget cut to a hundredth and every total-use limit to a tenth, so
-that limits run out during the run and the client prices carts again near them (the case a
-speculative design does not favour). Each run is in a fresh process. Not a test: the figures depend on
+Three rule sets: the bundled rules (large budgets, a few per-customer limits: the cluster's good case);
+the bundled rules with every budget cut to a hundredth and every total-use limit to a tenth, so that
+limits run out during the run and the client prices carts again near them (the case a speculative
+design does not favour); and 1,000 generated promotions of bench/generate.py's "mixed" shape, 200 of
+them limited (many counts to carry to the workers, an evaluation ten times dearer). Each run is in a fresh process. Not a test: the figures depend on
 the machine, and on a 2-core machine the client shares its cores with the workers.
 """
 from __future__ import annotations
@@ -45,12 +46,24 @@ def tight_rules(directory: Path) -> Path:
     return out
 
 
-def make_corpus(directory: Path, count: int) -> Path:
+def mixed_rules(directory: Path) -> Path:
+    """1,000 generated promotions of the "mixed" shape (bench/generate.py: region and tier sets, exclusives,
+    codes), 200 of them with a limit: many counts to carry, and an evaluation ten times dearer."""
+    from bench.generate import files_of, shape_docs
+    for name, data in files_of(shape_docs("mixed", 1000, 11)).items():
+        path = directory / "mixed" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return directory / "mixed" / "rules"
+
+
+def make_corpus(directory: Path, count: int, rules: Path = RULES) -> Path:
+    """A corpus generated against `rules` (its regions, categories, tiers and thresholds)."""
     from engine.cartgen import generate
     from engine.corpus_cli import write_corpus
     from engine.ruleset import load_ruleset
-    out = directory / f"carts-{count}.jsonl"
-    write_corpus(str(out), generate(load_ruleset(RULES), count, 7, None), force=False)
+    out = directory / f"carts-{rules.parent.name}-{count}.jsonl"
+    write_corpus(str(out), generate(load_ruleset(rules), count, 7, None), force=False)
     return out
 
 
@@ -60,7 +73,8 @@ def measure(mode: str, rules: str, corpus: str, per_day: int, workers: int) -> d
     from engine.ruleset import load_ruleset
     from engine.simulate import simulate
     ruleset = load_ruleset(rules)
-    out: dict = {"mode": mode, "rules": Path(rules).name, "workers": workers if mode == "cluster" else 0}
+    label = "mixed" if Path(rules).parent.name == "mixed" else "tight" if Path(rules).name == "tight" else "bundled"
+    out: dict = {"mode": mode, "rules": label, "workers": workers if mode == "cluster" else 0}
     if mode == "process":
         started = time.perf_counter()
         result = simulate(ruleset, read_corpus(corpus), per_day)
@@ -110,9 +124,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="promo-simulate-bench-") as tmp:
         directory = Path(tmp)
         corpus = make_corpus(directory, args.carts)
-        for rules in (RULES, tight_rules(directory)):
+        mixed = mixed_rules(directory)
+        for rules, carts in ((RULES, corpus), (tight_rules(directory), corpus),
+                             (mixed, make_corpus(directory, args.carts, mixed))):
             for mode in ("process", "cluster"):
-                rows.append(_child(mode, rules, corpus, args.per_day, args.workers))
+                rows.append(_child(mode, rules, carts, args.per_day, args.workers))
                 _show(rows[-1])
     print(json.dumps(rows))
 
@@ -121,7 +137,7 @@ def _show(row: dict) -> None:
     where = f"cluster of {row['workers']}" if row["workers"] else "one process"
     extra = "".join(f", {k} {row[k]}" for k in ("repriced", "client_cpu_s", "client_carts_per_cpu_s", "peak_rss_mib")
                     if k in row)
-    print(f"  {row['rules']:<6} {where:<14} {row['carts']:>8,} carts  {row['seconds']:>6} s  "
+    print(f"  {row['rules']:<7} {where:<14} {row['carts']:>8,} carts  {row['seconds']:>6} s  "
           f"{row['carts_per_s']:>6,} carts/s, {row['exhausted']} limits exhausted{extra}", flush=True)
 
 
